@@ -1,0 +1,42 @@
+# The two commands of README.md:
+#   make up    build the components and the host, run the whole system on embedded defaults
+#   make test  build what the tests need and run every test, the format check and clippy
+# Everything else here is a step of those two.
+
+CARGO ?= cargo
+COMPONENTS := data-service symbol-service ml-service execution-service notification-service
+TEST_COMPONENTS := host-test-guest
+LISTEN ?= 127.0.0.1:3000
+ADMIN_LISTEN ?= 127.0.0.1:9090
+
+.PHONY: up test components host check fmt clippy bench clean-state
+
+## Build every component for wasm32-wasip2 (profile `component`: release, opt-level "s").
+components:
+	$(CARGO) build --profile component --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
+
+host:
+	$(CARGO) build --release -p runtime-host
+
+up: components host
+	./target/release/runtime-host up -f spin.toml --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN)
+
+test: components
+	$(CARGO) test
+	$(MAKE) check
+
+check: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
+
+## Host benchmark: requests/s, latency, instantiation time, RSS (prints figures).
+bench: components
+	$(CARGO) run --release -p runtime-host --example bench
+
+clean-state:
+	rm -rf .spin

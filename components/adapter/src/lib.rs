@@ -1,0 +1,154 @@
+//! The thin layer between Spin's HTTP trigger and a service library.
+//!
+//! Every service component is `#[http_component] async fn handle(req) ->
+//! Response { spin_adapter::serve(&SERVICE, req, route).await }`: this crate
+//! answers the routes every service has (`health`, `version`), turns the
+//! service's [`Route`] into a response in one place, and gives JSON errors
+//! with stable codes for everything else.
+//!
+//! Routes are matched on Spin's `spin-path-info` header, the part of the
+//! path after the component's route prefix, so the same component works
+//! wherever spin.toml mounts it.
+
+use daytrade_contract::{ApiError, CONTRACT, Dependency, Health, ServiceId, Version};
+use serde::Serialize;
+use spin_sdk::http::{Method, Request, Response};
+
+/// A component: its identity, its version and the services it calls.
+#[derive(Debug)]
+pub struct Service {
+    pub id: ServiceId,
+    pub version: &'static str,
+    /// Services this one calls; `GET health?deep=true` checks each of them.
+    pub upstreams: &'static [ServiceId],
+}
+
+/// What a service's own router returns for a request.
+#[derive(Debug)]
+pub enum Route {
+    /// A JSON body with a status.
+    Json(u16, serde_json::Value),
+    /// A caller's mistake or our failure, as a stable error.
+    Error(u16, ApiError),
+    /// No route of this service matches the path.
+    NotFound,
+}
+
+impl Route {
+    pub fn ok(body: impl Serialize) -> Self {
+        match serde_json::to_value(body) {
+            Ok(value) => Self::Json(200, value),
+            Err(e) => Self::Error(
+                500,
+                ApiError::new("internal", format!("failed to encode: {e}")),
+            ),
+        }
+    }
+
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        Self::Error(status, ApiError::new(code, message))
+    }
+}
+
+/// The path below the component's route, from Spin's `spin-path-info` header.
+pub fn path_info(req: &Request) -> String {
+    req.header("spin-path-info")
+        .and_then(|v| v.as_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/")
+        .to_string()
+}
+
+/// A query parameter, percent-decoded.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    form_urlencoded::parse(req.query().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Serve one request: common routes first, then the service's router.
+pub async fn serve<F, Fut>(service: &Service, req: Request, route: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Route>,
+{
+    let path = path_info(&req);
+    let outcome = match (req.method(), path.as_str()) {
+        (Method::Get, "/health") => {
+            let deep = query_param(&req, "deep").is_some_and(|v| v == "true" || v == "1");
+            Route::ok(health(service, deep).await)
+        }
+        (Method::Get, "/version") => Route::ok(Version {
+            service: service.id.id.to_string(),
+            version: service.version.to_string(),
+            contract: CONTRACT.to_string(),
+        }),
+        _ => route(req).await,
+    };
+    respond(outcome, &path)
+}
+
+fn respond(outcome: Route, path: &str) -> Response {
+    match outcome {
+        Route::Json(status, body) => json(status, &body),
+        Route::Error(status, error) => json(status, &error),
+        Route::NotFound => json(
+            404,
+            &ApiError::new("not-found", format!("no route for `{path}`")),
+        ),
+    }
+}
+
+/// A JSON response.
+pub fn json(status: u16, body: &impl Serialize) -> Response {
+    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
+}
+
+/// The base URL of another service: the Spin variable `<id>_url`
+/// (`http://<id>.spin.internal` for local service chaining, a cluster URL in Kubernetes).
+pub fn upstream_url(upstream: &ServiceId) -> anyhow::Result<String> {
+    let name = upstream.url_variable();
+    spin_sdk::variables::get(&name)
+        .map(|url| url.trim_end_matches('/').to_string())
+        .map_err(|e| anyhow::anyhow!("failed to read variable `{name}`: {e}"))
+}
+
+async fn health(service: &Service, deep: bool) -> Health {
+    let mut dependencies = Vec::new();
+    if deep {
+        for upstream in service.upstreams {
+            dependencies.push(Dependency {
+                service: upstream.id.to_string(),
+                status: probe(upstream).await,
+            });
+        }
+    }
+    let status = if dependencies.iter().all(|d| d.status == "ok") {
+        "ok"
+    } else {
+        "degraded"
+    };
+    Health {
+        service: service.id.id.to_string(),
+        status: status.to_string(),
+        dependencies,
+    }
+}
+
+/// `ok`, or why the upstream's health route did not answer 200.
+async fn probe(upstream: &ServiceId) -> String {
+    let url = match upstream_url(upstream) {
+        Ok(base) => format!("{base}{}/health", upstream.route_prefix),
+        Err(e) => return e.to_string(),
+    };
+    match spin_sdk::http::send::<_, Response>(Request::get(url).build()).await {
+        Ok(resp) if *resp.status() == 200 => "ok".to_string(),
+        Ok(resp) => format!("http {}", resp.status()),
+        Err(e) => format!("unreachable: {e}"),
+    }
+}

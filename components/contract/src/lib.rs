@@ -1,0 +1,177 @@
+//! The wire contract of the platform.
+//!
+//! `wit/` (package `daytrade:platform`) defines the records every service
+//! exchanges; this crate is their Rust projection, serialised as JSON with
+//! the field names of the WIT records in snake case (see `wit/README.md`).
+//! Only the records the adapters already speak live here; the service
+//! libraries add theirs as they fill in their APIs.
+
+use serde::{Deserialize, Serialize};
+
+/// The WIT package (and so the contract version) these types project.
+pub const CONTRACT: &str = "daytrade:platform@0.1.0";
+
+/// A service of the platform: its id (the same in spin.toml, Kubernetes,
+/// Istio and metric labels) and the route prefix it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceId {
+    pub id: &'static str,
+    pub route_prefix: &'static str,
+}
+
+impl ServiceId {
+    pub const DATA: Self = Self::new("data-service", "/api/v1/data");
+    pub const SYMBOL: Self = Self::new("symbol-service", "/api/v1/symbols");
+    pub const ML: Self = Self::new("ml-service", "/api/v1/ml");
+    pub const EXECUTION: Self = Self::new("execution-service", "/api/v1/execution");
+    pub const NOTIFICATION: Self = Self::new("notification-service", "/api/v1/notifications");
+
+    /// Every service, in the order of the call graph (callees first).
+    pub const ALL: [Self; 5] = [
+        Self::DATA,
+        Self::SYMBOL,
+        Self::ML,
+        Self::NOTIFICATION,
+        Self::EXECUTION,
+    ];
+
+    const fn new(id: &'static str, route_prefix: &'static str) -> Self {
+        Self { id, route_prefix }
+    }
+
+    /// The Spin variable holding this service's base URL, e.g. `data_service_url`.
+    pub fn url_variable(&self) -> String {
+        format!("{}_url", self.id.replace('-', "_"))
+    }
+}
+
+/// WIT `types.error`: every error a client sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable, machine-readable, kebab-case code (`not-found`, `invalid-symbol`).
+    pub code: String,
+    /// For humans; may change between versions.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<(String, String)>>,
+}
+
+impl ApiError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
+/// WIT `types.health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub service: String,
+    pub status: String,
+    #[serde(default)]
+    pub dependencies: Vec<Dependency>,
+}
+
+/// WIT `types.dependency`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    pub status: String,
+}
+
+/// WIT `types.version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub service: String,
+    pub version: String,
+    pub contract: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The field names of a WIT record in `wit/`, in snake case.
+    fn wit_record_fields(interface: &str, record: &str) -> Vec<String> {
+        let mut resolve = wit_parser::Resolve::default();
+        let wit_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+        let (pkg, _) = resolve.push_dir(wit_dir).expect("wit/ parses");
+        let iface = resolve.packages[pkg].interfaces[interface];
+        let ty = resolve.interfaces[iface].types[record];
+        match &resolve.types[ty].kind {
+            wit_parser::TypeDefKind::Record(r) => {
+                r.fields.iter().map(|f| f.name.replace('-', "_")).collect()
+            }
+            other => panic!("{interface}.{record} is not a record: {other:?}"),
+        }
+    }
+
+    fn json_fields(value: serde_json::Value) -> Vec<String> {
+        value
+            .as_object()
+            .expect("a JSON object")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn wit_package_declares_the_contract_version() {
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve
+            .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit"))
+            .expect("wit/ parses");
+        assert_eq!(resolve.packages[pkg].name.to_string(), CONTRACT);
+        let worlds: Vec<_> = resolve.packages[pkg].worlds.keys().cloned().collect();
+        for service in ServiceId::ALL {
+            assert!(
+                worlds.contains(&service.id.to_string()),
+                "no world for {}",
+                service.id
+            );
+        }
+    }
+
+    fn assert_projects(value: impl Serialize, record: &str) {
+        let mut expected = wit_record_fields("types", record);
+        let mut actual = json_fields(serde_json::to_value(value).unwrap());
+        expected.sort();
+        actual.sort();
+        assert_eq!(
+            actual, expected,
+            "JSON of `{record}` differs from its WIT record"
+        );
+    }
+
+    #[test]
+    fn json_projection_matches_wit_records() {
+        let mut error = ApiError::new("not-found", "no such route");
+        error.details = Some(vec![("path".into(), "/x".into())]);
+        assert_projects(&error, "error");
+        let dependency = Dependency {
+            service: "data-service".into(),
+            status: "ok".into(),
+        };
+        assert_projects(&dependency, "dependency");
+        let health = Health {
+            service: "symbol-service".into(),
+            status: "ok".into(),
+            dependencies: vec![dependency],
+        };
+        assert_projects(&health, "health");
+        let version = Version {
+            service: "data-service".into(),
+            version: "0.1.0".into(),
+            contract: CONTRACT.into(),
+        };
+        assert_projects(&version, "version");
+    }
+
+    #[test]
+    fn url_variable_is_snake_case() {
+        assert_eq!(ServiceId::DATA.url_variable(), "data_service_url");
+    }
+}

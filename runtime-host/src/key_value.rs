@@ -1,0 +1,358 @@
+//! `spin:key-value` stores.
+//!
+//! A store is a label (`default`, `cache`, ...) bound to a backend by the
+//! runtime config. With no runtime config, `default` is a SQLite file under
+//! the state directory, as in Spin, so data survives restarts. Backends:
+//! SQLite (file or in-memory) and Redis. A component may open only the
+//! labels its manifest lists in `key_value_stores`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use redis::AsyncCommands;
+
+/// Why a key-value operation failed; mapped to the WIT `error` variant.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("no such store")]
+    NoSuchStore,
+    #[error("access denied")]
+    AccessDenied,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl KvError {
+    fn other(e: impl std::fmt::Display) -> Self {
+        Self::Other(e.to_string())
+    }
+}
+
+/// A store backend, shared by every request of every component that opens it.
+#[derive(Clone)]
+pub enum KvBackend {
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
+}
+
+impl std::fmt::Debug for KvBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(s) => write!(f, "Sqlite({})", s.label),
+            Self::Redis(r) => write!(f, "Redis({})", r.url),
+        }
+    }
+}
+
+impl KvBackend {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                s.blocking(move |conn, label| {
+                    conn.query_row(
+                        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                        (label, key),
+                        |row| row.get::<_, Vec<u8>>(0),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                })
+                .await
+            }
+            Self::Redis(r) => r.conn().await?.get(key).await.map_err(KvError::other),
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                s.blocking(move |conn, label| {
+                    conn.execute(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                        (label, key, value),
+                    )
+                    .map(|_| ())
+                })
+                .await
+            }
+            Self::Redis(r) => r
+                .conn()
+                .await?
+                .set(key, value)
+                .await
+                .map_err(KvError::other),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                s.blocking(move |conn, label| {
+                    conn.execute(
+                        "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                        (label, key),
+                    )
+                    .map(|_| ())
+                })
+                .await
+            }
+            Self::Redis(r) => r.conn().await?.del(key).await.map_err(KvError::other),
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        match self {
+            Self::Sqlite(_) => Ok(self.get(key).await?.is_some()),
+            Self::Redis(r) => r.conn().await?.exists(key).await.map_err(KvError::other),
+        }
+    }
+
+    pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.clone()
+                    .blocking(|conn, label| {
+                        let mut stmt =
+                            conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+                        let keys = stmt.query_map([label], |row| row.get::<_, String>(0))?;
+                        keys.collect()
+                    })
+                    .await
+            }
+            Self::Redis(r) => {
+                let mut conn = r.conn().await?;
+                let mut keys: Vec<String> = Vec::new();
+                let mut iter = conn.scan::<String>().await.map_err(KvError::other)?;
+                while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                    keys.push(key.map_err(KvError::other)?);
+                }
+                Ok(keys)
+            }
+        }
+    }
+}
+
+/// A label's rows in a SQLite database (Spin's schema: one table, keyed by store and key).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    label: String,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`, or in memory with `None`.
+    pub fn open(path: Option<&Path>, label: &str) -> anyhow::Result<Self> {
+        let conn = match path {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("failed to create {}", dir.display()))?;
+                }
+                rusqlite::Connection::open(path)
+                    .with_context(|| format!("failed to open {}", path.display()))?
+            }
+            None => rusqlite::Connection::open_in_memory()?,
+        };
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS spin_key_value (
+                store TEXT NOT NULL,
+                key   TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (store, key)
+             );",
+        )
+        .context("failed to prepare the key-value table")?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            label: label.to_string(),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        self,
+        op: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, KvError> {
+        tokio::task::spawn_blocking(move || {
+            let conn = self
+                .conn
+                .lock()
+                .map_err(|_| KvError::other("store lock poisoned"))?;
+            op(&conn, &self.label).map_err(KvError::other)
+        })
+        .await
+        .map_err(KvError::other)?
+    }
+}
+
+/// A Redis database used as a key-value store.
+#[derive(Clone)]
+pub struct RedisStore {
+    url: String,
+    client: redis::Client,
+    conn: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
+}
+
+impl RedisStore {
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid redis url `{url}`"))?;
+        Ok(Self {
+            url: url.to_string(),
+            client,
+            conn: Arc::default(),
+        })
+    }
+
+    /// The shared connection, made on first use; it reconnects by itself after failures.
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, KvError> {
+        self.conn
+            .get_or_try_init(|| self.client.get_connection_manager())
+            .await
+            .cloned()
+            .map_err(KvError::other)
+    }
+}
+
+/// Every store the application can open, by label.
+#[derive(Debug, Clone, Default)]
+pub struct KvStores {
+    stores: HashMap<String, KvBackend>,
+}
+
+/// How a label is backed, as read from the runtime config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvStoreConfig {
+    /// SQLite at a path; `None` keeps it in memory.
+    Sqlite(Option<PathBuf>),
+    Redis(String),
+}
+
+impl KvStores {
+    /// Build the stores: configured labels, plus `default` as SQLite under `state_dir`.
+    pub fn new(
+        configured: &HashMap<String, KvStoreConfig>,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut stores = HashMap::new();
+        let mut sqlite_files: HashMap<PathBuf, SqliteStore> = HashMap::new();
+        let default_path = state_dir.join("sqlite_key_value.db");
+        let mut entries: Vec<(String, KvStoreConfig)> = configured
+            .iter()
+            .map(|(label, config)| (label.clone(), config.clone()))
+            .collect();
+        if !configured.contains_key("default") {
+            entries.push(("default".into(), KvStoreConfig::Sqlite(Some(default_path))));
+        }
+        for (label, config) in entries {
+            let backend = match config {
+                KvStoreConfig::Sqlite(Some(path)) => {
+                    // Labels in one file share its connection (and its lock).
+                    let store = match sqlite_files.get(&path) {
+                        Some(shared) => SqliteStore {
+                            conn: shared.conn.clone(),
+                            label: label.clone(),
+                        },
+                        None => {
+                            let store = SqliteStore::open(Some(&path), &label)?;
+                            sqlite_files.insert(path, store.clone());
+                            store
+                        }
+                    };
+                    KvBackend::Sqlite(store)
+                }
+                KvStoreConfig::Sqlite(None) => KvBackend::Sqlite(SqliteStore::open(None, &label)?),
+                KvStoreConfig::Redis(url) => KvBackend::Redis(RedisStore::new(&url)?),
+            };
+            stores.insert(label, backend);
+        }
+        Ok(Self { stores })
+    }
+
+    /// Open `label` for a component allowed the labels in `granted`.
+    pub fn open(&self, label: &str, granted: &[String]) -> Result<KvBackend, KvError> {
+        if !granted.iter().any(|g| g == label) {
+            return Err(KvError::AccessDenied);
+        }
+        self.stores.get(label).cloned().ok_or(KvError::NoSuchStore)
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_store_round_trips_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = KvStores::new(&HashMap::new(), dir.path()).unwrap();
+        let granted = vec!["default".to_string()];
+        let store = stores.open("default", &granted).unwrap();
+        assert_eq!(store.get("k").await.unwrap(), None);
+        store.set("k", b"v1".to_vec()).await.unwrap();
+        store.set("k", b"v2".to_vec()).await.unwrap();
+        store.set("other", b"x".to_vec()).await.unwrap();
+        assert!(store.exists("k").await.unwrap());
+        let mut keys = store.get_keys().await.unwrap();
+        keys.sort();
+        assert_eq!(keys, ["k", "other"]);
+        store.delete("other").await.unwrap();
+        drop(stores);
+
+        let reopened = KvStores::new(&HashMap::new(), dir.path()).unwrap();
+        let store = reopened.open("default", &granted).unwrap();
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+        assert!(!store.exists("other").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn labels_sharing_a_file_are_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let config = HashMap::from([
+            ("a".to_string(), KvStoreConfig::Sqlite(Some(path.clone()))),
+            ("b".to_string(), KvStoreConfig::Sqlite(Some(path))),
+        ]);
+        let stores = KvStores::new(&config, dir.path()).unwrap();
+        let granted = vec!["a".to_string(), "b".to_string()];
+        stores
+            .open("a", &granted)
+            .unwrap()
+            .set("k", b"a".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            stores.open("b", &granted).unwrap().get("k").await.unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn access_is_checked_before_existence() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = KvStores::new(&HashMap::new(), dir.path()).unwrap();
+        assert!(matches!(
+            stores.open("default", &[]),
+            Err(KvError::AccessDenied)
+        ));
+        let granted = vec!["ghost".to_string()];
+        assert!(matches!(
+            stores.open("ghost", &granted),
+            Err(KvError::NoSuchStore)
+        ));
+    }
+}

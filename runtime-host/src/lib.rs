@@ -1,0 +1,37 @@
+//! runtime-host: a wasmtime-based host that runs a Spin application
+//! (`spin.toml`, manifest version 2) the way `spin up` does. It is what runs
+//! this project's components in Kubernetes pods without the Spin shim.
+//!
+//! How the modules fit:
+//! - [`manifest`] parses `spin.toml`; [`runtime_config`] the Spin-format
+//!   runtime config; [`variables`] resolves application variables and the
+//!   `{{ name }}` templates that use them.
+//! - [`routes`] implements Spin's HTTP route semantics.
+//! - [`engine`] builds the Wasmtime engine (pooling allocator, epoch
+//!   interruption) and caches compiled components.
+//! - [`app`] loads the components and calls one per request with its limits;
+//!   [`state`] is what a request's `Store` holds.
+//! - [`capabilities`] implements the Spin interfaces (variables, key-value,
+//!   redis) over [`key_value`]; [`http_outbound`] checks outbound HTTP against
+//!   [`outbound`]'s allow-lists and serves `*.spin.internal` in-process.
+//! - [`server`] runs the listeners, the admin port and graceful shutdown;
+//!   [`metrics`] and [`trace`] are its observability.
+
+pub mod app;
+pub mod capabilities;
+pub mod engine;
+pub mod http_outbound;
+pub mod key_value;
+pub mod manifest;
+pub mod metrics;
+pub mod outbound;
+pub mod routes;
+pub mod runtime_config;
+pub mod server;
+pub mod state;
+pub mod trace;
+pub mod variables;
+
+pub use app::{App, AppSettings};
+pub use metrics::Metrics;
+pub use server::{RunningHost, start};

@@ -1,0 +1,248 @@
+//! Test support: start the host as a library on `127.0.0.1:0` with real
+//! components, a real `redis-server`, and small local HTTP servers.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runtime_host::{App, AppSettings, Metrics, RunningHost};
+use tokio::net::TcpListener;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A component built by `make components` (profile `component`, wasm32-wasip2).
+pub fn component_wasm(crate_name: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("target/wasm32-wasip2/component")
+        .join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "{} is missing: build the components first (`make components`)",
+        path.display()
+    );
+    path
+}
+
+/// A manifest for the test guest, written into `dir`, with extra TOML for the component.
+pub fn guest_manifest(dir: &Path, component_extra: &str, app_extra: &str) -> PathBuf {
+    let wasm = component_wasm("host-test-guest");
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "host-test"
+{app_extra}
+
+[[trigger.http]]
+route = "/guest/..."
+component = "guest"
+
+[component.guest]
+source = "{wasm}"
+{component_extra}
+"#,
+        wasm = wasm.display()
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn settings(manifest: &Path, state_dir: &Path) -> AppSettings {
+    let mut settings = AppSettings::new(manifest);
+    settings.state_dir = Some(state_dir.to_path_buf());
+    settings.cache_dir = Some(cache_dir());
+    settings.request_timeout = Duration::from_secs(5);
+    settings.engine.max_instances = 50;
+    settings.engine.max_instance_memory = 64 << 20;
+    settings
+}
+
+/// Compiled components are shared by the tests of one run, as by restarts of a host.
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join("target/test-compiled")
+}
+
+pub async fn start(settings: &AppSettings) -> RunningHost {
+    try_start(settings).await.unwrap()
+}
+
+pub async fn try_start(settings: &AppSettings) -> anyhow::Result<RunningHost> {
+    let app = App::load(settings, Metrics::new())?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let admin = TcpListener::bind("127.0.0.1:0").await?;
+    runtime_host::start(
+        app,
+        listener,
+        Some(admin),
+        Duration::from_secs(5),
+        std::future::pending(),
+    )
+    .await
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+pub fn url(host: &RunningHost, path: &str) -> String {
+    format!("http://{}{}", host.addr, path)
+}
+
+pub async fn get(host: &RunningHost, path: &str) -> (u16, String) {
+    let resp = client().get(url(host, path)).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+pub async fn metrics(host: &RunningHost) -> String {
+    let admin = host.admin_addr.unwrap();
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one series in Prometheus text, `0` if absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// A `redis-server` on a free loopback port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// What a [`Recorder`] server saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+}
+
+/// A local HTTP server that answers `pong` and records every request.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let record = record.clone();
+                            async move {
+                                record.lock().unwrap().push(Seen {
+                                    path: req.uri().path().to_string(),
+                                    headers: req
+                                        .headers()
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (k.to_string(), v.to_str().unwrap_or("").to_string())
+                                        })
+                                        .collect(),
+                                });
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(b"pong")),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
