@@ -35,7 +35,7 @@ clippy:
 	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
 
 ## Host benchmark: requests/s, latency, instantiation time, RSS (prints figures).
-bench: components
+bench: components host
 	$(CARGO) run --release -p runtime-host --example bench
 
 clean-state:

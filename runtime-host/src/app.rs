@@ -348,23 +348,24 @@ impl App {
         let id = component.config.id.clone();
         let _in_flight = self.metrics.in_flight(&id);
         let started = Instant::now();
-        let trace = req
+        let parent = req
             .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse)
-            .map(|parent| parent.child())
-            .unwrap_or_else(TraceParent::new_root);
-        let route = self.route_info(&id, req.uri().path());
-        set_spin_headers(&mut req, &route, &trace, info.client_addr);
+            .and_then(TraceParent::parse);
         let span = tracing::info_span!(
             "request",
+            otel.name = %format!("{} {}", req.method(), id),
+            otel.kind = "server",
             component = %id,
             method = %req.method(),
             path = %req.uri().path(),
-            trace_id = %trace.trace_id_hex(),
-            span_id = %trace.span_id_hex(),
+            trace_id = tracing::field::Empty,
         );
+        let trace = crate::telemetry::continue_trace(&span, parent);
+        span.record("trace_id", trace.trace_id_hex());
+        let route = self.route_info(&id, req.uri().path());
+        set_spin_headers(&mut req, &route, &trace, info.client_addr);
         let outcome = tokio::time::timeout(
             self.request_timeout,
             self.clone()

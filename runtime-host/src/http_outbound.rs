@@ -64,9 +64,9 @@ impl WasiHttpHooks for OutboundHttp {
             tracing::warn!(component = %component.id, %uri, "outbound request denied by allowed_outbound_hosts");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        let child = self.trace.child();
+        // The parent of the callee's span is this request's span.
         if !request.headers().contains_key("traceparent")
-            && let Ok(value) = http::HeaderValue::from_str(&child.to_string())
+            && let Ok(value) = http::HeaderValue::from_str(&self.trace.to_string())
         {
             request.headers_mut().insert("traceparent", value);
         }

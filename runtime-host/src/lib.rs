@@ -15,7 +15,8 @@
 //!   redis) over [`key_value`]; [`http_outbound`] checks outbound HTTP against
 //!   [`outbound`]'s allow-lists and serves `*.spin.internal` in-process.
 //! - [`server`] runs the listeners, the admin port and graceful shutdown;
-//!   [`metrics`] and [`trace`] are its observability.
+//!   [`metrics`], [`trace`] and [`telemetry`] (logs, OTLP spans) are its
+//!   observability.
 
 pub mod app;
 pub mod capabilities;
@@ -29,6 +30,7 @@ pub mod routes;
 pub mod runtime_config;
 pub mod server;
 pub mod state;
+pub mod telemetry;
 pub mod trace;
 pub mod variables;
 

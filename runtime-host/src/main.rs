@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runtime_host::engine::EngineSettings;
+use runtime_host::telemetry::{self, Telemetry};
 use runtime_host::{App, AppSettings, Metrics};
 use tokio::net::TcpListener;
 
@@ -158,17 +159,13 @@ impl CommonArgs {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+fn init_logging(format: LogFormat) -> anyhow::Result<Telemetry> {
+    let format = match format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "runtime-host".into());
+    telemetry::init(format, &service)
 }
 
 async fn shutdown_signal() {
@@ -199,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up(args).await,
         Command::Compile(args) => {
-            init_logging(LogFormat::Text);
+            let _telemetry = init_logging(LogFormat::Text)?;
             let settings = args.settings();
             App::load(&settings, Metrics::new())?;
             println!(
@@ -216,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    let _telemetry = init_logging(args.log_format)?;
     anyhow::ensure!(
         args.max_instance_reuse_count >= 1,
         "--max-instance-reuse-count must be at least 1"

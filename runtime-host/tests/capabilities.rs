@@ -240,3 +240,28 @@ async fn outbound_http_is_allowed_only_to_granted_hosts_and_carries_the_trace() 
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_chaining_loop_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        "allowed_outbound_hosts = [\"http://guest.spin.internal\"]",
+        "",
+    );
+    let host = start(&settings(&manifest, dir.path())).await;
+    let (status, body) = get(&host, "/guest/recurse").await;
+    assert_eq!(status, 508, "{body}");
+    assert!(body.contains("LoopDetected"), "{body}");
+    let metrics = metrics(&host).await;
+    // The outside request plus MAX_CHAIN_DEPTH chained ones, and no more.
+    let served = metric_value(
+        &metrics,
+        "runtime_host_http_requests_total{component=\"guest\",status=\"508\"}",
+    );
+    assert_eq!(
+        served,
+        f64::from(runtime_host::http_outbound::MAX_CHAIN_DEPTH + 1)
+    );
+    host.shutdown().await;
+}

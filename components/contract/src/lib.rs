@@ -66,7 +66,7 @@ impl ApiError {
     }
 }
 
-/// WIT `types.health`.
+/// WIT `types.health-report`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub service: String,
@@ -82,7 +82,7 @@ pub struct Dependency {
     pub status: String,
 }
 
-/// WIT `types.version`.
+/// WIT `types.version-info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     pub service: String,
@@ -161,13 +161,13 @@ mod tests {
             status: "ok".into(),
             dependencies: vec![dependency],
         };
-        assert_projects(&health, "health");
+        assert_projects(&health, "health-report");
         let version = Version {
             service: "data-service".into(),
             version: "0.1.0".into(),
             contract: CONTRACT.into(),
         };
-        assert_projects(&version, "version");
+        assert_projects(&version, "version-info");
     }
 
     #[test]

@@ -28,6 +28,7 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["counter"]) => Ok(counter()),
         (_, ["kv", key]) => key_value_route(&req, key),
         (Method::Get, ["fetch"]) => Ok(fetch(&req).await),
+        (Method::Get, ["recurse"]) => Ok(recurse().await),
         (Method::Get, ["redis"]) => redis_route(&req),
         _ => Ok(text(404, format!("no route {path}"))),
     };
@@ -140,4 +141,13 @@ fn counter() -> Response {
     static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     text(200, n.to_string())
+}
+
+/// Call this same route on this same component: a chaining loop the host must cut.
+async fn recurse() -> Response {
+    let url = "http://guest.spin.internal/guest/recurse";
+    match spin_sdk::http::send::<_, Response>(Request::get(url).build()).await {
+        Ok(resp) => Response::new(*resp.status(), resp.into_body()),
+        Err(e) => text(508, format!("chain cut: {e}")),
+    }
 }
