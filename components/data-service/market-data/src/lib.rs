@@ -1,8 +1,31 @@
-//! Market data: bundled real history and live providers, the market clock, the bar cache and the indicators (SMA, EMA, MACD, RSI, Bollinger, ATR).
+//! Market data: bundled real history and live providers, the market clock,
+//! the bar cache and the indicators (SMA, EMA, MACD, RSI, Bollinger, ATR).
 //!
-//! The domain library of `data-service`: plain Rust with no Spin dependency, so it
-//! is tested natively with `cargo test`. The `data-service` component crate beside
-//! it adapts HTTP and Spin capabilities to this library.
+//! The domain library of `data-service`: plain Rust with no Spin dependency,
+//! so it is tested natively with `cargo test`. The `data-service` component
+//! crate beside it adapts HTTP and Spin capabilities to this library.
+//!
+//! - [`symbol`] parses tickers; [`exchange`] and [`calendar`] say when each
+//!   market trades and in what lots.
+//! - [`price`] is fixed-point; [`bar`] is one OHLCV bar; [`history`] reads the
+//!   bundled real history.
+//! - [`indicators`] computes the technical indicators and the feature vector.
+
+pub mod bar;
+pub mod calendar;
+pub mod error;
+pub mod exchange;
+pub mod history;
+pub mod indicators;
+pub mod price;
+pub mod symbol;
+
+pub use bar::Bar;
+pub use error::DataError;
+pub use exchange::{Exchange, Market};
+pub use history::History;
+pub use price::Price;
+pub use symbol::Symbol;
 
 use daytrade_contract::ServiceId;
 

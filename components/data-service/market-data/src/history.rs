@@ -1,0 +1,245 @@
+//! The bundled real history, embedded in the component (`data/history.bin`,
+//! built by `data/bundle.py`; sources and licences in `data/NOTICE.md`).
+//!
+//! Format (little-endian): magic `DTBARS1\0`; `u32` version, symbol count,
+//! bar count; per symbol `u8` name length, name, `u32` first bar, `u32` bar
+//! count, `u8` flags; then fixed 28-byte bars: `i32` days since 1970-01-01,
+//! `u32` open, high, low, close in ticks of 0.0001, `u64` volume. Bars are
+//! decoded on access, so opening the history costs only the symbol table.
+
+use chrono::NaiveDate;
+
+use crate::bar::Bar;
+use crate::error::DataError;
+use crate::price::Price;
+
+/// The embedded history file.
+pub static BUNDLED: &[u8] = include_bytes!("../data/history.bin");
+
+const MAGIC: &[u8; 8] = b"DTBARS1\0";
+const BAR_SIZE: usize = 28;
+
+/// One symbol's series in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesInfo {
+    pub symbol: String,
+    first: usize,
+    pub bars: usize,
+    /// Prices adjusted for splits and dividends (the long-history symbols).
+    pub adjusted: bool,
+}
+
+/// A read-only view of a history file.
+#[derive(Debug, Clone)]
+pub struct History {
+    data: &'static [u8],
+    series: Vec<SeriesInfo>,
+    bars_offset: usize,
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DataError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
+        let end = end.ok_or(DataError::CorruptHistory("truncated"))?;
+        let out = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DataError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DataError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+impl History {
+    /// The history embedded in this build.
+    pub fn bundled() -> Result<Self, DataError> {
+        Self::parse(BUNDLED)
+    }
+
+    pub fn parse(data: &'static [u8]) -> Result<Self, DataError> {
+        let mut r = Reader { data, pos: 0 };
+        if r.take(8)? != MAGIC {
+            return Err(DataError::CorruptHistory("bad magic"));
+        }
+        if r.u32()? != 1 {
+            return Err(DataError::CorruptHistory("unsupported version"));
+        }
+        let symbols = r.u32()? as usize;
+        let total = r.u32()? as usize;
+        let mut series = Vec::with_capacity(symbols);
+        for _ in 0..symbols {
+            let len = r.u8()? as usize;
+            let name = std::str::from_utf8(r.take(len)?)
+                .map_err(|_| DataError::CorruptHistory("symbol is not UTF-8"))?;
+            let first = r.u32()? as usize;
+            let bars = r.u32()? as usize;
+            let flags = r.u8()?;
+            if first + bars > total {
+                return Err(DataError::CorruptHistory("series out of bounds"));
+            }
+            series.push(SeriesInfo {
+                symbol: name.to_string(),
+                first,
+                bars,
+                adjusted: flags & 2 != 0,
+            });
+        }
+        let bars_offset = r.pos;
+        if data.len() != bars_offset + total * BAR_SIZE {
+            return Err(DataError::CorruptHistory("bar section has the wrong size"));
+        }
+        Ok(Self {
+            data,
+            series,
+            bars_offset,
+        })
+    }
+
+    /// Every series, sorted by symbol.
+    pub fn series(&self) -> &[SeriesInfo] {
+        &self.series
+    }
+
+    pub fn info(&self, symbol: &str) -> Option<&SeriesInfo> {
+        self.series
+            .binary_search_by(|s| s.symbol.as_str().cmp(symbol))
+            .ok()
+            .map(|i| &self.series[i])
+    }
+
+    /// A symbol's daily bars dated within `from..=to` (either bound open), oldest first.
+    pub fn bars(
+        &self,
+        symbol: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<Bar>, DataError> {
+        let info = self
+            .info(symbol)
+            .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
+        let all = (0..info.bars).map(|i| self.bar(info.first + i));
+        Ok(all
+            .filter(|b| from.is_none_or(|f| b.date >= f) && to.is_none_or(|t| b.date <= t))
+            .collect())
+    }
+
+    fn bar(&self, index: usize) -> Bar {
+        let start = self.bars_offset + index * BAR_SIZE;
+        let b = &self.data[start..start + BAR_SIZE];
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let days = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        Bar {
+            date: epoch + chrono::Duration::days(i64::from(days)),
+            open: Price::from_ticks(i64::from(u32_at(4))),
+            high: Price::from_ticks(i64::from(u32_at(8))),
+            low: Price::from_ticks(i64::from(u32_at(12))),
+            close: Price::from_ticks(i64::from(u32_at(16))),
+            volume: u64::from_le_bytes([b[20], b[21], b[22], b[23], b[24], b[25], b[26], b[27]]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Market;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn bundled_history_has_what_the_notice_says() {
+        let h = History::bundled().unwrap();
+        assert_eq!(h.series().len(), 525);
+        let total: usize = h.series().iter().map(|s| s.bars).sum();
+        assert_eq!(total, 133_757);
+        let aapl = h.info("AAPL").unwrap();
+        assert!(aapl.adjusted);
+        assert_eq!(aapl.bars, 3270);
+        assert!(!h.info("XOM").unwrap().adjusted);
+        assert!(h.info("BRK-B").is_some());
+    }
+
+    #[test]
+    fn bars_are_real_and_well_formed() {
+        let h = History::bundled().unwrap();
+        let bars = h
+            .bars("IBM", Some(d(2010, 1, 4)), Some(d(2010, 1, 8)))
+            .unwrap();
+        assert_eq!(bars.len(), 5);
+        assert_eq!(bars[0].date, d(2010, 1, 4));
+        for s in h.series() {
+            for b in h.bars(&s.symbol, None, None).unwrap() {
+                assert!(
+                    b.low <= b.open && b.open <= b.high,
+                    "{} {}",
+                    s.symbol,
+                    b.date
+                );
+                assert!(
+                    b.low <= b.close && b.close <= b.high,
+                    "{} {}",
+                    s.symbol,
+                    b.date
+                );
+                assert!(b.low.ticks() > 0);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_symbol_is_an_error() {
+        let h = History::bundled().unwrap();
+        assert_eq!(
+            h.bars("ZZZZ", None, None).unwrap_err().code(),
+            "unknown-symbol"
+        );
+    }
+
+    #[test]
+    fn nyse_calendar_matches_every_bundled_trading_day() {
+        // The holiday rules and the real history must agree day for day.
+        let h = History::bundled().unwrap();
+        let days: Vec<NaiveDate> = h
+            .bars("AAPL", None, None)
+            .unwrap()
+            .iter()
+            .map(|b| b.date)
+            .collect();
+        let mut expected = Vec::new();
+        let mut day = days[0];
+        while day <= *days.last().unwrap() {
+            if Market::Us.is_trading_day(day) {
+                expected.push(day);
+            }
+            day += chrono::Duration::days(1);
+        }
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|d| !days.contains(d))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = days
+            .iter()
+            .filter(|d| !expected.contains(d))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "calendar says open but no bar: {missing:?}; bar on a closed day: {extra:?}"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! Ticker symbols: `7203.T` (Tokyo), `AAPL`, `BRK-B` (US listings).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::DataError;
+use crate::exchange::Market;
+
+/// A checked, normalised ticker: upper case, with its market.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Symbol {
+    text: String,
+    market: Market,
+}
+
+impl Symbol {
+    pub fn parse(input: &str) -> Result<Self, DataError> {
+        let invalid = |reason| DataError::InvalidSymbol {
+            symbol: input.chars().take(32).collect(),
+            reason,
+        };
+        let text = input.trim().to_ascii_uppercase();
+        if text.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if text.len() > 12 {
+            return Err(invalid("longer than 12 characters"));
+        }
+        if let Some(code) = text.strip_suffix(".T") {
+            // TSE securities codes: four characters, digits (and, since 2024, letters
+            // in the 2nd and 4th places: `130A`).
+            let b = code.as_bytes();
+            let ok = b.len() == 4
+                && b[0].is_ascii_digit()
+                && b[2].is_ascii_digit()
+                && (b[1].is_ascii_digit() || b[1].is_ascii_uppercase())
+                && (b[3].is_ascii_digit() || b[3].is_ascii_uppercase());
+            return if ok {
+                Ok(Self {
+                    text,
+                    market: Market::Tse,
+                })
+            } else {
+                Err(invalid("a Tokyo code is four characters, e.g. 7203.T"))
+            };
+        }
+        // US tickers: letters, with an optional class suffix (`BRK-B`; `BRK.B` is accepted as that).
+        let text = text.replace('.', "-");
+        let mut parts = text.split('-');
+        let root = parts.next().unwrap_or_default();
+        let class = parts.next();
+        let ok = (1..=5).contains(&root.len())
+            && root.bytes().all(|b| b.is_ascii_uppercase())
+            && class.is_none_or(|c| {
+                (1..=2).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase())
+            })
+            && parts.next().is_none();
+        if ok {
+            Ok(Self {
+                text,
+                market: Market::Us,
+            })
+        } else {
+            Err(invalid("expected a ticker such as AAPL, BRK-B or 7203.T"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn market(&self) -> Market {
+        self.market
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Symbol {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises_tickers() {
+        let cases = [
+            ("7203.T", "7203.T", Market::Tse),
+            ("7203.t", "7203.T", Market::Tse),
+            ("130A.T", "130A.T", Market::Tse),
+            ("AAPL", "AAPL", Market::Us),
+            (" msft ", "MSFT", Market::Us),
+            ("BRK-B", "BRK-B", Market::Us),
+            ("BRK.B", "BRK-B", Market::Us),
+        ];
+        for (input, text, market) in cases {
+            let symbol = Symbol::parse(input).unwrap();
+            assert_eq!(
+                (symbol.as_str(), symbol.market()),
+                (text, market),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        for bad in [
+            "",
+            "   ",
+            "72O3.T",
+            "7203.TT",
+            "AB12",
+            "TOOLONGTICKER",
+            "A-B-C",
+            "BRK-",
+            "<script>",
+            "1234",
+            "A1.T",
+        ] {
+            let err = Symbol::parse(bad).unwrap_err();
+            assert_eq!(err.code(), "invalid-symbol", "{bad}");
+            assert_eq!(err.status(), 400);
+        }
+    }
+}
