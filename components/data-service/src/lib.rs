@@ -1,11 +1,23 @@
 //! The `data-service` component: Spin's HTTP trigger in front of [`market_data`].
+//!
+//! Routes (below `/api/v1/data`):
+//! `GET /stocks/{symbol}?from&to&interval=1d&include_features`,
+//! `POST /batch-fetch {symbols, from, to}`, `GET /features/{symbol}?date`,
+//! `GET /symbols`, `GET /exchanges/{tse|us}`, `GET|DELETE /cache[?symbol]`,
+//! `GET /clock`, `PUT /clock` and `POST /clock/advance` (admin),
+//! `GET /metrics` (Prometheus text).
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use spin_adapter::{Route, Service};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::http_component;
+use chrono::{Duration, NaiveDate, Utc};
+use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
+use market_data::source::SourceKind;
+use market_data::{History, Market, MarketClock, Symbol};
+use serde::Deserialize;
+use spin_adapter::{Route, Service, path_info, query_param};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::{http_component, key_value, variables};
 
 static SERVICE: Service = Service {
     id: market_data::SERVICE,
@@ -15,9 +27,303 @@ static SERVICE: Service = Service {
 
 #[http_component]
 async fn handle(req: Request) -> Response {
+    if req.method() == &Method::Get && path_info(&req) == "/metrics" {
+        return match Context::open() {
+            Ok(ctx) => Response::builder()
+                .status(200)
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(ctx.service().metrics())
+                .build(),
+            Err(route) => spin_adapter::json(500, &route_error(route)),
+        };
+    }
     spin_adapter::serve(&SERVICE, req, route).await
 }
 
-async fn route(_req: Request) -> Route {
-    Route::NotFound
+fn route_error(route: Route) -> serde_json::Value {
+    match route {
+        Route::Error(_, e) => serde_json::to_value(e).unwrap_or_default(),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// The component's view of Spin: key-value store, outbound HTTP, variables.
+struct Context {
+    history: History,
+    store: key_value::Store,
+    settings: Settings,
+}
+
+struct KvStore<'a>(&'a key_value::Store);
+
+impl Store for KvStore<'_> {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.get(key).ok().flatten()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(e) = self.0.set(key, value) {
+            eprintln!("data-service: failed to write {key}: {e}");
+        }
+    }
+    fn delete(&self, key: &str) {
+        let _ = self.0.delete(key);
+    }
+    fn keys(&self) -> Vec<String> {
+        self.0.get_keys().unwrap_or_default()
+    }
+}
+
+struct SpinFetch;
+
+impl Fetch for SpinFetch {
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        let resp: Response = spin_sdk::http::send(Request::get(url).build())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((*resp.status(), resp.into_body()))
+    }
+}
+
+fn var(name: &str) -> Result<String, Route> {
+    variables::get(name)
+        .map_err(|e| Route::error(500, "configuration", format!("variable `{name}`: {e}")))
+}
+
+impl Context {
+    fn open() -> Result<Self, Route> {
+        let history = History::bundled().map_err(|e| Route::error(500, e.code(), e.to_string()))?;
+        let store = key_value::Store::open_default()
+            .map_err(|e| Route::error(500, "store-unavailable", e.to_string()))?;
+        let source = var("bar_source")?;
+        let source = SourceKind::parse(&source).ok_or_else(|| {
+            Route::error(
+                500,
+                "configuration",
+                format!("bar_source `{source}` is not bundled, yahoo or stooq"),
+            )
+        })?;
+        let ttl: i64 = var("cache_ttl_daily_secs")?.parse().map_err(|_| {
+            Route::error(500, "configuration", "cache_ttl_daily_secs is not a number")
+        })?;
+        let replay = var("replay_date")?;
+        // The replay clock is for the bundled history; live providers run on wall time.
+        let default_clock = if replay.is_empty() || source != SourceKind::Bundled {
+            MarketClock::Live
+        } else {
+            MarketClock::Replay {
+                as_of: parse_date("replay_date", &replay).map_err(|_| {
+                    Route::error(
+                        500,
+                        "configuration",
+                        format!("replay_date `{replay}` is not YYYY-MM-DD"),
+                    )
+                })?,
+            }
+        };
+        Ok(Self {
+            history,
+            store,
+            settings: Settings {
+                source,
+                yahoo_base_url: var("yahoo_base_url")?,
+                stooq_base_url: var("stooq_base_url")?,
+                ttl_daily: Duration::seconds(ttl),
+                default_clock,
+            },
+        })
+    }
+
+    fn service(&self) -> MarketData<'_, KvStore<'_>, SpinFetch> {
+        MarketData {
+            history: &self.history,
+            store: KvStore(&self.store),
+            fetch: SpinFetch,
+            settings: self.settings.clone(),
+            now: Utc::now(),
+        }
+    }
+}
+
+fn parse_date(name: &str, s: &str) -> Result<NaiveDate, Route> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        Route::error(
+            400,
+            "invalid-date",
+            format!("`{name}` must be YYYY-MM-DD, got `{s}`"),
+        )
+    })
+}
+
+fn date_param(req: &Request, name: &str) -> Result<Option<NaiveDate>, Route> {
+    query_param(req, name)
+        .map(|s| parse_date(name, &s))
+        .transpose()
+}
+
+fn symbol(raw: &str) -> Result<Symbol, Route> {
+    Symbol::parse(raw).map_err(|e| Route::error(e.status(), e.code(), e.to_string()))
+}
+
+fn failed(e: ServiceError) -> Route {
+    Route::error(e.status(), e.code(), e.to_string())
+}
+
+/// Admin operations need the `admin_token` secret in `x-admin-token`; none without one set.
+fn require_admin(req: &Request) -> Result<(), Route> {
+    let token = var("admin_token")?;
+    if token.is_empty() {
+        return Err(Route::error(
+            403,
+            "admin-disabled",
+            "set the admin_token variable to enable admin operations",
+        ));
+    }
+    match req.header("x-admin-token").and_then(|v| v.as_str()) {
+        Some(given) if given == token => Ok(()),
+        _ => Err(Route::error(
+            403,
+            "forbidden",
+            "admin token missing or wrong",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    symbols: Vec<String>,
+    #[serde(default)]
+    from: Option<NaiveDate>,
+    #[serde(default)]
+    to: Option<NaiveDate>,
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+fn check_interval(interval: Option<&str>) -> Result<(), Route> {
+    match interval {
+        None | Some("1d") => Ok(()),
+        Some(other) => Err(Route::error(
+            400,
+            "unsupported-interval",
+            format!("interval `{other}` is not served; daily bars (`1d`) are"),
+        )),
+    }
+}
+
+async fn route(req: Request) -> Route {
+    match dispatch(req).await {
+        Ok(route) | Err(route) => route,
+    }
+}
+
+async fn dispatch(req: Request) -> Result<Route, Route> {
+    let path = path_info(&req);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ctx = Context::open()?;
+    let md = ctx.service();
+    Ok(match (req.method(), segments.as_slice()) {
+        (Method::Get, ["stocks", raw]) => {
+            let symbol = symbol(raw)?;
+            check_interval(query_param(&req, "interval").as_deref())?;
+            let (from, to) = (date_param(&req, "from")?, date_param(&req, "to")?);
+            let mut bars = md.bars(&symbol, from, to).await.map_err(failed)?;
+            if query_param(&req, "include_features").is_some_and(|v| v == "true" || v == "1") {
+                bars = bars.with_indicators();
+            }
+            Route::ok(bars)
+        }
+        (Method::Post, ["batch-fetch"]) => {
+            let batch: BatchRequest = serde_json::from_slice(req.body())
+                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            check_interval(batch.interval.as_deref())?;
+            let results = md
+                .batch(&batch.symbols, batch.from, batch.to)
+                .await
+                .map_err(failed)?;
+            let results: Vec<serde_json::Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(bars) => serde_json::json!({ "symbol": bars.symbol, "ok": bars }),
+                    Err((symbol, e)) => serde_json::json!({
+                        "symbol": symbol,
+                        "error": { "code": e.code(), "message": e.to_string() }
+                    }),
+                })
+                .collect();
+            Route::ok(serde_json::json!({ "results": results }))
+        }
+        (Method::Get, ["features", raw]) => {
+            let symbol = symbol(raw)?;
+            let features = md
+                .features(&symbol, date_param(&req, "date")?)
+                .await
+                .map_err(failed)?;
+            Route::ok(serde_json::json!({
+                "symbol": symbol,
+                "date": features.date,
+                "names": features.names,
+                "values": features.values,
+            }))
+        }
+        (Method::Get, ["symbols"]) => {
+            let symbols: Vec<&str> = ctx
+                .history
+                .series()
+                .iter()
+                .map(|s| s.symbol.as_str())
+                .collect();
+            Route::ok(serde_json::json!({ "source": "bundled", "symbols": symbols }))
+        }
+        (Method::Get, ["exchanges", market]) => match *market {
+            "tse" => Route::ok(Market::Tse.exchange()),
+            "us" => Route::ok(Market::Us.exchange()),
+            other => Route::error(
+                404,
+                "unknown-market",
+                format!("no market `{other}` (tse, us)"),
+            ),
+        },
+        (Method::Get, ["cache"]) => Route::ok(serde_json::json!({ "entries": md.cache_entries() })),
+        (Method::Delete, ["cache"]) => {
+            let only = query_param(&req, "symbol")
+                .map(|s| symbol(&s))
+                .transpose()?;
+            Route::ok(serde_json::json!({ "deleted": md.clear_cache(only.as_ref()) }))
+        }
+        (Method::Get, ["clock"]) => Route::ok(clock_view(md.clock(), &md)),
+        (Method::Put, ["clock"]) => {
+            require_admin(&req)?;
+            let clock: MarketClock = serde_json::from_slice(req.body())
+                .map_err(|e| Route::error(400, "invalid-clock", e.to_string()))?;
+            md.set_clock(clock);
+            Route::ok(clock_view(clock, &md))
+        }
+        (Method::Post, ["clock", "advance"]) => {
+            require_admin(&req)?;
+            let market = match query_param(&req, "market").as_deref() {
+                None | Some("us") => Market::Us,
+                Some("tse") => Market::Tse,
+                Some(other) => {
+                    return Err(Route::error(
+                        400,
+                        "unknown-market",
+                        format!("no market `{other}`"),
+                    ));
+                }
+            };
+            let clock = md.clock().advance(market);
+            md.set_clock(clock);
+            Route::ok(clock_view(clock, &md))
+        }
+        _ => Route::NotFound,
+    })
+}
+
+fn clock_view<S: Store, F: Fetch>(
+    clock: MarketClock,
+    md: &MarketData<'_, S, F>,
+) -> serde_json::Value {
+    let mut view = serde_json::to_value(clock).unwrap_or_default();
+    view["as_of"] = serde_json::json!(clock.as_of(md.now));
+    view
 }

@@ -191,10 +191,15 @@ pub fn free_port() -> u16 {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub path: String,
+    pub target: String,
     pub headers: HashMap<String, String>,
 }
 
-/// A local HTTP server that answers `pong` and records every request.
+/// What a [`Recorder`] answers: status and body for a path and query.
+pub type Responder = Arc<dyn Fn(&str) -> (u16, String) + Send + Sync>;
+
+/// A local HTTP server that records every request and answers with a responder
+/// (`pong` by default): a stand-in for a third-party service.
 pub struct Recorder {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -202,6 +207,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Self {
+        Self::serve(Arc::new(|_| (200, "pong".to_string()))).await
+    }
+
+    pub async fn serve(responder: Responder) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -211,28 +220,31 @@ impl Recorder {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let record = record.clone();
+                let (record, responder) = (record.clone(), responder.clone());
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map(|pq| pq.to_string())
+                            .unwrap_or_default();
+                        record.lock().unwrap().push(Seen {
+                            target: target.clone(),
+                            path: req.uri().path().to_string(),
+                            headers: req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect(),
+                        });
+                        let (status, body) = responder(&target);
+                        let mut resp = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body),
+                        ));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+                    });
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let record = record.clone();
-                            async move {
-                                record.lock().unwrap().push(Seen {
-                                    path: req.uri().path().to_string(),
-                                    headers: req
-                                        .headers()
-                                        .iter()
-                                        .map(|(k, v)| {
-                                            (k.to_string(), v.to_str().unwrap_or("").to_string())
-                                        })
-                                        .collect(),
-                                });
-                                Ok::<_, std::convert::Infallible>(http::Response::new(
-                                    http_body_util::Full::new(bytes::Bytes::from_static(b"pong")),
-                                ))
-                            }
-                        },
-                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;

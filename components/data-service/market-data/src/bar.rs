@@ -1,10 +1,10 @@
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::price::Price;
 
 /// One daily OHLCV bar, dated in the exchange's local calendar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bar {
     pub date: NaiveDate,
     pub open: Price,

@@ -9,18 +9,26 @@
 //!   market trades and in what lots.
 //! - [`price`] is fixed-point; [`bar`] is one OHLCV bar; [`history`] reads the
 //!   bundled real history.
-//! - [`indicators`] computes the technical indicators and the feature vector.
+//! - [`indicators`] computes the technical indicators; [`features`] the
+//!   model's feature vector from them.
+//! - [`clock`] is the market clock (live or replay); [`source`] builds
+//!   provider requests and parses their answers.
 
 pub mod bar;
 pub mod calendar;
+pub mod clock;
 pub mod error;
 pub mod exchange;
+pub mod features;
 pub mod history;
 pub mod indicators;
 pub mod price;
+pub mod service;
+pub mod source;
 pub mod symbol;
 
 pub use bar::Bar;
+pub use clock::MarketClock;
 pub use error::DataError;
 pub use exchange::{Exchange, Market};
 pub use history::History;

@@ -1,0 +1,411 @@
+//! data-service's operations over its side effects: a key-value [`Store`]
+//! (cache, clock, counters) and an HTTP [`Fetch`]. The component implements
+//! both with Spin; tests implement them with in-memory fakes.
+//!
+//! Bars for a query come from the bundled history, or from the configured
+//! live provider through the cache: a fresh entry is served as is; an
+//! expired one is refreshed, and served with `stale: true` if the provider
+//! fails. Every query is cut at the market clock.
+
+use std::future::Future;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::bar::Bar;
+use crate::clock::MarketClock;
+use crate::error::DataError;
+use crate::features::{self, FeatureVector};
+use crate::history::History;
+use crate::indicators::IndicatorSet;
+use crate::source::{ProviderError, SourceKind, stooq, yahoo};
+use crate::symbol::Symbol;
+
+/// The key-value store (Spin key-value: SQLite locally, Redis in a cluster).
+pub trait Store {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn set(&self, key: &str, value: &[u8]);
+    fn delete(&self, key: &str);
+    fn keys(&self) -> Vec<String>;
+}
+
+/// Outbound HTTP GET: status and body, or why there is none.
+pub trait Fetch {
+    fn get(&self, url: &str) -> impl Future<Output = Result<(u16, Vec<u8>), String>>;
+}
+
+/// Most symbols one batch may ask for.
+pub const MAX_BATCH: usize = 50;
+/// Longest range one query may span.
+pub const MAX_RANGE_DAYS: i64 = 366 * 30;
+/// Bars taken before the requested date to compute features out of warm-up.
+const FEATURE_LOOKBACK_DAYS: i64 = 120;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub source: SourceKind,
+    pub yahoo_base_url: String,
+    pub stooq_base_url: String,
+    /// How long a fetched daily series stays fresh.
+    pub ttl_daily: Duration,
+    /// The clock when none was set through the API.
+    pub default_clock: MarketClock,
+}
+
+/// What can go wrong answering a query.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not enough history for {0} before the clock")]
+    NotEnoughHistory(String),
+}
+
+impl ServiceError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Data(e) => e.code(),
+            Self::Provider(e) => e.code(),
+            Self::BadRequest(_) => "bad-request",
+            Self::NotEnoughHistory(_) => "not-enough-history",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Data(e) => e.status(),
+            Self::Provider(e) => e.status(),
+            Self::BadRequest(_) => 400,
+            Self::NotEnoughHistory(_) => 422,
+        }
+    }
+}
+
+/// A bar query's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bars {
+    pub symbol: Symbol,
+    pub source: SourceKind,
+    /// The clock's date the query was cut at.
+    pub as_of: NaiveDate,
+    /// Served from the cache (`cached`), and past its TTL because the provider failed (`stale`).
+    pub cached: bool,
+    pub stale: bool,
+    pub bars: Vec<Bar>,
+    /// Indicators at the last bar, when asked for (`include_features=true`).
+    pub indicators: Option<IndicatorSet>,
+}
+
+impl Bars {
+    pub fn with_indicators(mut self) -> Self {
+        self.indicators = Some(IndicatorSet::of(&self.bars));
+        self
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheEntry {
+    fetched_at: i64,
+    bars: Vec<Bar>,
+}
+
+/// One entry of `GET /cache`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheInfo {
+    pub key: String,
+    pub fetched_at: i64,
+    pub bars: usize,
+    pub fresh: bool,
+}
+
+const CLOCK_KEY: &str = "data/clock";
+const CACHE_PREFIX: &str = "data/cache/";
+const COUNTER_PREFIX: &str = "data/counter/";
+
+pub struct MarketData<'a, S, F> {
+    pub history: &'a History,
+    pub store: S,
+    pub fetch: F,
+    pub settings: Settings,
+    pub now: DateTime<Utc>,
+}
+
+impl<S: Store, F: Fetch> MarketData<'_, S, F> {
+    pub fn clock(&self) -> MarketClock {
+        self.store
+            .get(CLOCK_KEY)
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or(self.settings.default_clock)
+    }
+
+    pub fn set_clock(&self, clock: MarketClock) {
+        if let Ok(raw) = serde_json::to_vec(&clock) {
+            self.store.set(CLOCK_KEY, &raw);
+        }
+    }
+
+    /// Validate a range against the clock: `to` defaults to (and is cut at) the clock.
+    pub fn range(
+        &self,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<(NaiveDate, NaiveDate), ServiceError> {
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
+        }
+        let to = self.clock().clamp(to, self.now);
+        let from = from.unwrap_or(to - Duration::days(365));
+        if to - from > Duration::days(MAX_RANGE_DAYS) {
+            return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
+        }
+        if from > to {
+            return Err(
+                DataError::InvalidRange(format!("from {from} is after the clock ({to})")).into(),
+            );
+        }
+        Ok((from, to))
+    }
+
+    pub async fn bars(
+        &self,
+        symbol: &Symbol,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Bars, ServiceError> {
+        let (from, to) = self.range(from, to)?;
+        let source = self.settings.source;
+        if source == SourceKind::Bundled {
+            let bars = self.history.bars(symbol.as_str(), Some(from), Some(to))?;
+            return Ok(Bars {
+                symbol: symbol.clone(),
+                source,
+                as_of: to,
+                cached: false,
+                stale: false,
+                bars,
+                indicators: None,
+            });
+        }
+        let key = format!("{CACHE_PREFIX}{}/{symbol}/1d/{from}/{to}", source.name());
+        let cached: Option<CacheEntry> = self
+            .store
+            .get(&key)
+            .and_then(|raw| serde_json::from_slice(&raw).ok());
+        let answer = |bars, cached, stale| Bars {
+            symbol: symbol.clone(),
+            source,
+            as_of: to,
+            cached,
+            stale,
+            bars,
+            indicators: None,
+        };
+        if let Some(entry) = &cached
+            && self.now.timestamp() - entry.fetched_at < self.settings.ttl_daily.num_seconds()
+        {
+            self.count("cache_hit");
+            return Ok(answer(entry.bars.clone(), true, false));
+        }
+        self.count("cache_miss");
+        match self.fetch_live(source, symbol, from, to).await {
+            Ok(bars) => {
+                let entry = CacheEntry {
+                    fetched_at: self.now.timestamp(),
+                    bars,
+                };
+                if let Ok(raw) = serde_json::to_vec(&entry) {
+                    self.store.set(&key, &raw);
+                }
+                Ok(answer(entry.bars, false, false))
+            }
+            // A stale answer beats none when the provider is down, not when it says the symbol is unknown.
+            Err(e @ ProviderError::UnknownSymbol(_)) => Err(e.into()),
+            Err(e) => match cached {
+                Some(entry) => {
+                    self.count("cache_stale_served");
+                    Ok(answer(entry.bars, true, true))
+                }
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    async fn fetch_live(
+        &self,
+        source: SourceKind,
+        symbol: &Symbol,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<Bar>, ProviderError> {
+        let url = match source {
+            SourceKind::Yahoo => yahoo::url(&self.settings.yahoo_base_url, symbol, from, to),
+            SourceKind::Stooq => stooq::url(&self.settings.stooq_base_url, symbol, from, to),
+            SourceKind::Bundled => unreachable!("bundled bars are not fetched"),
+        };
+        self.count(&format!("fetch_attempt/{}", source.name()));
+        let (status, body) = self
+            .fetch
+            .get(&url)
+            .await
+            .map_err(ProviderError::Unavailable)?;
+        let parsed = match source {
+            SourceKind::Yahoo => yahoo::parse(symbol, status, &body),
+            _ => stooq::parse(symbol, status, &body),
+        }?;
+        self.count(&format!("fetch_success/{}", source.name()));
+        // Providers may return a bar of today before the close: never past the clock.
+        Ok(parsed
+            .into_iter()
+            .filter(|b| b.date >= from && b.date <= to)
+            .collect())
+    }
+
+    /// Several symbols at once, fetched concurrently; each succeeds or fails alone.
+    pub async fn batch(
+        &self,
+        symbols: &[String],
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
+        if symbols.is_empty() || symbols.len() > MAX_BATCH {
+            return Err(ServiceError::BadRequest(format!(
+                "a batch has 1 to {MAX_BATCH} symbols, got {}",
+                symbols.len()
+            )));
+        }
+        self.range(from, to)?;
+        let queries = symbols.iter().map(|raw| async move {
+            let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
+            self.bars(&symbol, from, to)
+                .await
+                .map_err(|e| (raw.clone(), e))
+        });
+        Ok(futures::future::join_all(queries).await)
+    }
+
+    /// The model's features for `symbol` at the clock (or at `date`, if earlier).
+    pub async fn features(
+        &self,
+        symbol: &Symbol,
+        date: Option<NaiveDate>,
+    ) -> Result<FeatureVector, ServiceError> {
+        let to = self.clock().clamp(date, self.now);
+        let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
+        let bars = self.bars(symbol, Some(from), Some(to)).await?;
+        features::latest(&bars.bars)
+            .ok_or_else(|| ServiceError::NotEnoughHistory(symbol.to_string()))
+    }
+
+    pub fn cache_entries(&self) -> Vec<CacheInfo> {
+        let mut out: Vec<CacheInfo> = self
+            .store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(CACHE_PREFIX))
+            .filter_map(|key| {
+                let entry: CacheEntry = serde_json::from_slice(&self.store.get(&key)?).ok()?;
+                Some(CacheInfo {
+                    fresh: self.now.timestamp() - entry.fetched_at
+                        < self.settings.ttl_daily.num_seconds(),
+                    key: key[CACHE_PREFIX.len()..].to_string(),
+                    fetched_at: entry.fetched_at,
+                    bars: entry.bars.len(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Drop cached entries (all, or those for one symbol); returns how many.
+    pub fn clear_cache(&self, symbol: Option<&Symbol>) -> usize {
+        let keys: Vec<String> = self
+            .store
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(CACHE_PREFIX))
+            .filter(|k| symbol.is_none_or(|s| k.split('/').nth(3) == Some(s.as_str())))
+            .collect();
+        for key in &keys {
+            self.store.delete(key);
+        }
+        keys.len()
+    }
+
+    fn count(&self, name: &str) {
+        let key = format!("{COUNTER_PREFIX}{name}");
+        let n = self.counter(&key) + 1;
+        self.store.set(&key, n.to_string().as_bytes());
+    }
+
+    fn counter(&self, key: &str) -> u64 {
+        self.store
+            .get(key)
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let mut counters: Vec<(String, u64)> = self
+            .store
+            .keys()
+            .into_iter()
+            .filter_map(|k| {
+                Some((
+                    k.strip_prefix(COUNTER_PREFIX)?.to_string(),
+                    self.counter(&k),
+                ))
+            })
+            .collect();
+        counters.sort();
+        let mut out = String::new();
+        let mut emit = |name: &str, help: &str, rows: Vec<(String, u64)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (labels, value) in rows {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        let by = |prefix: &str| -> Vec<(String, u64)> {
+            counters
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((format!("{{provider=\"{}\"}}", k.strip_prefix(prefix)?), *v))
+                })
+                .collect()
+        };
+        emit(
+            "data_fetch_attempts_total",
+            "Live provider fetches attempted.",
+            by("fetch_attempt/"),
+        );
+        emit(
+            "data_fetch_successes_total",
+            "Live provider fetches that returned bars.",
+            by("fetch_success/"),
+        );
+        let cache: Vec<(String, u64)> = ["hit", "miss", "stale_served"]
+            .iter()
+            .map(|r| {
+                let v = counters
+                    .iter()
+                    .find(|(k, _)| k == &format!("cache_{r}"))
+                    .map_or(0, |(_, v)| *v);
+                (format!("{{result=\"{r}\"}}"), v)
+            })
+            .collect();
+        emit(
+            "data_cache_requests_total",
+            "Cache lookups for live bars, by result.",
+            cache,
+        );
+        out
+    }
+}

@@ -1,0 +1,258 @@
+//! data-service's operations with in-memory fakes for the store and HTTP.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures::executor::block_on;
+use market_data::service::{Fetch, MarketData, Settings, Store};
+use market_data::source::SourceKind;
+use market_data::{History, MarketClock, Symbol};
+
+#[derive(Default)]
+struct MemStore(RefCell<BTreeMap<String, Vec<u8>>>);
+
+impl Store for &MemStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.into(), value.to_vec());
+    }
+    fn delete(&self, key: &str) {
+        self.0.borrow_mut().remove(key);
+    }
+    fn keys(&self) -> Vec<String> {
+        self.0.borrow().keys().cloned().collect()
+    }
+}
+
+/// An HTTP answer (status, body) or a transport failure.
+type Answer = Result<(u16, Vec<u8>), String>;
+
+/// Answers every GET with the next scripted response and records the URLs.
+#[derive(Default)]
+struct Script {
+    responses: RefCell<Vec<Answer>>,
+    urls: RefCell<Vec<String>>,
+}
+
+impl Fetch for &Script {
+    async fn get(&self, url: &str) -> Answer {
+        self.urls.borrow_mut().push(url.to_string());
+        self.responses.borrow_mut().remove(0)
+    }
+}
+
+fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, day).unwrap()
+}
+
+fn settings(source: SourceKind) -> Settings {
+    Settings {
+        source,
+        yahoo_base_url: "http://yahoo.test".into(),
+        stooq_base_url: "http://stooq.test".into(),
+        ttl_daily: Duration::seconds(900),
+        default_clock: MarketClock::Replay {
+            as_of: d(2010, 6, 30),
+        },
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_732_780_800, 0).unwrap()
+}
+
+fn stooq_csv() -> Vec<u8> {
+    let mut csv = String::from("Date,Open,High,Low,Close,Volume\n");
+    for day in 1..=28 {
+        csv.push_str(&format!("2010-06-{day:02},100,101,99,100.5,1000\n"));
+    }
+    csv.into_bytes()
+}
+
+#[test]
+fn bundled_bars_stop_at_the_replay_clock() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Bundled),
+        now: now(),
+    };
+    let ibm = Symbol::parse("IBM").unwrap();
+    let bars = block_on(md.bars(&ibm, Some(d(2010, 6, 1)), Some(d(2011, 1, 1)))).unwrap();
+    assert_eq!(bars.as_of, d(2010, 6, 30));
+    assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 30));
+
+    md.set_clock(MarketClock::Replay {
+        as_of: d(2010, 6, 15),
+    });
+    let bars = block_on(md.bars(&ibm, Some(d(2010, 6, 1)), None)).unwrap();
+    assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 15));
+    assert!(
+        script.urls.borrow().is_empty(),
+        "bundled data needs no HTTP"
+    );
+}
+
+#[test]
+fn bad_ranges_are_rejected() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Bundled),
+        now: now(),
+    };
+    let ibm = Symbol::parse("IBM").unwrap();
+    let err = block_on(md.bars(&ibm, Some(d(2010, 6, 10)), Some(d(2010, 6, 1)))).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("invalid-range", 400));
+    let err = block_on(md.bars(&ibm, Some(d(1900, 1, 1)), None)).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("invalid-range", 400));
+    let err = block_on(md.bars(&ibm, Some(d(2011, 1, 1)), None)).unwrap_err();
+    assert_eq!(err.code(), "invalid-range", "from after the clock");
+    let err = block_on(md.bars(&Symbol::parse("ZZZZ").unwrap(), None, None)).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("unknown-symbol", 404));
+}
+
+#[test]
+fn live_bars_are_cached_then_served_stale_when_the_provider_fails() {
+    let history = History::bundled().unwrap();
+    let store = MemStore::default();
+    let script = Script::default();
+    script.responses.borrow_mut().push(Ok((200, stooq_csv())));
+    script
+        .responses
+        .borrow_mut()
+        .push(Ok((200, b"Exceeded the daily hits limit".to_vec())));
+    let aapl = Symbol::parse("AAPL").unwrap();
+    let range = (Some(d(2010, 6, 1)), Some(d(2010, 6, 30)));
+
+    let mut md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Stooq),
+        now: now(),
+    };
+    let first = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    assert_eq!(
+        (first.cached, first.stale, first.bars.len()),
+        (false, false, 28)
+    );
+    assert_eq!(
+        script.urls.borrow()[0],
+        "http://stooq.test/q/d/l/?s=aapl.us&i=d&d1=20100601&d2=20100630"
+    );
+
+    let second = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    assert_eq!((second.cached, second.stale), (true, false));
+    assert_eq!(
+        script.urls.borrow().len(),
+        1,
+        "a fresh entry needs no fetch"
+    );
+
+    md.now += Duration::seconds(901);
+    let third = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    assert_eq!(
+        (third.cached, third.stale, third.bars.len()),
+        (true, true, 28)
+    );
+    assert_eq!(script.urls.borrow().len(), 2);
+
+    let metrics = md.metrics();
+    assert!(
+        metrics.contains("data_fetch_attempts_total{provider=\"stooq\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("data_fetch_successes_total{provider=\"stooq\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("data_cache_requests_total{result=\"hit\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("data_cache_requests_total{result=\"stale_served\"} 1"),
+        "{metrics}"
+    );
+
+    assert_eq!(md.cache_entries().len(), 1);
+    assert_eq!(md.clear_cache(Some(&Symbol::parse("MSFT").unwrap())), 0);
+    assert_eq!(md.clear_cache(Some(&aapl)), 1);
+    assert!(md.cache_entries().is_empty());
+}
+
+#[test]
+fn provider_failure_without_cache_is_an_upstream_error() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    script
+        .responses
+        .borrow_mut()
+        .push(Err("connection refused".into()));
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Yahoo),
+        now: now(),
+    };
+    let err = block_on(md.bars(&Symbol::parse("7203.T").unwrap(), None, None)).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("provider-unavailable", 502));
+}
+
+#[test]
+fn batches_report_each_symbol_alone_and_are_bounded() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Bundled),
+        now: now(),
+    };
+    let symbols: Vec<String> = ["IBM", "ZZZZ", "not a symbol!", "MSFT"]
+        .map(String::from)
+        .to_vec();
+    let results = block_on(md.batch(&symbols, Some(d(2010, 6, 1)), None)).unwrap();
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|(_, e)| e.code(), |_| "ok"))
+        .collect();
+    assert_eq!(codes, ["ok", "unknown-symbol", "invalid-symbol", "ok"]);
+
+    let too_many: Vec<String> = (0..51).map(|_| "IBM".to_string()).collect();
+    let err = block_on(md.batch(&too_many, None, None)).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("bad-request", 400));
+}
+
+#[test]
+fn features_are_computed_at_the_clock() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Bundled),
+        now: now(),
+    };
+    let ibm = Symbol::parse("IBM").unwrap();
+    let features = block_on(md.features(&ibm, None)).unwrap();
+    assert_eq!(features.date, d(2010, 6, 30));
+    assert_eq!(features.values.len(), features.names.len());
+    let earlier = block_on(md.features(&ibm, Some(d(2010, 3, 1)))).unwrap();
+    assert_eq!(earlier.date, d(2010, 3, 1));
+    let future = block_on(md.features(&ibm, Some(d(2012, 1, 3)))).unwrap();
+    assert_eq!(future.date, d(2010, 6, 30), "never past the clock");
+}

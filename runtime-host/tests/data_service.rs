@@ -1,0 +1,424 @@
+//! data-service through the host: bundled history at the replay clock, bad
+//! input, features, the clock's admin endpoints, and live providers (local
+//! fakes in Yahoo's and Stooq's formats) through the cache on a real Redis.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn project(state: &std::path::Path) -> runtime_host::AppSettings {
+    let mut settings = settings(&workspace_root().join("spin.toml"), state);
+    settings.components = vec!["data-service".into()];
+    settings
+}
+
+async fn get_json(host: &runtime_host::RunningHost, path: &str) -> (u16, Value) {
+    let (status, body) = get(host, path).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn serves_bundled_history_as_of_the_replay_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let (status, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/IBM?from=2010-06-01&to=2010-06-30",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "bundled");
+    assert_eq!(
+        body["bars"].as_array().unwrap().len(),
+        22,
+        "June 2010 had 22 NYSE sessions"
+    );
+    assert_eq!(body["bars"][0]["date"], "2010-06-01");
+    assert!(
+        body["bars"][0]["close"].as_str().unwrap().contains('.'),
+        "prices are decimal strings"
+    );
+
+    // The default clock (replay_date 2010-08-20) cuts later requests.
+    let (_, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/IBM?from=2010-08-01&to=2012-01-01",
+    )
+    .await;
+    assert_eq!(body["as_of"], "2010-08-20");
+    assert_eq!(
+        body["bars"].as_array().unwrap().last().unwrap()["date"],
+        "2010-08-20"
+    );
+
+    let (status, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/7203.T?include_features=true&from=2010-01-01",
+    )
+    .await;
+    assert_eq!(status, 404, "no bundled Tokyo history: {body}");
+    let (status, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/MSFT?from=2010-01-01&include_features=true",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["indicators"]["rsi_14"].as_f64().is_some(),
+        "{}",
+        body["indicators"]
+    );
+
+    let (status, body) = get_json(&host, "/api/v1/data/features/MSFT?date=2010-06-30").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["date"], "2010-06-30");
+    assert_eq!(
+        body["names"].as_array().unwrap().len(),
+        body["values"].as_array().unwrap().len()
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_stable_4xx_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let cases = [
+        ("/api/v1/data/stocks/not!a!symbol", 400, "invalid-symbol"),
+        ("/api/v1/data/stocks/ZZZZ", 404, "unknown-symbol"),
+        (
+            "/api/v1/data/stocks/IBM?from=2010-06-30&to=2010-06-01",
+            400,
+            "invalid-range",
+        ),
+        (
+            "/api/v1/data/stocks/IBM?from=1900-01-01",
+            400,
+            "invalid-range",
+        ),
+        (
+            "/api/v1/data/stocks/IBM?from=yesterday",
+            400,
+            "invalid-date",
+        ),
+        (
+            "/api/v1/data/stocks/IBM?interval=5m",
+            400,
+            "unsupported-interval",
+        ),
+        ("/api/v1/data/exchanges/lse", 404, "unknown-market"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = get_json(&host, path).await;
+        assert_eq!(
+            (got, body["code"].as_str().unwrap()),
+            (status, code),
+            "{path}: {body}"
+        );
+    }
+    let too_many: Vec<String> = (0..51).map(|i| format!("S{i}")).collect();
+    let resp = client()
+        .post(url(&host, "/api/v1/data/batch-fetch"))
+        .json(&serde_json::json!({ "symbols": too_many }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = client()
+        .post(url(&host, "/api/v1/data/batch-fetch"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "invalid-json");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_fetch_reports_each_symbol() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let resp = client()
+        .post(url(&host, "/api/v1/data/batch-fetch"))
+        .json(&serde_json::json!({ "symbols": ["IBM", "ZZZZ", "AAPL"], "from": "2010-08-01" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results[0]["ok"]["bars"].as_array().unwrap().len() > 10);
+    assert_eq!(results[1]["error"]["code"], "unknown-symbol");
+    assert_eq!(results[2]["symbol"], "AAPL");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_replay_clock_moves_only_for_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    let host = start(&settings).await;
+    let resp = client()
+        .put(url(&host, "/api/v1/data/clock"))
+        .body(r#"{"mode":"replay","as_of":"2010-03-31"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "no admin token configured");
+    host.shutdown().await;
+
+    settings
+        .variables
+        .push(("admin_token".into(), "s3cret".into()));
+    let host = start(&settings).await;
+    let put = |token: &'static str, body: &'static str| {
+        client()
+            .put(url(&host, "/api/v1/data/clock"))
+            .header("x-admin-token", token)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        put("wrong", r#"{"mode":"replay","as_of":"2010-03-31"}"#)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        put("s3cret", r#"{"mode":"sideways"}"#)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        put("s3cret", r#"{"mode":"replay","as_of":"2010-03-31"}"#)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (_, clock) = get_json(&host, "/api/v1/data/clock").await;
+    assert_eq!(clock["as_of"], "2010-03-31");
+    let resp = client()
+        .post(url(&host, "/api/v1/data/clock/advance"))
+        .header("x-admin-token", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    let clock: Value = resp.json().await.unwrap();
+    assert_eq!(clock["as_of"], "2010-04-01");
+    let (_, body) = get_json(&host, "/api/v1/data/stocks/IBM?from=2010-03-01").await;
+    assert_eq!(
+        body["bars"].as_array().unwrap().last().unwrap()["date"],
+        "2010-04-01"
+    );
+    host.shutdown().await;
+}
+
+/// A Yahoo-format answer with one bar per day of June 2010 at 09:30 New York time.
+fn yahoo_body() -> String {
+    let days: Vec<i64> = (1..=25).map(|d| 1_275_399_000 + (d - 1) * 86_400).collect();
+    let n = days.len();
+    let col = |v: &str| vec![v; n].join(",");
+    format!(
+        r#"{{"chart":{{"result":[{{"meta":{{"currency":"USD","symbol":"IBM","gmtoffset":-14400}},"timestamp":[{}],"indicators":{{"quote":[{{"open":[{}],"high":[{}],"low":[{}],"close":[{}],"volume":[{}]}}]}}}}],"error":null}}}}"#,
+        days.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        col("125.5"),
+        col("126.0"),
+        col("124.0"),
+        col("125.75"),
+        col("5000000")
+    )
+}
+
+#[tokio::test]
+async fn live_provider_through_the_cache_on_redis() {
+    let redis = RedisServer::start();
+    // The fake Yahoo answers with `status` (200 unless a test sets 429).
+    let status = Arc::new(AtomicU16::new(200));
+    let yahoo = Recorder::serve({
+        let status = status.clone();
+        Arc::new(move |target: &str| {
+            if target.contains("/chart/ZZZZ") {
+                return (404, r#"{"chart":{"result":null,"error":{"code":"Not Found","description":"No data found"}}}"#.into());
+            }
+            match status.load(Ordering::SeqCst) {
+                200 => (200, yahoo_body()),
+                code => (code, "Too Many Requests".into()),
+            }
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let mut settings = project(dir.path());
+    settings.runtime_config = Some(runtime_config);
+    settings.variables.extend([
+        ("bar_source".into(), "yahoo".into()),
+        ("yahoo_base_url".into(), format!("http://{}", yahoo.addr)),
+        ("cache_ttl_daily_secs".into(), "1".into()),
+    ]);
+    let host = start(&settings).await;
+    let path = "/api/v1/data/stocks/IBM?from=2010-06-01&to=2010-06-20";
+
+    let (status_code, first) = get_json(&host, path).await;
+    assert_eq!(status_code, 200, "{first}");
+    assert_eq!(
+        (first["source"].as_str(), first["cached"].as_bool()),
+        (Some("yahoo"), Some(false))
+    );
+    assert_eq!(
+        first["bars"].as_array().unwrap().len(),
+        20,
+        "bars after `to` are dropped"
+    );
+    assert!(
+        yahoo.seen.lock().unwrap()[0]
+            .target
+            .starts_with("/v8/finance/chart/IBM?interval=1d&period1=1275350400")
+    );
+    let (_, second) = get_json(&host, path).await;
+    assert_eq!(second["cached"], true);
+    assert_eq!(yahoo.count(), 1, "served from the cache");
+
+    // The cache lives in Redis.
+    let client_redis = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client_redis
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, "data/cache/*")
+        .await
+        .unwrap();
+    assert_eq!(keys, ["data/cache/yahoo/IBM/1d/2010-06-01/2010-06-20"]);
+
+    // Past the TTL with the provider rate limiting: the stale entry is served and flagged.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    status.store(429, Ordering::SeqCst);
+    let (code, third) = get_json(&host, path).await;
+    assert_eq!(code, 200, "{third}");
+    assert_eq!(
+        (third["cached"].as_bool(), third["stale"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(yahoo.count(), 2);
+
+    // Without a cached entry the provider's failure is ours to report.
+    let (code, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/MSFT?from=2010-06-01&to=2010-06-20",
+    )
+    .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (503, Some("provider-rate-limited"))
+    );
+    let (code, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/ZZZZ?from=2010-06-01&to=2010-06-20",
+    )
+    .await;
+    assert_eq!((code, body["code"].as_str()), (404, Some("unknown-symbol")));
+
+    // Provider recovered, TTL expired again: fresh data.
+    status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, fourth) = get_json(&host, path).await;
+    assert_eq!(
+        (fourth["cached"].as_bool(), fourth["stale"].as_bool()),
+        (Some(false), Some(false))
+    );
+
+    let (_, cache) = get_json(&host, "/api/v1/data/cache").await;
+    assert_eq!(cache["entries"].as_array().unwrap().len(), 1);
+    let resp = client()
+        .delete(url(&host, "/api/v1/data/cache?symbol=IBM"))
+        .send()
+        .await
+        .unwrap();
+    let deleted: Value = resp.json().await.unwrap();
+    assert_eq!(deleted["deleted"], 1);
+
+    let metrics = client()
+        .get(url(&host, "/api/v1/data/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("data_fetch_attempts_total{provider=\"yahoo\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("data_fetch_successes_total{provider=\"yahoo\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("data_cache_requests_total{result=\"stale_served\"} 1"),
+        "{metrics}"
+    );
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &metrics).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", file.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn stooq_unknown_symbol_and_outbound_grant() {
+    let stooq = Recorder::serve(Arc::new(|_target: &str| (200, "No data".to_string()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings.variables.extend([
+        ("bar_source".into(), "stooq".into()),
+        ("stooq_base_url".into(), format!("http://{}", stooq.addr)),
+    ]);
+    let host = start(&settings).await;
+    let (code, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/7203.T?from=2024-01-01&to=2024-01-31",
+    )
+    .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (404, Some("unknown-symbol")),
+        "{body}"
+    );
+    assert_eq!(
+        stooq.seen.lock().unwrap()[0].target,
+        "/q/d/l/?s=7203.jp&i=d&d1=20240101&d2=20240131"
+    );
+    host.shutdown().await;
+}
