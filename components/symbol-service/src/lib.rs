@@ -1,11 +1,21 @@
 //! The `symbol-service` component: Spin's HTTP trigger in front of [`screening`].
+//!
+//! `GET /api/v1/symbols/recommend?limit=N` screens the universe with the
+//! default filter chain; `POST /api/v1/symbols/screen {filters, weights,
+//! universe, limit}` with the caller's. Bars come from data-service over HTTP
+//! (`data_service_url`: service chaining locally), in concurrent batches of
+//! 50, never one request per symbol.
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use spin_adapter::{Route, Service};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::http_component;
+use chrono::{Duration, NaiveDate};
+use daytrade_contract::ServiceId;
+use screening::{FilterChain, ScoreWeights, Series};
+use serde::Deserialize;
+use spin_adapter::{Route, Service, path_info, query_param, upstream_url};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::{http_component, variables};
 
 static SERVICE: Service = Service {
     id: screening::SERVICE,
@@ -13,11 +23,230 @@ static SERVICE: Service = Service {
     upstreams: screening::UPSTREAMS,
 };
 
+/// Calendar days of history fetched per symbol: enough for the default 60-bar minimum.
+const LOOKBACK_DAYS: i64 = 180;
+/// data-service's batch limit.
+const BATCH: usize = 50;
+const MAX_LIMIT: usize = 100;
+
 #[http_component]
 async fn handle(req: Request) -> Response {
     spin_adapter::serve(&SERVICE, req, route).await
 }
 
-async fn route(_req: Request) -> Route {
-    Route::NotFound
+async fn route(req: Request) -> Route {
+    match dispatch(req).await {
+        Ok(route) | Err(route) => route,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScreenRequest {
+    #[serde(default)]
+    filters: FilterChain,
+    #[serde(default)]
+    weights: Option<ScoreWeights>,
+    #[serde(default)]
+    universe: Option<Vec<String>>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn dispatch(req: Request) -> Result<Route, Route> {
+    let path = path_info(&req);
+    match (req.method(), path.as_str()) {
+        (Method::Get, "/recommend") => {
+            let limit = match query_param(&req, "limit") {
+                None => 10,
+                Some(raw) => raw.parse().map_err(|_| {
+                    Route::error(
+                        400,
+                        "invalid-limit",
+                        format!("limit `{raw}` is not a number"),
+                    )
+                })?,
+            };
+            let request = ScreenRequest {
+                limit: Some(limit),
+                ..ScreenRequest::default()
+            };
+            screen(request, false).await
+        }
+        (Method::Post, "/screen") => {
+            let request: ScreenRequest = serde_json::from_slice(req.body())
+                .map_err(|e| Route::error(400, "invalid-filters", e.to_string()))?;
+            screen(request, true).await
+        }
+        _ => Ok(Route::NotFound),
+    }
+}
+
+async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, Route> {
+    let limit = request.limit.unwrap_or(10);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Route::error(
+            400,
+            "invalid-limit",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
+    }
+    request
+        .filters
+        .validate()
+        .map_err(|e| Route::error(400, "invalid-filters", e))?;
+    let weights = request.weights.unwrap_or_default();
+    let data = upstream_url(&ServiceId::DATA)
+        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let universe = match request.universe {
+        Some(symbols) if symbols.is_empty() || symbols.len() > 1000 => {
+            return Err(Route::error(
+                400,
+                "invalid-universe",
+                "a universe has 1 to 1000 symbols",
+            ));
+        }
+        Some(symbols) => symbols,
+        None => default_universe(&data).await?,
+    };
+    let as_of = clock(&data).await?;
+    let from = as_of - Duration::days(LOOKBACK_DAYS);
+    let (series, failures) = fetch_series(&data, &universe, from, as_of).await?;
+    let (recommendations, rejected) = screening::screen(&series, &request.filters, &weights);
+    let mut body = serde_json::json!({
+        "as_of": as_of,
+        "universe": universe.len(),
+        "screened": series.len(),
+        "passed": recommendations.len(),
+        "weights": weights,
+        "recommendations": recommendations.into_iter().take(limit).collect::<Vec<_>>(),
+        "fetch_failures": failures,
+    });
+    if with_rejections {
+        body["filters"] = serde_json::to_value(&request.filters).unwrap_or_default();
+        body["rejected"] = serde_json::to_value(&rejected).unwrap_or_default();
+    }
+    Ok(Route::ok(body))
+}
+
+async fn get_json(url: String) -> Result<serde_json::Value, Route> {
+    let resp: Response = spin_sdk::http::send(Request::get(&url).build())
+        .await
+        .map_err(|e| Route::error(502, "upstream-unavailable", format!("GET {url}: {e}")))?;
+    if *resp.status() != 200 {
+        return Err(Route::error(
+            502,
+            "upstream-error",
+            format!("GET {url}: http {}", resp.status()),
+        ));
+    }
+    serde_json::from_slice(resp.body())
+        .map_err(|e| Route::error(502, "upstream-malformed", e.to_string()))
+}
+
+/// The universe: the `universe` variable (comma-separated), the file named by
+/// `universe_file`, or everything data-service has bundled.
+async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
+    let listed = variables::get("universe").unwrap_or_default();
+    if !listed.trim().is_empty() {
+        return Ok(listed
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect());
+    }
+    let file = variables::get("universe_file").unwrap_or_default();
+    if !file.is_empty() {
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            Route::error(500, "configuration", format!("universe_file {file}: {e}"))
+        })?;
+        return Ok(text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect());
+    }
+    let body = get_json(format!("{data}/api/v1/data/symbols")).await?;
+    Ok(body["symbols"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn clock(data: &str) -> Result<NaiveDate, Route> {
+    let body = get_json(format!("{data}/api/v1/data/clock")).await?;
+    body["as_of"]
+        .as_str()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .ok_or_else(|| Route::error(502, "upstream-malformed", "data-service clock has no as_of"))
+}
+
+/// Fetch every symbol's bars in concurrent batches; returns the series and per-symbol failures.
+async fn fetch_series(
+    data: &str,
+    universe: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(Vec<Series>, Vec<serde_json::Value>), Route> {
+    let url = format!("{data}/api/v1/data/batch-fetch");
+    let batches = universe.chunks(BATCH).map(|chunk| {
+        let body = serde_json::json!({ "symbols": chunk, "from": from, "to": to });
+        let url = url.clone();
+        let req = Request::post(&url, body.to_string())
+            .header("content-type", "application/json")
+            .build();
+        async move {
+            let resp: Response = spin_sdk::http::send(req).await.map_err(|e| {
+                Route::error(502, "upstream-unavailable", format!("POST {url}: {e}"))
+            })?;
+            if *resp.status() != 200 {
+                return Err(Route::error(
+                    502,
+                    "upstream-error",
+                    format!("batch-fetch: http {}", resp.status()),
+                ));
+            }
+            serde_json::from_slice::<serde_json::Value>(resp.body())
+                .map_err(|e| Route::error(502, "upstream-malformed", e.to_string()))
+        }
+    });
+    let mut series = Vec::new();
+    let mut failures = Vec::new();
+    for answer in futures::future::join_all(batches).await {
+        for result in answer?["results"].as_array().cloned().unwrap_or_default() {
+            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
+            match result["ok"]["bars"].as_array() {
+                Some(bars) => series.push(to_series(symbol, bars)),
+                None => {
+                    failures.push(serde_json::json!({ "symbol": symbol, "error": result["error"] }))
+                }
+            }
+        }
+    }
+    Ok((series, failures))
+}
+
+fn to_series(symbol: String, bars: &[serde_json::Value]) -> Series {
+    let num = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .or_else(|| v.as_f64())
+    };
+    let mut close = Vec::with_capacity(bars.len());
+    let mut volume = Vec::with_capacity(bars.len());
+    for bar in bars {
+        if let (Some(c), Some(v)) = (num(&bar["close"]), bar["volume"].as_f64()) {
+            close.push(c);
+            volume.push(v);
+        }
+    }
+    Series {
+        symbol,
+        close,
+        volume,
+    }
 }

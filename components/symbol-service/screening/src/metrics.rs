@@ -1,0 +1,119 @@
+//! What screening measures of a symbol's recent daily bars.
+
+use serde::Serialize;
+
+/// A symbol's daily closes and volumes, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub symbol: String,
+    pub close: Vec<f64>,
+    pub volume: Vec<f64>,
+}
+
+/// Trading days in a year, to annualise daily volatility.
+pub const TRADING_DAYS: f64 = 252.0;
+/// The recent window most metrics look at.
+pub const WINDOW: usize = 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Bars available.
+    pub history: usize,
+    pub last_close: f64,
+    /// Mean daily volume (shares) over the last 20 bars.
+    pub avg_volume: f64,
+    /// Mean daily turnover (close × volume) over the last 20 bars.
+    pub avg_turnover: f64,
+    /// Mean daily turnover over the whole series: the size proxy (no market caps here).
+    pub long_turnover: f64,
+    /// Annualised standard deviation of daily returns over the last 20 bars.
+    pub volatility: f64,
+    /// 1 − coefficient of variation of the last 20 volumes, clipped to [0, 1].
+    pub volume_consistency: f64,
+    /// Return over the last 20 bars.
+    pub momentum: f64,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn std(v: &[f64], ddof: usize) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - ddof) as f64).sqrt()
+}
+
+impl Metrics {
+    /// `None` when the series is shorter than the window plus one.
+    pub fn of(series: &Series) -> Option<Self> {
+        let n = series.close.len();
+        if n <= WINDOW || series.volume.len() != n {
+            return None;
+        }
+        let close = &series.close[n - WINDOW - 1..];
+        let volume = &series.volume[n - WINDOW..];
+        let returns: Vec<f64> = close.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+        let turnover: Vec<f64> = series
+            .close
+            .iter()
+            .zip(&series.volume)
+            .map(|(c, v)| c * v)
+            .collect();
+        let avg_volume = mean(volume);
+        let consistency = if avg_volume > 0.0 {
+            1.0 - std(volume, 0) / avg_volume
+        } else {
+            0.0
+        };
+        Some(Self {
+            history: n,
+            last_close: series.close[n - 1],
+            avg_volume,
+            avg_turnover: mean(&turnover[n - WINDOW..]),
+            long_turnover: mean(&turnover),
+            volatility: std(&returns, 1) * TRADING_DAYS.sqrt(),
+            volume_consistency: consistency.clamp(0.0, 1.0),
+            momentum: series.close[n - 1] / close[0] - 1.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_a_simple_series() {
+        // Alternating +1% / −1% days at a constant volume.
+        let mut close = vec![100.0];
+        for i in 0..40 {
+            let last = *close.last().unwrap();
+            close.push(if i % 2 == 0 { last * 1.01 } else { last * 0.99 });
+        }
+        let series = Series {
+            symbol: "X".into(),
+            volume: vec![1000.0; close.len()],
+            close,
+        };
+        let m = Metrics::of(&series).unwrap();
+        assert_eq!(m.history, 41);
+        assert_eq!(m.avg_volume, 1000.0);
+        assert_eq!(m.volume_consistency, 1.0);
+        assert!(
+            (m.volatility - 0.01026 * TRADING_DAYS.sqrt()).abs() < 0.002,
+            "{}",
+            m.volatility
+        );
+        assert!(m.momentum < 0.0 && m.momentum > -0.01);
+    }
+
+    #[test]
+    fn too_short_a_series_has_no_metrics() {
+        let series = Series {
+            symbol: "X".into(),
+            close: vec![1.0; 20],
+            volume: vec![1.0; 20],
+        };
+        assert!(Metrics::of(&series).is_none());
+    }
+}
