@@ -34,9 +34,14 @@ clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
 
-## Host benchmark: requests/s, latency, instantiation time, RSS (prints figures).
+## Benchmarks (print figures): host req/s, latency, instantiation, RSS; indicator
+## throughput natively and in Wasm; data-service and symbol-service latencies.
 bench: components host
 	$(CARGO) run --release -p runtime-host --example bench
+	$(CARGO) run --release -p market-data --example indicators_bench
+	$(CARGO) build --release --target wasm32-wasip2 -p market-data --example indicators_bench
+	$(CARGO) run --release -p runtime-host --example run_command -- target/wasm32-wasip2/release/examples/indicators_bench.wasm
+	$(CARGO) run --release -p runtime-host --example services_bench
 
 clean-state:
 	rm -rf .spin
