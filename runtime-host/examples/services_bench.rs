@@ -3,6 +3,7 @@
 //! - symbol-service: `recommend` over the default universe (525 symbols),
 //!   on the bundled history, and on a live provider (a local fake Yahoo
 //!   serving the bundled bars) with the cache cold, then warm.
+//!
 //! `make bench` runs it after the host benchmark.
 
 use std::path::Path;

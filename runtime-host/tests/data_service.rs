@@ -422,3 +422,31 @@ async fn stooq_unknown_symbol_and_outbound_grant() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn intraday_bars_from_yahoo_carry_their_times() {
+    let yahoo = Recorder::serve(Arc::new(|_target: &str| (200, yahoo_body()))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings.variables.extend([
+        ("bar_source".into(), "yahoo".into()),
+        ("yahoo_base_url".into(), format!("http://{}", yahoo.addr)),
+    ]);
+    let host = start(&settings).await;
+    let (code, body) = get_json(
+        &host,
+        "/api/v1/data/stocks/IBM?interval=1h&from=2010-06-01&to=2010-06-03",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["interval"], "1h");
+    assert!(
+        yahoo.seen.lock().unwrap()[0]
+            .target
+            .contains("interval=60m&")
+    );
+    let bars = body["bars"].as_array().unwrap();
+    assert_eq!(bars.len(), 3);
+    assert_eq!(bars[0]["ts"], 1_275_399_000);
+    host.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! The `data-service` component: Spin's HTTP trigger in front of [`market_data`].
 //!
 //! Routes (below `/api/v1/data`):
-//! `GET /stocks/{symbol}?from&to&interval=1d&include_features`,
+//! `GET /stocks/{symbol}?from&to&interval=1m|5m|15m|1h|1d&include_features`,
 //! `POST /batch-fetch {symbols, from, to}`, `GET /features/{symbol}?date`,
 //! `GET /symbols`, `GET /exchanges/{tse|us}`, `GET|DELETE /cache[?symbol]`,
 //! `GET /clock`, `PUT /clock` and `POST /clock/advance` (admin),
@@ -13,7 +13,7 @@
 use chrono::{Duration, NaiveDate, Utc};
 use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
 use market_data::source::SourceKind;
-use market_data::{History, Market, MarketClock, Symbol};
+use market_data::{History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
 use spin_adapter::{Route, Service, path_info, query_param};
 use spin_sdk::http::{Method, Request, Response};
@@ -199,15 +199,15 @@ struct BatchRequest {
     interval: Option<String>,
 }
 
-fn check_interval(interval: Option<&str>) -> Result<(), Route> {
-    match interval {
-        None | Some("1d") => Ok(()),
-        Some(other) => Err(Route::error(
+fn interval(raw: Option<&str>) -> Result<Interval, Route> {
+    let raw = raw.unwrap_or("1d");
+    Interval::parse(raw).ok_or_else(|| {
+        Route::error(
             400,
             "unsupported-interval",
-            format!("interval `{other}` is not served; daily bars (`1d`) are"),
-        )),
-    }
+            format!("interval `{raw}` is not one of 1m, 5m, 15m, 1h, 1d"),
+        )
+    })
 }
 
 async fn route(req: Request) -> Route {
@@ -224,9 +224,9 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     Ok(match (req.method(), segments.as_slice()) {
         (Method::Get, ["stocks", raw]) => {
             let symbol = symbol(raw)?;
-            check_interval(query_param(&req, "interval").as_deref())?;
+            let interval = interval(query_param(&req, "interval").as_deref())?;
             let (from, to) = (date_param(&req, "from")?, date_param(&req, "to")?);
-            let mut bars = md.bars(&symbol, from, to).await.map_err(failed)?;
+            let mut bars = md.bars(&symbol, interval, from, to).await.map_err(failed)?;
             if query_param(&req, "include_features").is_some_and(|v| v == "true" || v == "1") {
                 bars = bars.with_indicators();
             }
@@ -235,7 +235,13 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Post, ["batch-fetch"]) => {
             let batch: BatchRequest = serde_json::from_slice(req.body())
                 .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
-            check_interval(batch.interval.as_deref())?;
+            if interval(batch.interval.as_deref())? != Interval::OneDay {
+                return Err(Route::error(
+                    400,
+                    "unsupported-interval",
+                    "batch-fetch serves daily bars (`1d`)",
+                ));
+            }
             let results = md
                 .batch(&batch.symbols, batch.from, batch.to)
                 .await

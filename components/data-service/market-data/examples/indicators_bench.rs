@@ -49,11 +49,11 @@ fn main() {
         "natively"
     };
     println!(
-        "indicators (MACD, Bollinger, RSI, ATR) natively: {:.2} M bars/s",
+        "indicators (MACD, Bollinger, RSI, ATR) {place}: {:.2} M bars/s",
         total / indicators_secs / 1e6
     );
     println!(
-        "feature vector (10 features, all rows) natively: {:.2} M bars/s",
+        "feature vector (10 features, all rows) {place}: {:.2} M bars/s",
         total / features_secs / 1e6
     );
     println!(

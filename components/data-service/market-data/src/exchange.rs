@@ -110,6 +110,14 @@ impl Market {
         d
     }
 
+    /// When the first session of `date` (exchange-local) opens, in UTC.
+    pub fn session_open(self, date: NaiveDate) -> DateTime<Utc> {
+        let open = self.exchange().sessions[0].open;
+        // Offsets change at 02:00 local on Sundays: noon UTC of a trading day is safe.
+        let noon = date.and_time(hm(12, 0)).and_utc();
+        (date.and_time(open) - Duration::seconds(self.utc_offset(noon))).and_utc()
+    }
+
     /// Is the market in a continuous session at `utc`?
     pub fn is_open(self, utc: DateTime<Utc>) -> bool {
         let local = utc.naive_utc() + Duration::seconds(self.utc_offset(utc));
@@ -176,6 +184,23 @@ mod tests {
         assert!(!us.is_open(utc("2005-04-01T13:45:00Z")));
         assert!(us.is_open(utc("2005-10-28T13:45:00Z")));
         assert!(!us.is_open(utc("2025-07-04T15:00:00Z"))); // Independence Day
+    }
+
+    #[test]
+    fn session_open_in_utc() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(
+            Market::Us.session_open(d(2010, 6, 1)),
+            utc("2010-06-01T13:30:00Z")
+        );
+        assert_eq!(
+            Market::Us.session_open(d(2010, 12, 1)),
+            utc("2010-12-01T14:30:00Z")
+        );
+        assert_eq!(
+            Market::Tse.session_open(d(2025, 11, 28)),
+            utc("2025-11-28T00:00:00Z")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 
 use crate::bar::Bar;
 use crate::error::DataError;
+use crate::exchange::Market;
 use crate::price::Price;
 
 /// The embedded history file.
@@ -140,8 +141,11 @@ impl History {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let days = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        let date = epoch + chrono::Duration::days(i64::from(days));
         Bar {
-            date: epoch + chrono::Duration::days(i64::from(days)),
+            date,
+            // The bundled history is all US listings.
+            ts: Market::Us.session_open(date).timestamp(),
             open: Price::from_ticks(i64::from(u32_at(4))),
             high: Price::from_ticks(i64::from(u32_at(8))),
             low: Price::from_ticks(i64::from(u32_at(12))),
@@ -154,7 +158,6 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::Market;
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()

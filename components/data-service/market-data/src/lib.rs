@@ -22,6 +22,7 @@ pub mod exchange;
 pub mod features;
 pub mod history;
 pub mod indicators;
+pub mod interval;
 pub mod price;
 pub mod service;
 pub mod source;
@@ -32,6 +33,7 @@ pub use clock::MarketClock;
 pub use error::DataError;
 pub use exchange::{Exchange, Market};
 pub use history::History;
+pub use interval::Interval;
 pub use price::Price;
 pub use symbol::Symbol;
 

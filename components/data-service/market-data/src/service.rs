@@ -18,6 +18,7 @@ use crate::error::DataError;
 use crate::features::{self, FeatureVector};
 use crate::history::History;
 use crate::indicators::IndicatorSet;
+use crate::interval::Interval;
 use crate::source::{ProviderError, SourceKind, stooq, yahoo};
 use crate::symbol::Symbol;
 
@@ -63,6 +64,8 @@ pub enum ServiceError {
     BadRequest(String),
     #[error("not enough history for {0} before the clock")]
     NotEnoughHistory(String),
+    #[error("{0}")]
+    UnsupportedInterval(String),
 }
 
 impl ServiceError {
@@ -72,6 +75,7 @@ impl ServiceError {
             Self::Provider(e) => e.code(),
             Self::BadRequest(_) => "bad-request",
             Self::NotEnoughHistory(_) => "not-enough-history",
+            Self::UnsupportedInterval(_) => "unsupported-interval",
         }
     }
 
@@ -79,7 +83,7 @@ impl ServiceError {
         match self {
             Self::Data(e) => e.status(),
             Self::Provider(e) => e.status(),
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_) | Self::UnsupportedInterval(_) => 400,
             Self::NotEnoughHistory(_) => 422,
         }
     }
@@ -89,6 +93,7 @@ impl ServiceError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bars {
     pub symbol: Symbol,
+    pub interval: Interval,
     pub source: SourceKind,
     /// The clock's date the query was cut at.
     pub as_of: NaiveDate,
@@ -175,15 +180,24 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     pub async fn bars(
         &self,
         symbol: &Symbol,
+        interval: Interval,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Bars, ServiceError> {
         let (from, to) = self.range(from, to)?;
         let source = self.settings.source;
+        if interval.is_intraday() && source != SourceKind::Yahoo {
+            return Err(ServiceError::UnsupportedInterval(format!(
+                "`{}` bars come only from the yahoo source; {} serves daily bars (`1d`)",
+                interval.as_str(),
+                source.name()
+            )));
+        }
         if source == SourceKind::Bundled {
             let bars = self.history.bars(symbol.as_str(), Some(from), Some(to))?;
             return Ok(Bars {
                 symbol: symbol.clone(),
+                interval,
                 source,
                 as_of: to,
                 cached: false,
@@ -192,28 +206,40 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                 indicators: None,
             });
         }
-        let key = format!("{CACHE_PREFIX}{}/{symbol}/1d/{from}/{to}", source.name());
+        let key = format!(
+            "{CACHE_PREFIX}{}/{symbol}/{}/{from}/{to}",
+            source.name(),
+            interval.as_str()
+        );
+        let ttl = interval.ttl(self.settings.ttl_daily).num_seconds();
         let cached: Option<CacheEntry> = self
             .store
             .get(&key)
             .and_then(|raw| serde_json::from_slice(&raw).ok());
-        let answer = |bars, cached, stale| Bars {
+        // A live clock shows only completed intraday bars.
+        let live = self.clock() == MarketClock::Live;
+        let cutoff = self.now.timestamp() - interval.length().num_seconds();
+        let answer = |bars: Vec<Bar>, cached, stale| Bars {
             symbol: symbol.clone(),
+            interval,
             source,
             as_of: to,
             cached,
             stale,
-            bars,
+            bars: bars
+                .into_iter()
+                .filter(|b| !(live && interval.is_intraday()) || b.ts <= cutoff)
+                .collect(),
             indicators: None,
         };
         if let Some(entry) = &cached
-            && self.now.timestamp() - entry.fetched_at < self.settings.ttl_daily.num_seconds()
+            && self.now.timestamp() - entry.fetched_at < ttl
         {
             self.count("cache_hit");
             return Ok(answer(entry.bars.clone(), true, false));
         }
         self.count("cache_miss");
-        match self.fetch_live(source, symbol, from, to).await {
+        match self.fetch_live(source, symbol, interval, from, to).await {
             Ok(bars) => {
                 let entry = CacheEntry {
                     fetched_at: self.now.timestamp(),
@@ -240,11 +266,14 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         &self,
         source: SourceKind,
         symbol: &Symbol,
+        interval: Interval,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<Bar>, ProviderError> {
         let url = match source {
-            SourceKind::Yahoo => yahoo::url(&self.settings.yahoo_base_url, symbol, from, to),
+            SourceKind::Yahoo => {
+                yahoo::url(&self.settings.yahoo_base_url, symbol, interval, from, to)
+            }
             SourceKind::Stooq => stooq::url(&self.settings.stooq_base_url, symbol, from, to),
             SourceKind::Bundled => unreachable!("bundled bars are not fetched"),
         };
@@ -282,7 +311,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         self.range(from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.bars(&symbol, from, to)
+            self.bars(&symbol, Interval::OneDay, from, to)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -297,7 +326,9 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<FeatureVector, ServiceError> {
         let to = self.clock().clamp(date, self.now);
         let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
-        let bars = self.bars(symbol, Some(from), Some(to)).await?;
+        let bars = self
+            .bars(symbol, Interval::OneDay, Some(from), Some(to))
+            .await?;
         features::latest(&bars.bars)
             .ok_or_else(|| ServiceError::NotEnoughHistory(symbol.to_string()))
     }
@@ -310,9 +341,14 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .filter(|k| k.starts_with(CACHE_PREFIX))
             .filter_map(|key| {
                 let entry: CacheEntry = serde_json::from_slice(&self.store.get(&key)?).ok()?;
+                let interval = key
+                    .split('/')
+                    .nth(4)
+                    .and_then(Interval::parse)
+                    .unwrap_or(Interval::OneDay);
+                let ttl = interval.ttl(self.settings.ttl_daily).num_seconds();
                 Some(CacheInfo {
-                    fresh: self.now.timestamp() - entry.fetched_at
-                        < self.settings.ttl_daily.num_seconds(),
+                    fresh: self.now.timestamp() - entry.fetched_at < ttl,
                     key: key[CACHE_PREFIX.len()..].to_string(),
                     fetched_at: entry.fetched_at,
                     bars: entry.bars.len(),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bar::Bar;
 use crate::exchange::Market;
+use crate::interval::Interval;
 use crate::price::Price;
 use crate::symbol::Symbol;
 
@@ -53,6 +54,8 @@ pub enum ProviderError {
     Malformed(String),
     #[error("the provider is unavailable: {0}")]
     Unavailable(String),
+    #[error("the provider does not serve that range: {0}")]
+    RangeNotServed(String),
 }
 
 impl ProviderError {
@@ -62,6 +65,7 @@ impl ProviderError {
             Self::RateLimited => "provider-rate-limited",
             Self::Malformed(_) => "provider-malformed",
             Self::Unavailable(_) => "provider-unavailable",
+            Self::RangeNotServed(_) => "range-not-served",
         }
     }
 
@@ -70,6 +74,7 @@ impl ProviderError {
     pub fn status(&self) -> u16 {
         match self {
             Self::UnknownSymbol(_) => 404,
+            Self::RangeNotServed(_) => 422,
             Self::RateLimited => 503,
             Self::Malformed(_) | Self::Unavailable(_) => 502,
         }
@@ -89,10 +94,20 @@ pub mod yahoo {
 
     pub const DEFAULT_BASE_URL: &str = "https://query1.finance.yahoo.com";
 
-    pub fn url(base: &str, symbol: &Symbol, from: NaiveDate, to: NaiveDate) -> String {
+    pub fn url(
+        base: &str,
+        symbol: &Symbol,
+        interval: Interval,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> String {
+        let interval = match interval {
+            Interval::OneHour => "60m",
+            other => other.as_str(),
+        };
         // period2 is exclusive: the day after `to`.
         format!(
-            "{}/v8/finance/chart/{}?interval=1d&period1={}&period2={}&events=history",
+            "{}/v8/finance/chart/{}?interval={interval}&period1={}&period2={}&events=history",
             base.trim_end_matches('/'),
             symbol,
             unix(from),
@@ -172,6 +187,10 @@ pub mod yahoo {
             return Err(match error.code.as_str() {
                 "Not Found" => ProviderError::UnknownSymbol(symbol.to_string()),
                 "Too Many Requests" => ProviderError::RateLimited,
+                // e.g. "1m data not available for startTime=...": intraday history is short.
+                "Unprocessable Entity" => {
+                    ProviderError::RangeNotServed(error.description.unwrap_or_default())
+                }
                 _ => ProviderError::Unavailable(format!(
                     "{}: {}",
                     error.code,
@@ -219,10 +238,10 @@ pub mod yahoo {
             ) else {
                 continue;
             };
-            let local =
-                DateTime::<Utc>::from_timestamp(result.timestamp[i] + result.meta.gmtoffset, 0)
-                    .ok_or_else(|| ProviderError::Malformed("timestamp out of range".into()))?;
-            bars.push(bar(local.date_naive(), o, h, l, c, v)?);
+            let ts = result.timestamp[i];
+            let local = DateTime::<Utc>::from_timestamp(ts + result.meta.gmtoffset, 0)
+                .ok_or_else(|| ProviderError::Malformed("timestamp out of range".into()))?;
+            bars.push(bar(local.date_naive(), ts, o, h, l, c, v)?);
         }
         Ok(bars)
     }
@@ -313,13 +332,31 @@ pub mod stooq {
                 Some(i) => num(i)?,
                 None => 0.0,
             };
-            bars.push(bar(day, num(open)?, num(high)?, num(low)?, num(close)?, v)?);
+            let ts = symbol.market().session_open(day).timestamp();
+            bars.push(bar(
+                day,
+                ts,
+                num(open)?,
+                num(high)?,
+                num(low)?,
+                num(close)?,
+                v,
+            )?);
         }
         Ok(bars)
     }
 }
 
-fn bar(date: NaiveDate, o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<Bar, ProviderError> {
+#[allow(clippy::too_many_arguments)]
+fn bar(
+    date: NaiveDate,
+    ts: i64,
+    o: f64,
+    h: f64,
+    l: f64,
+    c: f64,
+    v: f64,
+) -> Result<Bar, ProviderError> {
     let price = |x: f64| {
         Price::from_f64(x)
             .filter(|p| p.ticks() > 0)
@@ -333,6 +370,7 @@ fn bar(date: NaiveDate, o: f64, h: f64, l: f64, c: f64, v: f64) -> Result<Bar, P
     }
     Ok(Bar {
         date,
+        ts,
         open,
         high,
         low,
@@ -364,6 +402,33 @@ mod tests {
         assert_eq!(bars[0].date, d(2024, 11, 26));
         assert_eq!(bars[0].close.to_string(), "2612.0000");
         assert_eq!(bars[1].volume, 18_500_000);
+        assert_eq!(bars[0].ts, 1_732_579_200);
+    }
+
+    #[test]
+    fn yahoo_intraday_bars_keep_their_times() {
+        // Two 5-minute bars of 7203.T on 2024-11-26 from 09:00 JST.
+        let body = YAHOO_OK.replace(
+            "[1732579200,1732665600,1732752000]",
+            "[1732579200,1732579500,1732579800]",
+        );
+        let bars = yahoo::parse(&sym("7203.T"), 200, body.as_bytes()).unwrap();
+        assert_eq!(
+            bars.iter().map(|b| b.ts).collect::<Vec<_>>(),
+            [1_732_579_200, 1_732_579_500]
+        );
+        assert!(bars.iter().all(|b| b.date == d(2024, 11, 26)));
+        let url = yahoo::url(
+            "http://y",
+            &sym("7203.T"),
+            Interval::OneHour,
+            d(2024, 11, 26),
+            d(2024, 11, 26),
+        );
+        assert!(url.contains("interval=60m&"), "{url}");
+        let too_old = r#"{"chart":{"result":null,"error":{"code":"Unprocessable Entity","description":"1m data not available for startTime=1. The requested range must be within the last 30 days."}}}"#;
+        let err = yahoo::parse(&sym("7203.T"), 422, too_old.as_bytes()).unwrap_err();
+        assert_eq!((err.code(), err.status()), ("range-not-served", 422));
     }
 
     #[test]
@@ -397,6 +462,7 @@ mod tests {
         let url = yahoo::url(
             "https://query1.finance.yahoo.com/",
             &sym("7203.T"),
+            Interval::OneDay,
             d(2024, 1, 1),
             d(2024, 1, 31),
         );

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::executor::block_on;
 use market_data::service::{Fetch, MarketData, Settings, Store};
 use market_data::source::SourceKind;
-use market_data::{History, MarketClock, Symbol};
+use market_data::{History, Interval, MarketClock, Symbol};
 
 #[derive(Default)]
 struct MemStore(RefCell<BTreeMap<String, Vec<u8>>>);
@@ -84,14 +84,20 @@ fn bundled_bars_stop_at_the_replay_clock() {
         now: now(),
     };
     let ibm = Symbol::parse("IBM").unwrap();
-    let bars = block_on(md.bars(&ibm, Some(d(2010, 6, 1)), Some(d(2011, 1, 1)))).unwrap();
+    let bars = block_on(md.bars(
+        &ibm,
+        Interval::OneDay,
+        Some(d(2010, 6, 1)),
+        Some(d(2011, 1, 1)),
+    ))
+    .unwrap();
     assert_eq!(bars.as_of, d(2010, 6, 30));
     assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 30));
 
     md.set_clock(MarketClock::Replay {
         as_of: d(2010, 6, 15),
     });
-    let bars = block_on(md.bars(&ibm, Some(d(2010, 6, 1)), None)).unwrap();
+    let bars = block_on(md.bars(&ibm, Interval::OneDay, Some(d(2010, 6, 1)), None)).unwrap();
     assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 15));
     assert!(
         script.urls.borrow().is_empty(),
@@ -111,13 +117,25 @@ fn bad_ranges_are_rejected() {
         now: now(),
     };
     let ibm = Symbol::parse("IBM").unwrap();
-    let err = block_on(md.bars(&ibm, Some(d(2010, 6, 10)), Some(d(2010, 6, 1)))).unwrap_err();
+    let err = block_on(md.bars(
+        &ibm,
+        Interval::OneDay,
+        Some(d(2010, 6, 10)),
+        Some(d(2010, 6, 1)),
+    ))
+    .unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-range", 400));
-    let err = block_on(md.bars(&ibm, Some(d(1900, 1, 1)), None)).unwrap_err();
+    let err = block_on(md.bars(&ibm, Interval::OneDay, Some(d(1900, 1, 1)), None)).unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-range", 400));
-    let err = block_on(md.bars(&ibm, Some(d(2011, 1, 1)), None)).unwrap_err();
+    let err = block_on(md.bars(&ibm, Interval::OneDay, Some(d(2011, 1, 1)), None)).unwrap_err();
     assert_eq!(err.code(), "invalid-range", "from after the clock");
-    let err = block_on(md.bars(&Symbol::parse("ZZZZ").unwrap(), None, None)).unwrap_err();
+    let err = block_on(md.bars(
+        &Symbol::parse("ZZZZ").unwrap(),
+        Interval::OneDay,
+        None,
+        None,
+    ))
+    .unwrap_err();
     assert_eq!((err.code(), err.status()), ("unknown-symbol", 404));
 }
 
@@ -141,7 +159,7 @@ fn live_bars_are_cached_then_served_stale_when_the_provider_fails() {
         settings: settings(SourceKind::Stooq),
         now: now(),
     };
-    let first = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    let first = block_on(md.bars(&aapl, Interval::OneDay, range.0, range.1)).unwrap();
     assert_eq!(
         (first.cached, first.stale, first.bars.len()),
         (false, false, 28)
@@ -151,7 +169,7 @@ fn live_bars_are_cached_then_served_stale_when_the_provider_fails() {
         "http://stooq.test/q/d/l/?s=aapl.us&i=d&d1=20100601&d2=20100630"
     );
 
-    let second = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    let second = block_on(md.bars(&aapl, Interval::OneDay, range.0, range.1)).unwrap();
     assert_eq!((second.cached, second.stale), (true, false));
     assert_eq!(
         script.urls.borrow().len(),
@@ -160,7 +178,7 @@ fn live_bars_are_cached_then_served_stale_when_the_provider_fails() {
     );
 
     md.now += Duration::seconds(901);
-    let third = block_on(md.bars(&aapl, range.0, range.1)).unwrap();
+    let third = block_on(md.bars(&aapl, Interval::OneDay, range.0, range.1)).unwrap();
     assert_eq!(
         (third.cached, third.stale, third.bars.len()),
         (true, true, 28)
@@ -206,7 +224,13 @@ fn provider_failure_without_cache_is_an_upstream_error() {
         settings: settings(SourceKind::Yahoo),
         now: now(),
     };
-    let err = block_on(md.bars(&Symbol::parse("7203.T").unwrap(), None, None)).unwrap_err();
+    let err = block_on(md.bars(
+        &Symbol::parse("7203.T").unwrap(),
+        Interval::OneDay,
+        None,
+        None,
+    ))
+    .unwrap_err();
     assert_eq!((err.code(), err.status()), ("provider-unavailable", 502));
 }
 
@@ -255,4 +279,54 @@ fn features_are_computed_at_the_clock() {
     assert_eq!(earlier.date, d(2010, 3, 1));
     let future = block_on(md.features(&ibm, Some(d(2012, 1, 3)))).unwrap();
     assert_eq!(future.date, d(2010, 6, 30), "never past the clock");
+}
+
+#[test]
+fn intraday_bars_come_from_yahoo_only_and_only_when_complete() {
+    let history = History::bundled().unwrap();
+    let store = MemStore::default();
+    let script = Script::default();
+    let now = DateTime::from_timestamp(1_732_579_200 + 12 * 60, 0).unwrap(); // 09:12 JST
+    // Three 5-minute bars from 09:00 JST: the one from 09:10 is still forming.
+    let body = format!(
+        r#"{{"chart":{{"result":[{{"meta":{{"gmtoffset":32400}},"timestamp":[{},{},{}],"indicators":{{"quote":[{{"open":[1,1,1],"high":[2,2,2],"low":[1,1,1],"close":[2,2,2],"volume":[5,5,5]}}]}}}}],"error":null}}}}"#,
+        1_732_579_200, 1_732_579_500, 1_732_579_800
+    );
+    script
+        .responses
+        .borrow_mut()
+        .push(Ok((200, body.into_bytes())));
+    let mut live = settings(SourceKind::Yahoo);
+    live.default_clock = MarketClock::Live;
+    let md = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: live,
+        now,
+    };
+    let toyota = Symbol::parse("7203.T").unwrap();
+    let bars =
+        block_on(md.bars(&toyota, Interval::FiveMinutes, Some(d(2024, 11, 26)), None)).unwrap();
+    assert_eq!(bars.bars.len(), 2, "the forming bar is not shown");
+    assert!(script.urls.borrow()[0].contains("interval=5m&"));
+    let again =
+        block_on(md.bars(&toyota, Interval::FiveMinutes, Some(d(2024, 11, 26)), None)).unwrap();
+    assert!(again.cached, "fresh for 150 s");
+
+    let bundled = MarketData {
+        history: &history,
+        store: &store,
+        fetch: &script,
+        settings: settings(SourceKind::Bundled),
+        now,
+    };
+    let err = block_on(bundled.bars(
+        &Symbol::parse("IBM").unwrap(),
+        Interval::OneMinute,
+        None,
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!((err.code(), err.status()), ("unsupported-interval", 400));
 }
