@@ -113,15 +113,7 @@ async fn key_value_on_redis_from_runtime_config() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let manifest = guest_manifest(dir.path(), "key_value_stores = [\"default\"]", "");
-    let runtime_config = dir.path().join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
-            redis.url()
-        ),
-    )
-    .unwrap();
+    let runtime_config = redis_runtime_config(dir.path(), &redis);
     let mut settings = settings(&manifest, dir.path());
     settings.runtime_config = Some(runtime_config);
     let host = start(&settings).await;

@@ -264,15 +264,7 @@ async fn live_provider_through_the_cache_on_redis() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let runtime_config = dir.path().join("runtime-config.toml");
-    std::fs::write(
-        &runtime_config,
-        format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
-            redis.url()
-        ),
-    )
-    .unwrap();
+    let runtime_config = redis_runtime_config(dir.path(), &redis);
     let mut settings = project(dir.path());
     settings.runtime_config = Some(runtime_config);
     settings.variables.extend([

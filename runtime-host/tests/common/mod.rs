@@ -172,6 +172,17 @@ impl RedisServer {
     }
 }
 
+/// A Spin runtime config binding the `default` key-value store to `redis`, written into `dir`.
+pub fn redis_runtime_config(dir: &Path, redis: &RedisServer) -> PathBuf {
+    let path = dir.join("runtime-config.toml");
+    let text = format!(
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

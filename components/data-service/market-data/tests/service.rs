@@ -44,6 +44,24 @@ impl Fetch for &Script {
     }
 }
 
+type Market<'a> = MarketData<'a, &'a MemStore, &'a Script>;
+
+fn market<'a>(
+    history: &'a History,
+    store: &'a MemStore,
+    script: &'a Script,
+    settings: Settings,
+    now: DateTime<Utc>,
+) -> Market<'a> {
+    MarketData {
+        history,
+        store,
+        fetch: script,
+        settings,
+        now,
+    }
+}
+
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, day).unwrap()
 }
@@ -76,13 +94,13 @@ fn stooq_csv() -> Vec<u8> {
 fn bundled_bars_stop_at_the_replay_clock() {
     let history = History::bundled().unwrap();
     let (store, script) = (MemStore::default(), Script::default());
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Bundled),
-        now: now(),
-    };
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
     let ibm = Symbol::parse("IBM").unwrap();
     let bars = block_on(md.bars(
         &ibm,
@@ -109,13 +127,13 @@ fn bundled_bars_stop_at_the_replay_clock() {
 fn bad_ranges_are_rejected() {
     let history = History::bundled().unwrap();
     let (store, script) = (MemStore::default(), Script::default());
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Bundled),
-        now: now(),
-    };
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
     let ibm = Symbol::parse("IBM").unwrap();
     let err = block_on(md.bars(
         &ibm,
@@ -152,13 +170,13 @@ fn live_bars_are_cached_then_served_stale_when_the_provider_fails() {
     let aapl = Symbol::parse("AAPL").unwrap();
     let range = (Some(d(2010, 6, 1)), Some(d(2010, 6, 30)));
 
-    let mut md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Stooq),
-        now: now(),
-    };
+    let mut md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Stooq),
+        now(),
+    );
     let first = block_on(md.bars(&aapl, Interval::OneDay, range.0, range.1)).unwrap();
     assert_eq!(
         (first.cached, first.stale, first.bars.len()),
@@ -217,13 +235,13 @@ fn provider_failure_without_cache_is_an_upstream_error() {
         .responses
         .borrow_mut()
         .push(Err("connection refused".into()));
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Yahoo),
-        now: now(),
-    };
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Yahoo),
+        now(),
+    );
     let err = block_on(md.bars(
         &Symbol::parse("7203.T").unwrap(),
         Interval::OneDay,
@@ -238,13 +256,13 @@ fn provider_failure_without_cache_is_an_upstream_error() {
 fn batches_report_each_symbol_alone_and_are_bounded() {
     let history = History::bundled().unwrap();
     let (store, script) = (MemStore::default(), Script::default());
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Bundled),
-        now: now(),
-    };
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
     let symbols: Vec<String> = ["IBM", "ZZZZ", "not a symbol!", "MSFT"]
         .map(String::from)
         .to_vec();
@@ -264,13 +282,13 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
 fn features_are_computed_at_the_clock() {
     let history = History::bundled().unwrap();
     let (store, script) = (MemStore::default(), Script::default());
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Bundled),
-        now: now(),
-    };
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
     let ibm = Symbol::parse("IBM").unwrap();
     let features = block_on(md.features(&ibm, None)).unwrap();
     assert_eq!(features.date, d(2010, 6, 30));
@@ -298,13 +316,7 @@ fn intraday_bars_come_from_yahoo_only_and_only_when_complete() {
         .push(Ok((200, body.into_bytes())));
     let mut live = settings(SourceKind::Yahoo);
     live.default_clock = MarketClock::Live;
-    let md = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: live,
-        now,
-    };
+    let md = market(&history, &store, &script, live, now);
     let toyota = Symbol::parse("7203.T").unwrap();
     let bars =
         block_on(md.bars(&toyota, Interval::FiveMinutes, Some(d(2024, 11, 26)), None)).unwrap();
@@ -314,13 +326,13 @@ fn intraday_bars_come_from_yahoo_only_and_only_when_complete() {
         block_on(md.bars(&toyota, Interval::FiveMinutes, Some(d(2024, 11, 26)), None)).unwrap();
     assert!(again.cached, "fresh for 150 s");
 
-    let bundled = MarketData {
-        history: &history,
-        store: &store,
-        fetch: &script,
-        settings: settings(SourceKind::Bundled),
+    let bundled = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
         now,
-    };
+    );
     let err = block_on(bundled.bars(
         &Symbol::parse("IBM").unwrap(),
         Interval::OneMinute,
