@@ -19,7 +19,7 @@ use crate::features::{self, FeatureVector};
 use crate::history::History;
 use crate::indicators::IndicatorSet;
 use crate::interval::Interval;
-use crate::source::{ProviderError, SourceKind, stooq, yahoo};
+use crate::source::{BarSource, ProviderError, SourceKind, Stooq, Yahoo};
 use crate::symbol::Symbol;
 
 /// The key-value store (Spin key-value: SQLite locally, Redis in a cluster).
@@ -186,14 +186,18 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<Bars, ServiceError> {
         let (from, to) = self.range(from, to)?;
         let source = self.settings.source;
-        if interval.is_intraday() && source != SourceKind::Yahoo {
+        let live_source = self.live_source();
+        let served = live_source
+            .as_ref()
+            .map_or(!interval.is_intraday(), |s| s.serves(interval));
+        if !served {
             return Err(ServiceError::UnsupportedInterval(format!(
-                "`{}` bars come only from the yahoo source; {} serves daily bars (`1d`)",
-                interval.as_str(),
-                source.name()
+                "{} does not serve `{}` bars (yahoo serves 1m, 5m, 15m, 1h and 1d; others 1d)",
+                source.name(),
+                interval.as_str()
             )));
         }
-        if source == SourceKind::Bundled {
+        let Some(live_source) = live_source else {
             let bars = self.history.bars(symbol.as_str(), Some(from), Some(to))?;
             return Ok(Bars {
                 symbol: symbol.clone(),
@@ -205,7 +209,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                 bars,
                 indicators: None,
             });
-        }
+        };
         let key = format!(
             "{CACHE_PREFIX}{}/{symbol}/{}/{from}/{to}",
             source.name(),
@@ -239,7 +243,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             return Ok(answer(entry.bars.clone(), true, false));
         }
         self.count("cache_miss");
-        match self.fetch_live(source, symbol, interval, from, to).await {
+        match self.fetch_live(&*live_source, symbol, interval, from, to).await {
             Ok(bars) => {
                 let entry = CacheEntry {
                     fetched_at: self.now.timestamp(),
@@ -262,32 +266,36 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         }
     }
 
+    /// The configured live provider; `None` for the bundled history.
+    fn live_source(&self) -> Option<Box<dyn BarSource>> {
+        match self.settings.source {
+            SourceKind::Bundled => None,
+            SourceKind::Yahoo => Some(Box::new(Yahoo {
+                base_url: self.settings.yahoo_base_url.clone(),
+            })),
+            SourceKind::Stooq => Some(Box::new(Stooq {
+                base_url: self.settings.stooq_base_url.clone(),
+            })),
+        }
+    }
+
     async fn fetch_live(
         &self,
-        source: SourceKind,
+        source: &dyn BarSource,
         symbol: &Symbol,
         interval: Interval,
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<Bar>, ProviderError> {
-        let url = match source {
-            SourceKind::Yahoo => {
-                yahoo::url(&self.settings.yahoo_base_url, symbol, interval, from, to)
-            }
-            SourceKind::Stooq => stooq::url(&self.settings.stooq_base_url, symbol, from, to),
-            SourceKind::Bundled => unreachable!("bundled bars are not fetched"),
-        };
-        self.count(&format!("fetch_attempt/{}", source.name()));
+        let name = source.kind().name();
+        self.count(&format!("fetch_attempt/{name}"));
         let (status, body) = self
             .fetch
-            .get(&url)
+            .get(&source.url(symbol, interval, from, to))
             .await
             .map_err(ProviderError::Unavailable)?;
-        let parsed = match source {
-            SourceKind::Yahoo => yahoo::parse(symbol, status, &body),
-            _ => stooq::parse(symbol, status, &body),
-        }?;
-        self.count(&format!("fetch_success/{}", source.name()));
+        let parsed = source.parse(symbol, status, &body)?;
+        self.count(&format!("fetch_success/{name}"));
         // Providers may return a bar of today before the close: never past the clock.
         Ok(parsed
             .into_iter()

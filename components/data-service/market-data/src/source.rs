@@ -43,6 +43,65 @@ impl SourceKind {
     }
 }
 
+/// A live provider of bars: how to ask it, and how to read its answer. The
+/// component does the HTTP in between; tests feed `parse` the provider's
+/// documented formats.
+pub trait BarSource {
+    fn kind(&self) -> SourceKind;
+    /// Does it serve bars of this length?
+    fn serves(&self, interval: Interval) -> bool;
+    fn url(&self, symbol: &Symbol, interval: Interval, from: NaiveDate, to: NaiveDate) -> String;
+    fn parse(&self, symbol: &Symbol, status: u16, body: &[u8]) -> Result<Vec<Bar>, ProviderError>;
+}
+
+/// Yahoo Finance's chart API at `base_url`: daily and intraday bars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Yahoo {
+    pub base_url: String,
+}
+
+impl BarSource for Yahoo {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Yahoo
+    }
+
+    fn serves(&self, _interval: Interval) -> bool {
+        true
+    }
+
+    fn url(&self, symbol: &Symbol, interval: Interval, from: NaiveDate, to: NaiveDate) -> String {
+        yahoo::url(&self.base_url, symbol, interval, from, to)
+    }
+
+    fn parse(&self, symbol: &Symbol, status: u16, body: &[u8]) -> Result<Vec<Bar>, ProviderError> {
+        yahoo::parse(symbol, status, body)
+    }
+}
+
+/// Stooq's CSV download at `base_url`: daily bars only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stooq {
+    pub base_url: String,
+}
+
+impl BarSource for Stooq {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Stooq
+    }
+
+    fn serves(&self, interval: Interval) -> bool {
+        interval == Interval::OneDay
+    }
+
+    fn url(&self, symbol: &Symbol, _interval: Interval, from: NaiveDate, to: NaiveDate) -> String {
+        stooq::url(&self.base_url, symbol, from, to)
+    }
+
+    fn parse(&self, symbol: &Symbol, status: u16, body: &[u8]) -> Result<Vec<Bar>, ProviderError> {
+        stooq::parse(symbol, status, body)
+    }
+}
+
 /// Why a provider gave no bars.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
