@@ -243,7 +243,10 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             return Ok(answer(entry.bars.clone(), true, false));
         }
         self.count("cache_miss");
-        match self.fetch_live(&*live_source, symbol, interval, from, to).await {
+        match self
+            .fetch_live(&*live_source, symbol, interval, from, to)
+            .await
+        {
             Ok(bars) => {
                 let entry = CacheEntry {
                     fetched_at: self.now.timestamp(),
