@@ -146,3 +146,51 @@ fn indicator_set_reports_the_last_bar() {
     assert_eq!(short.rsi_14, None);
     assert_eq!(short.macd_signal, None);
 }
+
+/// The feature vector against `training/features.py` (the training pipeline's
+/// own definitions) on the same bars: training and serving compute the same thing.
+fn check_features(name: &str, symbol: &str, head: Option<usize>) {
+    let history = History::bundled().unwrap();
+    let mut bars = history.bars(symbol, None, None).unwrap();
+    if let Some(n) = head {
+        bars.truncate(n);
+    }
+    let golden = golden(name);
+    let dates: Vec<String> = bars.iter().map(|b| b.date.to_string()).collect();
+    assert_eq!(dates, golden.dates, "{name}: the same bars");
+    let names: Vec<&str> = golden.columns.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        names,
+        market_data::features::FEATURE_NAMES,
+        "same features, same order"
+    );
+    let rows = market_data::features::feature_rows(&bars);
+    for (i, row) in rows.iter().enumerate() {
+        match row {
+            None => assert!(
+                golden.columns.iter().all(|(_, v)| v[i].is_none()),
+                "{name} {}: Rust is warming up, Python is not",
+                golden.dates[i]
+            ),
+            Some(values) => {
+                for (j, (column, expected)) in golden.columns.iter().enumerate() {
+                    let e = expected[i].unwrap_or_else(|| {
+                        panic!("{name} {} {column}: Python is warming up", golden.dates[i])
+                    });
+                    assert!(
+                        (values[j] - e).abs() <= 1e-9 * e.abs().max(1.0),
+                        "{name} {} {column}: {} vs training {e}",
+                        golden.dates[i],
+                        values[j]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn features_match_the_training_pipeline() {
+    check_features("features-msft", "MSFT", Some(400));
+    check_features("features-xom", "XOM", None);
+}
