@@ -114,6 +114,7 @@ impl Bars {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheEntry {
+    /// Milliseconds since the Unix epoch: TTLs of a second must not round.
     fetched_at: i64,
     bars: Vec<Bar>,
 }
@@ -122,6 +123,7 @@ struct CacheEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CacheInfo {
     pub key: String,
+    /// Milliseconds since the Unix epoch.
     pub fetched_at: i64,
     pub bars: usize,
     pub fresh: bool,
@@ -215,7 +217,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             source.name(),
             interval.as_str()
         );
-        let ttl = interval.ttl(self.settings.ttl_daily).num_seconds();
+        let ttl = interval.ttl(self.settings.ttl_daily).num_milliseconds();
         let cached: Option<CacheEntry> = self
             .store
             .get(&key)
@@ -237,7 +239,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             indicators: None,
         };
         if let Some(entry) = &cached
-            && self.now.timestamp() - entry.fetched_at < ttl
+            && self.now.timestamp_millis() - entry.fetched_at < ttl
         {
             self.count("cache_hit");
             return Ok(answer(entry.bars.clone(), true, false));
@@ -249,7 +251,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             Ok(bars) => {
                 let entry = CacheEntry {
-                    fetched_at: self.now.timestamp(),
+                    fetched_at: self.now.timestamp_millis(),
                     bars,
                 };
                 if let Ok(raw) = serde_json::to_vec(&entry) {
@@ -357,9 +359,9 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                     .nth(4)
                     .and_then(Interval::parse)
                     .unwrap_or(Interval::OneDay);
-                let ttl = interval.ttl(self.settings.ttl_daily).num_seconds();
+                let ttl = interval.ttl(self.settings.ttl_daily).num_milliseconds();
                 Some(CacheInfo {
-                    fresh: self.now.timestamp() - entry.fetched_at < ttl,
+                    fresh: self.now.timestamp_millis() - entry.fetched_at < ttl,
                     key: key[CACHE_PREFIX.len()..].to_string(),
                     fetched_at: entry.fetched_at,
                     bars: entry.bars.len(),
