@@ -76,6 +76,9 @@ async fn fresh_instance_per_request_unless_reuse_is_asked() {
     let mut served = Vec::new();
     for _ in 0..4 {
         served.push(get(&host, "/guest/counter").await.1);
+        // An instance goes back to the pool when its handler returns, just after
+        // the response is sent: give it that moment.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(served, ["1", "2", "3", "1"]);
     host.shutdown().await;
