@@ -366,8 +366,10 @@ impl App {
         span.record("trace_id", trace.trace_id_hex());
         let route = self.route_info(&id, req.uri().path());
         set_spin_headers(&mut req, &route, &trace, info.client_addr);
+        // The epoch deadline stops a guest that runs too long; this backstop, a little
+        // later, stops one that waits too long in a host call (where epochs do not tick).
         let outcome = tokio::time::timeout(
-            self.request_timeout,
+            self.request_timeout + TIMEOUT_GRACE,
             self.clone()
                 .invoke(component.clone(), req, trace, info.depth, started)
                 .instrument(span.clone()),
@@ -446,7 +448,7 @@ impl App {
 
         let app = self.clone();
         let task_component = component.clone();
-        let task = tokio::task::spawn(async move {
+        let mut task = AbortOnDrop(Some(tokio::task::spawn(async move {
             let proxy = match proxy {
                 Some(proxy) => proxy,
                 None => {
@@ -475,12 +477,18 @@ impl App {
                 Err(e) => app.record_guest_error(&task_component.config.id, e),
             }
             result
-        });
+        })));
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Failure::Guest(format!("component returned error {code:?}"))),
-            Err(_) => match task.await {
+            Ok(Ok(response)) => {
+                task.detach();
+                Ok(response)
+            }
+            Ok(Err(code)) => {
+                task.detach();
+                Err(Failure::Guest(format!("component returned error {code:?}")))
+            }
+            Err(_) => match task.join().await {
                 Ok(Ok(())) => Err(Failure::Guest(format!(
                     "component `{id}` returned without setting a response"
                 ))),
@@ -552,6 +560,35 @@ impl App {
                 self.metrics.trap(component);
                 tracing::warn!(component, "component trapped: {error:#}");
             }
+        }
+    }
+}
+
+/// How long after the request timeout the host gives up on a guest waiting in a host call.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// A component's task, aborted if the request is abandoned before a response
+/// head exists (the backstop timeout), so that it is counted once, there.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    /// Let the task run on by itself (it may still be streaming the body).
+    fn detach(mut self) {
+        self.0.take();
+    }
+
+    async fn join(&mut self) -> Result<T, tokio::task::JoinError> {
+        match self.0.take() {
+            Some(handle) => handle.await,
+            None => unreachable!("joined once"),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
         }
     }
 }

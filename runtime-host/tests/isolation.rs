@@ -219,3 +219,31 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_guest_waiting_in_a_host_call_is_stopped_by_the_backstop_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(dir.path(), "", "");
+    let mut settings = settings(&manifest, dir.path());
+    settings.request_timeout = Duration::from_secs(1);
+    let host = start(&settings).await;
+    // Sleeping is a host call (a WASI poll): no Wasm runs, so no epoch deadline fires.
+    let started = std::time::Instant::now();
+    let (status, body) = get(&host, "/guest/sleep?ms=5000").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("component-timeout"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "stopped near the deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = metrics(&host).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "runtime_host_guest_timeouts_total{component=\"guest\"}"
+        ),
+        1.0
+    );
+    host.shutdown().await;
+}
