@@ -28,6 +28,8 @@ pub struct Service {
 pub enum Route {
     /// A JSON body with a status.
     Json(u16, serde_json::Value),
+    /// A 200 text body of a given content type (e.g. Prometheus metrics).
+    Text(&'static str, String),
     /// A caller's mistake or our failure, as a stable error.
     Error(u16, ApiError),
     /// No route of this service matches the path.
@@ -91,6 +93,11 @@ where
 fn respond(outcome: Route, path: &str) -> Response {
     match outcome {
         Route::Json(status, body) => json(status, &body),
+        Route::Text(content_type, body) => Response::builder()
+            .status(200)
+            .header("content-type", content_type)
+            .body(body)
+            .build(),
         Route::Error(status, error) => json(status, &error),
         Route::NotFound => json(
             404,

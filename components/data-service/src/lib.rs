@@ -27,24 +27,7 @@ static SERVICE: Service = Service {
 
 #[http_component]
 async fn handle(req: Request) -> Response {
-    if req.method() == &Method::Get && path_info(&req) == "/metrics" {
-        return match Context::open() {
-            Ok(ctx) => Response::builder()
-                .status(200)
-                .header("content-type", "text/plain; version=0.0.4")
-                .body(ctx.service().metrics())
-                .build(),
-            Err(route) => spin_adapter::json(500, &route_error(route)),
-        };
-    }
     spin_adapter::serve(&SERVICE, req, route).await
-}
-
-fn route_error(route: Route) -> serde_json::Value {
-    match route {
-        Route::Error(_, e) => serde_json::to_value(e).unwrap_or_default(),
-        _ => serde_json::Value::Null,
-    }
 }
 
 /// The component's view of Spin: key-value store, outbound HTTP, variables.
@@ -289,6 +272,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 format!("no market `{other}` (tse, us)"),
             ),
         },
+        (Method::Get, ["metrics"]) => Route::Text("text/plain; version=0.0.4", md.metrics()),
         (Method::Get, ["cache"]) => Route::ok(serde_json::json!({ "entries": md.cache_entries() })),
         (Method::Delete, ["cache"]) => {
             let only = query_param(&req, "symbol")
