@@ -155,9 +155,10 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         }
     }
 
-    /// Validate a range against the clock: `to` defaults to (and is cut at) the clock.
+    /// Validate a range against `clock`: `to` defaults to (and is cut at) the clock.
     pub fn range(
         &self,
+        clock: MarketClock,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<(NaiveDate, NaiveDate), ServiceError> {
@@ -166,7 +167,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
         }
-        let to = self.clock().clamp(to, self.now);
+        let to = clock.clamp(to, self.now);
         let from = from.unwrap_or(to - Duration::days(365));
         if to - from > Duration::days(MAX_RANGE_DAYS) {
             return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
@@ -186,7 +187,9 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Bars, ServiceError> {
-        let (from, to) = self.range(from, to)?;
+        // One read of the clock (a key-value read) per query.
+        let clock = self.clock();
+        let (from, to) = self.range(clock, from, to)?;
         let source = self.settings.source;
         let live_source = self.live_source();
         let served = live_source
@@ -223,7 +226,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .get(&key)
             .and_then(|raw| serde_json::from_slice(&raw).ok());
         // A live clock shows only completed intraday bars.
-        let live = self.clock() == MarketClock::Live;
+        let live = clock == MarketClock::Live;
         let cutoff = self.now.timestamp() - interval.length().num_seconds();
         let answer = |bars: Vec<Bar>, cached, stale| Bars {
             symbol: symbol.clone(),
@@ -321,7 +324,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                 symbols.len()
             )));
         }
-        self.range(from, to)?;
+        self.range(self.clock(), from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.bars(&symbol, Interval::OneDay, from, to)
