@@ -9,39 +9,21 @@ Windows: IBM's first 300 bars (warm-up from the very first bar), IBM around
 the September 2001 closure (a four-day gap and a gap down), AAPL across its
 2005 split (adjusted: no jump), and an S&P member with repaired rows (PDCO).
 """
-import struct
+import sys
 from pathlib import Path
 
 import pandas as pd
 import ta
 
 HERE = Path(__file__).parent
-HISTORY = HERE.parent.parent / "data" / "history.bin"
-
-
-def read_history():
-    data = HISTORY.read_bytes()
-    assert data[:8] == b"DTBARS1\0"
-    _, nsym, nbars = struct.unpack_from("<III", data, 8)
-    pos, table = 20, {}
-    for _ in range(nsym):
-        n = data[pos]
-        name = data[pos + 1 : pos + 1 + n].decode()
-        first, count, _flags = struct.unpack_from("<IIB", data, pos + 1 + n)
-        table[name] = (first, count)
-        pos += 1 + n + 9
-    return data, pos, table
+# The bundled-history reader is training's (one reader for both).
+sys.path.insert(0, str(HERE.parents[4] / "training"))
+import history  # noqa: E402
 
 
 def bars(symbol):
-    data, offset, table = read_history()
-    first, count = table[symbol]
-    rows = [struct.unpack_from("<iIIIIQ", data, offset + (first + i) * 28) for i in range(count)]
-    df = pd.DataFrame(rows, columns=["day", "open", "high", "low", "close", "volume"])
-    df["date"] = pd.to_datetime(df["day"], unit="D").dt.strftime("%Y-%m-%d")
-    for c in ("open", "high", "low", "close"):
-        df[c] = df[c] / 10_000
-    df["volume"] = df["volume"].astype(float)
+    df = history.bars(symbol)
+    df["date"] = df["date"].dt.strftime("%Y-%m-%d")
     return df
 
 
