@@ -15,8 +15,15 @@ against the always-up hit rate of the same rows. Nothing is tuned on the test
 folds: the hyper-parameters below were fixed before the first evaluation.
 
 Exports, per version, to components/ml-service/models/<version>/:
-model.onnx (fit on all rows), metadata.json (features, window, label,
-evaluation, sha256), golden.json (inputs and onnxruntime outputs for tests).
+model.onnx (fit on all rows), walk-forward/<year>.onnx (each fold's model, fit
+on the rows before <year>: ml-service serves a replayed date with the model that
+existed then, never one trained on that date's future), metadata.json
+(features, window, label, evaluation, snapshots, sha256), golden.json (inputs
+and onnxruntime outputs, ensemble and members, for tests).
+
+The ONNX graphs are shaped for tract (see `to_onnx`): ZipMap off, the scaler as
+Sub/Div, GBT base values folded into tree 0, each tree ensemble split into
+nodes of TREE_GROUP trees, and each member's probabilities as a graph output.
 
 Run: pip install -r requirements.txt && python3 train.py
 """
@@ -27,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import TensorProto, helper
 import pandas as pd
 from scipy.stats import binomtest
 from skl2onnx import convert_sklearn
@@ -44,6 +52,9 @@ from features import FEATURE_NAMES, features
 SYMBOLS = ["AAPL", "IBM", "MSFT", "GOOG", "FB"]
 TEST_YEARS = list(range(2005, 2014))
 SEED = 7
+# Trees per TreeEnsembleClassifier node after the split (see split_tree_ensembles).
+TREE_GROUP = 4
+OPSETS = {"": 17, "ai.onnx.ml": 3}
 MODELS_DIR = Path(__file__).resolve().parent.parent / "components/ml-service/models"
 
 
@@ -101,6 +112,7 @@ def scores(y, p):
 
 
 def evaluate(data: pd.DataFrame, version: str):
+    """Walk-forward evaluation; also exports each fold's model as a snapshot."""
     folds, pooled = [], {"y": [], "ensemble": [], "always_up": [], "prev": []}
     names = [name for name, _ in learners(version)]
     for name in names:
@@ -112,6 +124,7 @@ def evaluate(data: pd.DataFrame, version: str):
         x_test, y_test = test[FEATURE_NAMES].to_numpy(np.float32), test["label"].to_numpy()
         model = ensemble(version).fit(x_train, y_train)
         p = model.predict_proba(x_test)[:, 1]
+        snapshot = export_snapshot(version, year, model, train, x_test, p)
         singles = {name: est.predict_proba(x_test)[:, 1] for name, est in zip(names, model.estimators_)}
         up_rate = float(y_train.mean())
         always_up = np.full(len(y_test), up_rate)
@@ -120,7 +133,7 @@ def evaluate(data: pd.DataFrame, version: str):
                 "always_up": {"accuracy": float((y_test == 1).mean()), "n": int(len(y_test))},
                 "previous_direction": {"accuracy": float((y_test == prev).mean())},
                 "learners": {n: scores(y_test, q) for n, q in singles.items()},
-                "calibration": calibration(y_test, p)}
+                "calibration": calibration(y_test, p), "snapshot": snapshot}
         folds.append(fold)
         pooled["y"].append(y_test); pooled["ensemble"].append(p); pooled["always_up"].append(always_up); pooled["prev"].append(prev)
         for n, q in singles.items():
@@ -168,35 +181,132 @@ def fold_gbt_base_values(model: onnx.ModelProto) -> int:
     return folded
 
 
+def split_tree_ensembles(model: onnx.ModelProto, group: int) -> int:
+    """Split every TreeEnsembleClassifier into nodes of `group` trees whose class-1
+    scores are summed, then post-transformed as the original node did.
+
+    Why: tract 0.23's tree op finds a leaf's weights by skipping along the
+    ensemble's whole leaf table, so a row costs trees x leaves; in nodes of a few
+    trees the skip stays short. Same trees, same sums: outputs agree with the
+    single node to float rounding (checked against scikit-learn below)."""
+    nodes, split = [], 0
+    for node in model.graph.node:
+        if node.op_type != "TreeEnsembleClassifier":
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        post = attrs.get("post_transform", b"NONE")
+        if post not in (b"NONE", b"LOGISTIC") or "base_values" in attrs:
+            raise ValueError(f"cannot split a tree ensemble with {post} and base values")
+        trees = sorted(set(attrs["nodes_treeids"]))
+        parts = []
+        for start in range(0, len(trees), group):
+            renumber = {tree: i for i, tree in enumerate(trees[start:start + group])}
+            picked = {}
+            for prefix, ids in (("nodes_", attrs["nodes_treeids"]), ("class_", attrs["class_treeids"])):
+                rows = [i for i, tree in enumerate(ids) if tree in renumber]
+                for name, values in attrs.items():
+                    if name.startswith(prefix):
+                        values = [values[i] for i in rows]
+                        picked[name] = [renumber[t] for t in values] if name.endswith("treeids") else values
+            picked["classlabels_int64s"] = attrs["classlabels_int64s"]
+            picked["post_transform"] = "NONE"
+            name = f"{node.output[1]}_trees{start}"
+            nodes.append(helper.make_node("TreeEnsembleClassifier", list(node.input), [name + "_label", name + "_scores"],
+                                          domain="ai.onnx.ml", **picked))
+            nodes.append(helper.make_node("Slice", [name + "_scores", "split_one", "split_two", "split_one"], [name + "_up"]))
+            parts.append(name + "_up")
+        up = node.output[1] + "_up"
+        if post == b"LOGISTIC":
+            nodes.append(helper.make_node("Sum", parts, [up + "_raw"]))
+            nodes.append(helper.make_node("Sigmoid", [up + "_raw"], [up]))
+        else:
+            nodes.append(helper.make_node("Sum", parts, [up]))
+        nodes.append(helper.make_node("Sub", ["split_unit", up], [node.output[1] + "_down"]))
+        nodes.append(helper.make_node("Concat", [node.output[1] + "_down", up], [node.output[1]], axis=1))
+        split += 1
+    if split:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.extend([
+            helper.make_tensor("split_one", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("split_two", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("split_unit", TensorProto.FLOAT, [1, 1], [1.0]),
+        ])
+    return split
+
+
+def expose_members(model: onnx.ModelProto, names) -> None:
+    """Each member's [N, 2] probabilities as a graph output `member_<name>`: the
+    tensors skl2onnx weights (Mul) before the soft vote (Sum), in member order."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    vote = next(n for n in model.graph.node if n.op_type == "Sum" and n.output[0] == "probabilities")
+    for name, weighted in zip(names, vote.input, strict=True):
+        member = producers[weighted].input[0]
+        model.graph.node.append(helper.make_node("Identity", [member], [f"member_{name}"]))
+        model.graph.output.append(helper.make_tensor_value_info(f"member_{name}", TensorProto.FLOAT, [None, 2]))
+
+
+def to_onnx(version: str, model: VotingClassifier) -> bytes:
+    onx = convert_sklearn(
+        model,
+        initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
+        target_opset=OPSETS,
+        options={VotingClassifier: {"zipmap": False}, StandardScaler: {"div": "div"}},
+    )
+    fold_gbt_base_values(onx)
+    split_tree_ensembles(onx, TREE_GROUP)
+    expose_members(onx, [name for name, _ in learners(version)])
+    onnx.checker.check_model(onx)
+    return onx.SerializeToString()
+
+
+def run_onnx(raw: bytes, x: np.ndarray):
+    """onnxruntime's ensemble and member probabilities of class 1."""
+    session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"features": x})))
+    members = {n.removeprefix("member_"): v[:, 1] for n, v in outputs.items() if n.startswith("member_")}
+    return outputs["probabilities"][:, 1], members
+
+
+def export_snapshot(version: str, year: int, model: VotingClassifier, train: pd.DataFrame, x_test, p_sklearn):
+    """A fold's model, served for replayed dates in its test year."""
+    raw = to_onnx(version, model)
+    p, _ = run_onnx(raw, x_test)
+    drift = float(np.abs(p - p_sklearn).max())
+    assert drift < 1e-5, f"{version} {year}: ONNX differs from scikit-learn by {drift}"
+    path = MODELS_DIR / version / "walk-forward" / f"{year}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return {"serves_from": f"{year}-01-01", "file": str(path.relative_to(MODELS_DIR / version)),
+            "training_window": [str(train["date"].min().date()), str(train["date"].max().date())],
+            "training_rows": int(len(train)), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
+            "max_difference_from_sklearn": drift}
+
+
 def export(version: str, data: pd.DataFrame, folds, summary):
     x = data[FEATURE_NAMES].to_numpy(np.float32)
     y = data["label"].to_numpy()
     model = ensemble(version).fit(x, y)
-    onx = convert_sklearn(
-        model,
-        initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
-        target_opset={"": 17, "ai.onnx.ml": 3},
-        options={VotingClassifier: {"zipmap": False}, StandardScaler: {"div": "div"}},
-    )
-    folded = fold_gbt_base_values(onx)
+    raw = to_onnx(version, model)
     out_dir = MODELS_DIR / version
-    out_dir.mkdir(parents=True, exist_ok=True)
-    raw = onx.SerializeToString()
     (out_dir / "model.onnx").write_bytes(raw)
 
     # The exported graph must reproduce scikit-learn; its outputs become the golden file.
-    session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(SEED)
     sample = x[rng.choice(len(x), size=32, replace=False)]
-    outputs = session.run(None, {"features": sample})
-    probabilities = next(o for o in outputs if o.ndim == 2)
-    drift = float(np.abs(probabilities[:, 1] - model.predict_proba(sample)[:, 1]).max())
+    probability_up, members = run_onnx(raw, sample)
+    drift = float(np.abs(probability_up - model.predict_proba(sample)[:, 1]).max())
     assert drift < 1e-5, f"ONNX differs from scikit-learn by {drift}"
     (out_dir / "golden.json").write_text(json.dumps({
         "inputs": sample.astype(float).tolist(),
-        "probability_up": probabilities[:, 1].astype(float).tolist(),
+        "probability_up": probability_up.astype(float).tolist(),
+        "members": {name: q.astype(float).tolist() for name, q in members.items()},
         "max_difference_from_sklearn": drift,
     }, indent=1))
+    # The full model serves every date after the last label it was fit on.
+    last_label = data.groupby("symbol")["date"].max().max() + pd.Timedelta(days=1)
 
     metadata = {
         "version": version,
@@ -208,10 +318,17 @@ def export(version: str, data: pd.DataFrame, folds, summary):
         "symbols": SYMBOLS,
         "training_window": [str(data["date"].min().date()), str(data["date"].max().date())],
         "training_rows": int(len(data)),
+        "outputs": {"probabilities": "probabilities",
+                    "members": {name: f"member_{name}" for name, _ in learners(version)}},
+        "snapshots": [fold["snapshot"] for fold in folds]
+        + [{"serves_from": str(last_label.date()), "file": "model.onnx",
+            "training_window": [str(data["date"].min().date()), str(data["date"].max().date())],
+            "training_rows": int(len(data)), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
+            "max_difference_from_sklearn": drift}],
         "evaluation": {"method": "walk-forward, expanding window, test years " + f"{TEST_YEARS[0]}..{TEST_YEARS[-1]}",
                        "pooled": summary, "folds": folds},
-        "onnx": {"opsets": {"": 17, "ai.onnx.ml": 3}, "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
-                 "gbt_base_values_folded": folded},
+        "onnx": {"opsets": OPSETS, "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
+                 "tree_group": TREE_GROUP},
     }
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=1))
     print(f"{version}: {len(raw)} bytes, sha256 {metadata['onnx']['sha256'][:16]}…, onnx vs sklearn {drift:.2e}")

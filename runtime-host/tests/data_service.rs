@@ -17,12 +17,6 @@ fn project(state: &std::path::Path) -> runtime_host::AppSettings {
     settings
 }
 
-async fn get_json(host: &runtime_host::RunningHost, path: &str) -> (u16, Value) {
-    let (status, body) = get(host, path).await;
-    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-    (status, json)
-}
-
 #[tokio::test]
 async fn serves_bundled_history_as_of_the_replay_clock() {
     let dir = tempfile::tempdir().unwrap();

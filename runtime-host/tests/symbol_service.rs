@@ -11,16 +11,6 @@ fn project(state: &std::path::Path) -> runtime_host::AppSettings {
     settings
 }
 
-async fn post_json(host: &runtime_host::RunningHost, path: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(url(host, path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn recommends_from_the_bundled_universe_in_batches() {
     let dir = tempfile::tempdir().unwrap();

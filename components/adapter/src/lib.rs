@@ -10,9 +10,10 @@
 //! path after the component's route prefix, so the same component works
 //! wherever spin.toml mounts it.
 
-use daytrade_contract::{ApiError, CONTRACT, Dependency, Health, ServiceId, Version};
+use daytrade_contract::{ApiError, CONTRACT, Dependency, Health, ServiceId, Store, Version};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::key_value;
 
 /// A component: its identity, its version and the services it calls.
 #[derive(Debug)]
@@ -157,5 +158,74 @@ async fn probe(upstream: &ServiceId) -> String {
         Ok(resp) if *resp.status() == 200 => "ok".to_string(),
         Ok(resp) => format!("http {}", resp.status()),
         Err(e) => format!("unreachable: {e}"),
+    }
+}
+
+/// Spin's `default` key-value store as the services' [`Store`] port.
+pub struct KvStore {
+    store: key_value::Store,
+    /// Who is writing, for the log line when a write fails.
+    owner: &'static str,
+}
+
+impl KvStore {
+    pub fn open_default(owner: &'static str) -> Result<Self, Route> {
+        key_value::Store::open_default()
+            .map(|store| Self { store, owner })
+            .map_err(|e| Route::error(500, "store-unavailable", e.to_string()))
+    }
+}
+
+impl Store for KvStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.store.get(key).ok().flatten()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(e) = self.store.set(key, value) {
+            eprintln!("{}: failed to write {key}: {e}", self.owner);
+        }
+    }
+    fn delete(&self, key: &str) {
+        if let Err(e) = self.store.delete(key) {
+            eprintln!("{}: failed to delete {key}: {e}", self.owner);
+        }
+    }
+    fn keys(&self) -> Vec<String> {
+        self.store.get_keys().unwrap_or_default()
+    }
+}
+
+/// GET another service's JSON (see [`call_json`]).
+pub async fn get_json(url: &str) -> Result<serde_json::Value, Route> {
+    call_json(Request::get(url).build(), url).await
+}
+
+/// POST JSON to another service and read its JSON answer (see [`call_json`]).
+pub async fn post_json(url: &str, body: &serde_json::Value) -> Result<serde_json::Value, Route> {
+    let req = Request::post(url, body.to_string())
+        .header("content-type", "application/json")
+        .build();
+    call_json(req, url).await
+}
+
+/// Send a request to another service. A 200 answer's JSON is returned; an
+/// upstream 4xx with a stable error is the caller's mistake passed through
+/// as is (an unknown symbol stays a 404); anything else is a 502.
+pub async fn call_json(req: Request, url: &str) -> Result<serde_json::Value, Route> {
+    let resp: Response = spin_sdk::http::send(req)
+        .await
+        .map_err(|e| Route::error(502, "upstream-unavailable", format!("{url}: {e}")))?;
+    let status = *resp.status();
+    if status == 200 {
+        return serde_json::from_slice(resp.body())
+            .map_err(|e| Route::error(502, "upstream-malformed", format!("{url}: {e}")));
+    }
+    match serde_json::from_slice::<ApiError>(resp.body()) {
+        Ok(error) if (400..500).contains(&status) => Err(Route::Error(status, error)),
+        _ => Err(Route::error(
+            502,
+            "upstream-error",
+            format!("{url}: http {status}"),
+        )),
     }
 }

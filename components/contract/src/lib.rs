@@ -90,6 +90,32 @@ pub struct Version {
     pub contract: String,
 }
 
+/// A service's key-value store (Spin key-value: SQLite locally, Redis in a
+/// cluster). Service libraries take it as a port; components implement it with
+/// Spin (`spin_adapter::KvStore`), tests with an in-memory map.
+pub trait Store {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Writes; a failure is logged by the implementation, not returned.
+    fn set(&self, key: &str, value: &[u8]);
+    fn delete(&self, key: &str);
+    fn keys(&self) -> Vec<String>;
+}
+
+impl<T: Store + ?Sized> Store for &T {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        (**self).set(key, value)
+    }
+    fn delete(&self, key: &str) {
+        (**self).delete(key)
+    }
+    fn keys(&self) -> Vec<String> {
+        (**self).keys()
+    }
+}
+
 #[cfg(any(test, feature = "wit-check"))]
 pub mod wit_check;
 

@@ -3,6 +3,7 @@
 //! Routes (below `/api/v1/data`):
 //! `GET /stocks/{symbol}?from&to&interval=1m|5m|15m|1h|1d&include_features`,
 //! `POST /batch-fetch {symbols, from, to}`, `GET /features/{symbol}?date`,
+//! `POST /batch-features {symbols, date}`,
 //! `GET /symbols`, `GET /exchanges/{tse|us}`, `GET|DELETE /cache[?symbol]`,
 //! `GET /clock`, `PUT /clock` and `POST /clock/advance` (admin),
 //! `GET /metrics` (Prometheus text).
@@ -15,9 +16,9 @@ use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
 use market_data::source::SourceKind;
 use market_data::{History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
-use spin_adapter::{Route, Service, path_info, query_param};
+use spin_adapter::{KvStore, Route, Service, path_info, query_param};
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::{http_component, key_value, variables};
+use spin_sdk::{http_component, variables};
 
 static SERVICE: Service = Service {
     id: market_data::SERVICE,
@@ -33,27 +34,8 @@ async fn handle(req: Request) -> Response {
 /// The component's view of Spin: key-value store, outbound HTTP, variables.
 struct Context {
     history: History,
-    store: key_value::Store,
+    store: KvStore,
     settings: Settings,
-}
-
-struct KvStore<'a>(&'a key_value::Store);
-
-impl Store for KvStore<'_> {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.get(key).ok().flatten()
-    }
-    fn set(&self, key: &str, value: &[u8]) {
-        if let Err(e) = self.0.set(key, value) {
-            eprintln!("data-service: failed to write {key}: {e}");
-        }
-    }
-    fn delete(&self, key: &str) {
-        let _ = self.0.delete(key);
-    }
-    fn keys(&self) -> Vec<String> {
-        self.0.get_keys().unwrap_or_default()
-    }
 }
 
 struct SpinFetch;
@@ -75,8 +57,7 @@ fn var(name: &str) -> Result<String, Route> {
 impl Context {
     fn open() -> Result<Self, Route> {
         let history = History::bundled().map_err(|e| Route::error(500, e.code(), e.to_string()))?;
-        let store = key_value::Store::open_default()
-            .map_err(|e| Route::error(500, "store-unavailable", e.to_string()))?;
+        let store = KvStore::open_default("data-service")?;
         let source = var("bar_source")?;
         let source = SourceKind::parse(&source).ok_or_else(|| {
             Route::error(
@@ -116,10 +97,10 @@ impl Context {
         })
     }
 
-    fn service(&self) -> MarketData<'_, KvStore<'_>, SpinFetch> {
+    fn service(&self) -> MarketData<'_, &KvStore, SpinFetch> {
         MarketData {
             history: &self.history,
-            store: KvStore(&self.store),
+            store: &self.store,
             fetch: SpinFetch,
             settings: self.settings.clone(),
             now: Utc::now(),
@@ -169,6 +150,27 @@ fn require_admin(req: &Request) -> Result<(), Route> {
             "admin token missing or wrong",
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchFeaturesRequest {
+    symbols: Vec<String>,
+    #[serde(default)]
+    date: Option<NaiveDate>,
+}
+
+/// One symbol's feature vector as data-service serves it.
+fn feature_view(
+    symbol: &str,
+    features: &market_data::features::FeatureVector,
+) -> serde_json::Value {
+    serde_json::json!({
+        "symbol": symbol,
+        "date": features.date,
+        "names": features.names,
+        "values": features.values,
+    })
 }
 
 #[derive(Deserialize)]
@@ -247,12 +249,29 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 .features(&symbol, date_param(&req, "date")?)
                 .await
                 .map_err(failed)?;
-            Route::ok(serde_json::json!({
-                "symbol": symbol,
-                "date": features.date,
-                "names": features.names,
-                "values": features.values,
-            }))
+            Route::ok(feature_view(symbol.as_str(), &features))
+        }
+        (Method::Post, ["batch-features"]) => {
+            let batch: BatchFeaturesRequest = serde_json::from_slice(req.body())
+                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            let results = md
+                .batch_features(&batch.symbols, batch.date)
+                .await
+                .map_err(failed)?;
+            // In the order asked, each under the symbol as the caller spelled it.
+            let results: Vec<serde_json::Value> = results
+                .into_iter()
+                .zip(&batch.symbols)
+                .map(|(r, asked)| match r {
+                    Ok(features) => feature_view(asked, &features),
+                    Err((symbol, e)) => serde_json::json!({
+                        "symbol": symbol,
+                        "status": e.status(),
+                        "error": { "code": e.code(), "message": e.to_string() }
+                    }),
+                })
+                .collect();
+            Route::ok(serde_json::json!({ "results": results }))
         }
         (Method::Get, ["symbols"]) => {
             let symbols: Vec<&str> = ctx

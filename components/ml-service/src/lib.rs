@@ -1,11 +1,30 @@
 //! The `ml-service` component: Spin's HTTP trigger in front of [`forecasting`].
+//!
+//! Routes (below `/api/v1/ml`):
+//! `POST /predict {symbol, features?, date?, model_version?}`,
+//! `POST /batch-predict {symbols (≤ 100), date?, model_version?}`,
+//! `GET /models`, `POST /outcomes` (resolve recorded predictions against
+//! data-service's later bars), `GET /accuracy?model_version&window`,
+//! `GET /metrics` (Prometheus text).
+//!
+//! The served version is the `model_version` variable (a v2 pod serves v2); a
+//! request may name another shipped version. Features come from data-service
+//! (`POST /api/v1/data/batch-features`) unless the caller sends them.
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use spin_adapter::{Route, Service};
-use spin_sdk::http::{Request, Response};
-use spin_sdk::http_component;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use daytrade_contract::ServiceId;
+use forecasting::monitor::{self, Journal, Prediction};
+use forecasting::{MAX_BATCH, ModelVersion, Policy, Registry, Row, Scored};
+use serde::Deserialize;
+use spin_adapter::{KvStore, Route, Service, path_info, post_json, query_param, upstream_url};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::{http_component, variables};
 
 static SERVICE: Service = Service {
     id: forecasting::SERVICE,
@@ -13,11 +32,521 @@ static SERVICE: Service = Service {
     upstreams: forecasting::UPSTREAMS,
 };
 
+/// data-service's batch limit.
+const DATA_BATCH: usize = 50;
+/// Resolved predictions scored for the `ml_prediction_accuracy` gauge.
+const GAUGE_WINDOW: usize = 500;
+
 #[http_component]
 async fn handle(req: Request) -> Response {
     spin_adapter::serve(&SERVICE, req, route).await
 }
 
-async fn route(_req: Request) -> Route {
-    Route::NotFound
+async fn route(req: Request) -> Route {
+    match dispatch(req).await {
+        Ok(route) | Err(route) => route,
+    }
+}
+
+fn var(name: &str) -> Result<String, Route> {
+    variables::get(name)
+        .map_err(|e| Route::error(500, "configuration", format!("variable `{name}`: {e}")))
+}
+
+fn failed(e: forecasting::Error) -> Route {
+    Route::error(e.status(), e.code(), e.to_string())
+}
+
+fn registry() -> Result<&'static Registry, Route> {
+    Registry::embedded().map_err(|e| Route::error(500, e.code(), e.to_string()))
+}
+
+/// The version a request asked for, or the one this deployment serves.
+fn version(asked: Option<&str>) -> Result<&'static ModelVersion, Route> {
+    let name = match asked {
+        Some(name) => name.to_string(),
+        None => var("model_version")?,
+    };
+    registry()?.version(&name).map_err(|e| failed(e.into()))
+}
+
+fn policy() -> Result<Policy, Route> {
+    let threshold = |name: &str| -> Result<f64, Route> {
+        var(name)?
+            .parse()
+            .map_err(|_| Route::error(500, "configuration", format!("{name} is not a number")))
+    };
+    Policy::new(threshold("buy_threshold")?, threshold("sell_threshold")?)
+        .map_err(|e| Route::error(500, "configuration", e))
+}
+
+fn journal() -> Result<Journal<KvStore>, Route> {
+    Ok(Journal {
+        store: KvStore::open_default("ml-service")?,
+    })
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Route> {
+    serde_json::from_slice(req.body()).map_err(|e| Route::error(400, "invalid-json", e.to_string()))
+}
+
+async fn dispatch(req: Request) -> Result<Route, Route> {
+    let path = path_info(&req);
+    match (req.method(), path.as_str()) {
+        (Method::Post, "/predict") => {
+            let asked: PredictRequest = parse_body(&req)?;
+            predict(asked).await
+        }
+        (Method::Post, "/batch-predict") => {
+            let asked: BatchRequest = parse_body(&req)?;
+            batch_predict(asked).await
+        }
+        (Method::Get, "/models") => models(),
+        (Method::Post, "/outcomes") => resolve_outcomes().await,
+        (Method::Get, "/accuracy") => {
+            let version = version(query_param(&req, "model_version").as_deref())?;
+            let window = match query_param(&req, "window").as_deref() {
+                None | Some("all") => None,
+                Some(raw) => Some(raw.parse::<usize>().ok().filter(|w| *w > 0).ok_or_else(
+                    || {
+                        Route::error(
+                            400,
+                            "invalid-window",
+                            format!("window `{raw}` is not a positive count or `all`"),
+                        )
+                    },
+                )?),
+            };
+            let journal = journal()?;
+            let resolved = journal.resolved(&version.name, window);
+            let mut body = serde_json::to_value(monitor::accuracy(&version.name, &resolved))
+                .unwrap_or_default();
+            body["window"] = serde_json::json!(window);
+            body["pending"] = serde_json::json!(journal.pending_count(&version.name));
+            body["offline"] = version.metadata["evaluation"]["pooled"]["ensemble"].clone();
+            Ok(Route::ok(body))
+        }
+        (Method::Get, "/metrics") => Ok(Route::Text(
+            "text/plain; version=0.0.4",
+            metrics(&journal()?)?,
+        )),
+        _ => Ok(Route::NotFound),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest {
+    symbol: String,
+    /// The model's features in its order; fetched from data-service when absent.
+    #[serde(default)]
+    features: Option<Vec<f64>>,
+    /// The bar to forecast from (default: data-service's clock).
+    #[serde(default)]
+    date: Option<NaiveDate>,
+    #[serde(default)]
+    model_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    symbols: Vec<String>,
+    #[serde(default)]
+    date: Option<NaiveDate>,
+    #[serde(default)]
+    model_version: Option<String>,
+}
+
+/// Symbols are labels in keys and logs: keep them to what tickers use.
+fn check_symbol(symbol: &str) -> Result<(), Route> {
+    let ok = !symbol.is_empty()
+        && symbol.len() <= 24
+        && symbol
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '^' | '='));
+    if ok {
+        Ok(())
+    } else {
+        Err(Route::error(
+            400,
+            "invalid-symbol",
+            format!("`{symbol}` is not a ticker symbol"),
+        ))
+    }
+}
+
+async fn predict(asked: PredictRequest) -> Result<Route, Route> {
+    let started = Instant::now();
+    check_symbol(&asked.symbol)?;
+    let version = version(asked.model_version.as_deref())?;
+    let policy = policy()?;
+    let row = match asked.features {
+        Some(values) => Row {
+            symbol: asked.symbol,
+            date: asked.date,
+            names: None,
+            values,
+        },
+        None => {
+            let mut fetched =
+                fetch_features(std::slice::from_ref(&asked.symbol), asked.date).await?;
+            match fetched.pop() {
+                Some(Ok(row)) => row,
+                Some(Err((_, status, error))) => return Err(Route::Error(status, error)),
+                None => return Err(Route::error(502, "upstream-malformed", "no features")),
+            }
+        }
+    };
+    let batch = forecasting::forecast(version, vec![row]).map_err(failed)?;
+    let body = answer(version, &policy, &batch, started)?;
+    Ok(Route::ok(body["predictions"][0].clone()))
+}
+
+async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
+    let started = Instant::now();
+    if asked.symbols.is_empty() || asked.symbols.len() > MAX_BATCH {
+        return Err(failed(forecasting::Error::BatchSize(asked.symbols.len())));
+    }
+    for symbol in &asked.symbols {
+        check_symbol(symbol)?;
+    }
+    let version = version(asked.model_version.as_deref())?;
+    let policy = policy()?;
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for result in fetch_features(&asked.symbols, asked.date).await? {
+        match result {
+            Ok(row) => rows.push(row),
+            Err((symbol, _, error)) => {
+                errors.push(serde_json::json!({ "symbol": symbol, "error": error }))
+            }
+        }
+    }
+    let mut body = if rows.is_empty() {
+        serde_json::json!({ "model_version": version.name, "model_runs": 0, "predictions": [] })
+    } else {
+        let batch = forecasting::forecast(version, rows).map_err(failed)?;
+        answer(version, &policy, &batch, started)?
+    };
+    body["errors"] = serde_json::Value::Array(errors);
+    Ok(Route::ok(body))
+}
+
+/// A symbol's features, or its symbol, status and error from data-service.
+type Fetched = Result<Row, (String, u16, daytrade_contract::ApiError)>;
+
+/// Features for `symbols` at `date` from data-service, in concurrent batches.
+async fn fetch_features(
+    symbols: &[String],
+    date: Option<NaiveDate>,
+) -> Result<Vec<Fetched>, Route> {
+    let data = upstream_url(&ServiceId::DATA)
+        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let url = format!("{data}/api/v1/data/batch-features");
+    let calls = symbols.chunks(DATA_BATCH).map(|chunk| {
+        let body = serde_json::json!({ "symbols": chunk, "date": date });
+        let url = url.clone();
+        async move { post_json(&url, &body).await }
+    });
+    let mut out = Vec::with_capacity(symbols.len());
+    for answer in futures::future::join_all(calls).await {
+        for result in answer?["results"].as_array().cloned().unwrap_or_default() {
+            out.push(to_row(result));
+        }
+    }
+    Ok(out)
+}
+
+fn to_row(result: serde_json::Value) -> Fetched {
+    let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
+    if let Some(error) = result.get("error") {
+        let error: daytrade_contract::ApiError = serde_json::from_value(error.clone())
+            .unwrap_or_else(|_| {
+                daytrade_contract::ApiError::new("upstream-error", error.to_string())
+            });
+        // The status data-service gives the symbol's failure: a 4xx (unknown
+        // symbol, too little history) is the caller's; anything else is ours.
+        let status = result["status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .filter(|s| (400..500).contains(s))
+            .unwrap_or(502);
+        return Err((symbol, status, error));
+    }
+    let parsed = (|| {
+        Some(Row {
+            symbol: symbol.clone(),
+            date: Some(serde_json::from_value(result["date"].clone()).ok()?),
+            names: Some(serde_json::from_value(result["names"].clone()).ok()?),
+            values: serde_json::from_value(result["values"].clone()).ok()?,
+        })
+    })();
+    parsed.ok_or_else(|| {
+        (
+            symbol,
+            502,
+            daytrade_contract::ApiError::new(
+                "upstream-malformed",
+                "data-service features are malformed",
+            ),
+        )
+    })
+}
+
+/// The response for forecast rows; records every dated prediction.
+fn answer(
+    version: &ModelVersion,
+    policy: &Policy,
+    batch: &forecasting::Batch,
+    started: Instant,
+) -> Result<serde_json::Value, Route> {
+    let journal = journal()?;
+    let per_row_us = batch.inference.as_micros() as u64 / batch.scored.len().max(1) as u64;
+    let predictions: Vec<serde_json::Value> = batch
+        .scored
+        .iter()
+        .map(|scored| {
+            let recorded = record(&journal, version, scored);
+            prediction_view(version, policy, scored, per_row_us, recorded)
+        })
+        .collect();
+    journal.observe_latency(&version.name, started.elapsed().as_secs_f64());
+    Ok(serde_json::json!({
+        "model_version": version.name,
+        "model_runs": batch.runs,
+        "latency_us": batch.inference.as_micros() as u64,
+        "load_us": batch.load.as_micros() as u64,
+        "predictions": predictions,
+    }))
+}
+
+fn record(journal: &Journal<KvStore>, version: &ModelVersion, scored: &Scored) -> bool {
+    let Some(date) = scored.row.date else {
+        return false;
+    };
+    journal.record(&Prediction {
+        model_version: version.name.clone(),
+        snapshot: scored.snapshot.serves_from,
+        symbol: scored.row.symbol.clone(),
+        date,
+        probability_up: scored.forecast.probability_up,
+        outcome_up: None,
+    });
+    true
+}
+
+fn prediction_view(
+    version: &ModelVersion,
+    policy: &Policy,
+    scored: &Scored,
+    latency_us: u64,
+    recorded: bool,
+) -> serde_json::Value {
+    let signal = policy.signal(scored.forecast.probability_up);
+    serde_json::json!({
+        "symbol": scored.row.symbol,
+        "date": scored.row.date,
+        "probability_up": scored.forecast.probability_up,
+        "direction": signal.direction,
+        "action": signal.action,
+        "confidence": signal.confidence,
+        "model_version": version.name,
+        "snapshot": {
+            "serves_from": scored.snapshot.serves_from,
+            "file": scored.snapshot.file,
+            "training_window": scored.snapshot.training_window,
+        },
+        "members": scored.forecast.members,
+        "features_used": {
+            "names": version.features,
+            "values": scored.row.values,
+        },
+        "latency_us": latency_us,
+        "recorded": recorded,
+    })
+}
+
+fn models() -> Result<Route, Route> {
+    let served = var("model_version")?;
+    let policy = policy()?;
+    let versions: Vec<serde_json::Value> = registry()?
+        .versions()
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.name,
+                "served": v.name == served,
+                "members": v.members,
+                "features": v.features,
+                "snapshots": v.snapshots,
+                "metadata": v.metadata,
+            })
+        })
+        .collect();
+    Ok(Route::ok(serde_json::json!({
+        "served": served,
+        "policy": policy,
+        "versions": versions,
+    })))
+}
+
+/// Resolve pending predictions against data-service's bars: a prediction made
+/// on bar D is up if the next bar's close is above D's. Bars past
+/// data-service's clock do not exist yet, so those stay pending.
+async fn resolve_outcomes() -> Result<Route, Route> {
+    let journal = journal()?;
+    let pending = journal.pending();
+    let mut by_symbol: BTreeMap<String, Vec<Prediction>> = BTreeMap::new();
+    for p in pending {
+        by_symbol.entry(p.symbol.clone()).or_default().push(p);
+    }
+    let data = upstream_url(&ServiceId::DATA)
+        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let mut closes: BTreeMap<String, Vec<(NaiveDate, f64)>> = BTreeMap::new();
+    let symbols: Vec<String> = by_symbol.keys().cloned().collect();
+    let mut failures = Vec::new();
+    for chunk in symbols.chunks(DATA_BATCH) {
+        let from = chunk
+            .iter()
+            .filter_map(|s| by_symbol[s].iter().map(|p| p.date).min())
+            .min();
+        let body = serde_json::json!({ "symbols": chunk, "from": from });
+        let answer = post_json(&format!("{data}/api/v1/data/batch-fetch"), &body).await?;
+        for result in answer["results"].as_array().cloned().unwrap_or_default() {
+            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
+            match result["ok"]["bars"].as_array() {
+                Some(bars) => {
+                    let series = bars
+                        .iter()
+                        .filter_map(|b| {
+                            let date = serde_json::from_value(b["date"].clone()).ok()?;
+                            let close = b["close"].as_str()?.parse::<f64>().ok()?;
+                            Some((date, close))
+                        })
+                        .collect();
+                    closes.insert(symbol, series);
+                }
+                None => {
+                    failures.push(serde_json::json!({ "symbol": symbol, "error": result["error"] }))
+                }
+            }
+        }
+    }
+    let (mut resolved, mut waiting) = (0, 0);
+    for (symbol, predictions) in by_symbol {
+        let series = closes.get(&symbol).map(Vec::as_slice).unwrap_or_default();
+        for p in predictions {
+            match outcome(series, p.date) {
+                Some(up) => {
+                    journal.resolve(p, up);
+                    resolved += 1;
+                }
+                None => waiting += 1,
+            }
+        }
+    }
+    Ok(Route::ok(serde_json::json!({
+        "resolved": resolved,
+        "pending": waiting,
+        "fetch_failures": failures,
+    })))
+}
+
+/// Did the session after `date` close above `date`'s close? `None` until it exists.
+fn outcome(series: &[(NaiveDate, f64)], date: NaiveDate) -> Option<bool> {
+    // Bars come oldest first.
+    let i = series.binary_search_by_key(&date, |(d, _)| *d).ok()?;
+    let next = series.get(i + 1)?;
+    Some(next.1 > series[i].1)
+}
+
+fn metrics(journal: &Journal<KvStore>) -> Result<String, Route> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let versions = registry()?.versions();
+    let _ = writeln!(
+        out,
+        "# HELP ml_prediction_accuracy Direction hit rate of the last {GAUGE_WINDOW} resolved predictions."
+    );
+    let _ = writeln!(out, "# TYPE ml_prediction_accuracy gauge");
+    let scored: Vec<_> = versions
+        .iter()
+        .map(|v| monitor::accuracy(&v.name, &journal.resolved(&v.name, Some(GAUGE_WINDOW))))
+        .collect();
+    for a in &scored {
+        if let Some(rate) = a.hit_rate {
+            let _ = writeln!(
+                out,
+                "ml_prediction_accuracy{{model_version=\"{}\"}} {rate}",
+                a.model_version
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ml_prediction_auc ROC AUC of the same predictions."
+    );
+    let _ = writeln!(out, "# TYPE ml_prediction_auc gauge");
+    for a in &scored {
+        if let Some(auc) = a.auc {
+            let _ = writeln!(
+                out,
+                "ml_prediction_auc{{model_version=\"{}\"}} {auc}",
+                a.model_version
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ml_predictions_scored Resolved predictions the gauges are computed on."
+    );
+    let _ = writeln!(out, "# TYPE ml_predictions_scored gauge");
+    for a in &scored {
+        let _ = writeln!(
+            out,
+            "ml_predictions_scored{{model_version=\"{}\"}} {}",
+            a.model_version, a.n
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ml_predictions_pending Recorded predictions waiting for their outcome."
+    );
+    let _ = writeln!(out, "# TYPE ml_predictions_pending gauge");
+    for v in versions {
+        let _ = writeln!(
+            out,
+            "ml_predictions_pending{{model_version=\"{}\"}} {}",
+            v.name,
+            journal.pending_count(&v.name)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ml_offline_accuracy The version's walk-forward accuracy at training time."
+    );
+    let _ = writeln!(out, "# TYPE ml_offline_accuracy gauge");
+    for v in versions {
+        if let Some(acc) = v.metadata["evaluation"]["pooled"]["ensemble"]["accuracy"].as_f64() {
+            let _ = writeln!(
+                out,
+                "ml_offline_accuracy{{model_version=\"{}\"}} {acc}",
+                v.name
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ml_prediction_latency_seconds Predict and batch-predict requests, in the component."
+    );
+    let _ = writeln!(out, "# TYPE ml_prediction_latency_seconds histogram");
+    for v in versions {
+        journal.latency(&v.name).render(
+            "ml_prediction_latency_seconds",
+            &format!("model_version=\"{}\"", v.name),
+            &mut out,
+        );
+    }
+    Ok(out)
 }

@@ -13,7 +13,7 @@ use chrono::{Duration, NaiveDate};
 use daytrade_contract::ServiceId;
 use screening::{FilterChain, ScoreWeights, Series};
 use serde::Deserialize;
-use spin_adapter::{Route, Service, path_info, query_param, upstream_url};
+use spin_adapter::{Route, Service, get_json, path_info, post_json, query_param, upstream_url};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -129,21 +129,6 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
     Ok(Route::ok(body))
 }
 
-async fn get_json(url: String) -> Result<serde_json::Value, Route> {
-    let resp: Response = spin_sdk::http::send(Request::get(&url).build())
-        .await
-        .map_err(|e| Route::error(502, "upstream-unavailable", format!("GET {url}: {e}")))?;
-    if *resp.status() != 200 {
-        return Err(Route::error(
-            502,
-            "upstream-error",
-            format!("GET {url}: http {}", resp.status()),
-        ));
-    }
-    serde_json::from_slice(resp.body())
-        .map_err(|e| Route::error(502, "upstream-malformed", e.to_string()))
-}
-
 /// The universe: the `universe` variable (comma-separated), the file named by
 /// `universe_file`, or everything data-service has bundled.
 async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
@@ -166,7 +151,7 @@ async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
             .filter(|s| !s.is_empty())
             .collect());
     }
-    let body = get_json(format!("{data}/api/v1/data/symbols")).await?;
+    let body = get_json(&format!("{data}/api/v1/data/symbols")).await?;
     Ok(body["symbols"]
         .as_array()
         .map(|a| {
@@ -178,7 +163,7 @@ async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
 }
 
 async fn clock(data: &str) -> Result<NaiveDate, Route> {
-    let body = get_json(format!("{data}/api/v1/data/clock")).await?;
+    let body = get_json(&format!("{data}/api/v1/data/clock")).await?;
     body["as_of"]
         .as_str()
         .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
@@ -196,23 +181,7 @@ async fn fetch_series(
     let batches = universe.chunks(BATCH).map(|chunk| {
         let body = serde_json::json!({ "symbols": chunk, "from": from, "to": to });
         let url = url.clone();
-        let req = Request::post(&url, body.to_string())
-            .header("content-type", "application/json")
-            .build();
-        async move {
-            let resp: Response = spin_sdk::http::send(req).await.map_err(|e| {
-                Route::error(502, "upstream-unavailable", format!("POST {url}: {e}"))
-            })?;
-            if *resp.status() != 200 {
-                return Err(Route::error(
-                    502,
-                    "upstream-error",
-                    format!("batch-fetch: http {}", resp.status()),
-                ));
-            }
-            serde_json::from_slice::<serde_json::Value>(resp.body())
-                .map_err(|e| Route::error(502, "upstream-malformed", e.to_string()))
-        }
+        async move { post_json(&url, &body).await }
     });
     let mut series = Vec::new();
     let mut failures = Vec::new();

@@ -106,6 +106,28 @@ pub async fn get(host: &RunningHost, path: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// GET a JSON body.
+pub async fn get_json(host: &RunningHost, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get(host, path).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+/// POST a JSON body, read a JSON answer.
+pub async fn post_json(
+    host: &RunningHost,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(url(host, path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
 pub async fn metrics(host: &RunningHost) -> String {
     let admin = host.admin_addr.unwrap();
     client()

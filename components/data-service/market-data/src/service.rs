@@ -22,13 +22,7 @@ use crate::interval::Interval;
 use crate::source::{BarSource, ProviderError, SourceKind, Stooq, Yahoo};
 use crate::symbol::Symbol;
 
-/// The key-value store (Spin key-value: SQLite locally, Redis in a cluster).
-pub trait Store {
-    fn get(&self, key: &str) -> Option<Vec<u8>>;
-    fn set(&self, key: &str, value: &[u8]);
-    fn delete(&self, key: &str);
-    fn keys(&self) -> Vec<String>;
-}
+pub use daytrade_contract::Store;
 
 /// Outbound HTTP GET: status and body, or why there is none.
 pub trait Fetch {
@@ -39,8 +33,12 @@ pub trait Fetch {
 pub const MAX_BATCH: usize = 50;
 /// Longest range one query may span.
 pub const MAX_RANGE_DAYS: i64 = 366 * 30;
-/// Bars taken before the requested date to compute features out of warm-up.
-const FEATURE_LOOKBACK_DAYS: i64 = 120;
+/// Calendar days of bars taken before the requested date to compute features.
+/// RSI, ATR and MACD are recursive averages that never forget their first bar:
+/// over 120 days a vector differed from the same bar's full-history vector
+/// enough to flip 6 of 8,374 replayed forecasts. Over two years (~500 bars) the
+/// start's weight is below 1e-15, so a served vector is the one training saw.
+const FEATURE_LOOKBACK_DAYS: i64 = 730;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -328,6 +326,27 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.bars(&symbol, Interval::OneDay, from, to)
+                .await
+                .map_err(|e| (raw.clone(), e))
+        });
+        Ok(futures::future::join_all(queries).await)
+    }
+
+    /// Several symbols' features at the clock (or at `date`); each succeeds or fails alone.
+    pub async fn batch_features(
+        &self,
+        symbols: &[String],
+        date: Option<NaiveDate>,
+    ) -> Result<Vec<Result<FeatureVector, (String, ServiceError)>>, ServiceError> {
+        if symbols.is_empty() || symbols.len() > MAX_BATCH {
+            return Err(ServiceError::BadRequest(format!(
+                "a batch has 1 to {MAX_BATCH} symbols, got {}",
+                symbols.len()
+            )));
+        }
+        let queries = symbols.iter().map(|raw| async move {
+            let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
+            self.features(&symbol, date)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });

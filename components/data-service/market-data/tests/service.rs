@@ -297,6 +297,46 @@ fn features_are_computed_at_the_clock() {
     assert_eq!(earlier.date, d(2010, 3, 1));
     let future = block_on(md.features(&ibm, Some(d(2012, 1, 3)))).unwrap();
     assert_eq!(future.date, d(2010, 6, 30), "never past the clock");
+
+    // A served vector is the bar's vector over the whole history (what training
+    // computes), not an approximation from a short window.
+    let all = history.bars("IBM", None, Some(d(2010, 3, 1))).unwrap();
+    let full = market_data::features::feature_rows(&all)
+        .pop()
+        .flatten()
+        .unwrap();
+    for (name, (got, want)) in earlier.names.iter().zip(earlier.values.iter().zip(&full)) {
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{name}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_of_features_fails_symbol_by_symbol() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
+    let asked = ["IBM", "ZZZZ", "MSFT"].map(String::from);
+    let results = block_on(md.batch_features(&asked, Some(d(2010, 3, 1)))).unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap().date, d(2010, 3, 1));
+    let (symbol, error) = results[1].as_ref().unwrap_err();
+    assert_eq!(
+        (symbol.as_str(), error.code(), error.status()),
+        ("ZZZZ", "unknown-symbol", 404)
+    );
+    assert!(results[2].is_ok());
+    let too_many = vec!["IBM".to_string(); 51];
+    assert!(block_on(md.batch_features(&too_many, None)).is_err());
+    assert!(block_on(md.batch_features(&[], None)).is_err());
 }
 
 #[test]
