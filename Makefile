@@ -35,13 +35,15 @@ clippy:
 	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
 
 ## Benchmarks (print figures): host req/s, latency, instantiation, RSS; indicator
-## throughput natively and in Wasm; data-service and symbol-service latencies.
+## throughput natively and in Wasm; data-service and symbol-service latencies;
+## ml-service: tract native, in the component (fresh / reused), onnxruntime.
 bench: components host
 	$(CARGO) run --release -p runtime-host --example bench
 	$(CARGO) run --release -p market-data --example indicators_bench
 	$(CARGO) build --release --target wasm32-wasip2 -p market-data --example indicators_bench
 	$(CARGO) run --release -p runtime-host --example run_command -- target/wasm32-wasip2/release/examples/indicators_bench.wasm
 	$(CARGO) run --release -p runtime-host --example services_bench
+	$(CARGO) run --release -p runtime-host --example ml_bench
 
 clean-state:
 	rm -rf .spin

@@ -68,6 +68,28 @@ async fn the_component_reproduces_the_golden_onnxruntime_outputs() {
             worst <= 1e-5,
             "{version}: component differs from onnxruntime by {worst}"
         );
+
+        // The same rows as one batch: one graph run, the same numbers.
+        let rows: Vec<Value> = golden["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| json!({ "symbol": format!("ROW{i}"), "features": f }))
+            .collect();
+        let (status, batch) = post_json(
+            &host,
+            "/api/v1/ml/batch-predict",
+            json!({ "rows": rows, "model_version": version }),
+        )
+        .await;
+        assert_eq!(status, 200, "{batch}");
+        assert_eq!(batch["model_runs"], 1);
+        for (i, p) in batch["predictions"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(p["symbol"], format!("ROW{i}"));
+            let expected = golden["probability_up"][i].as_f64().unwrap();
+            assert!((p["probability_up"].as_f64().unwrap() - expected).abs() <= 1e-5);
+        }
     }
     host.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //!
 //! Routes (below `/api/v1/ml`):
 //! `POST /predict {symbol, features?, date?, model_version?}`,
-//! `POST /batch-predict {symbols (≤ 100), date?, model_version?}`,
+//! `POST /batch-predict {symbols | rows: [{symbol, features, date?}] (≤ 100), date?, model_version?}`,
 //! `GET /models`, `POST /outcomes` (resolve recorded predictions against
 //! data-service's later bars), `GET /accuracy?model_version&window`,
 //! `GET /metrics` (Prometheus text).
@@ -148,14 +148,28 @@ struct PredictRequest {
     model_version: Option<String>,
 }
 
+/// Either `symbols` (features from data-service at `date`) or `rows` (the
+/// caller's features).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
-    symbols: Vec<String>,
+    #[serde(default)]
+    symbols: Option<Vec<String>>,
+    #[serde(default)]
+    rows: Option<Vec<RowRequest>>,
     #[serde(default)]
     date: Option<NaiveDate>,
     #[serde(default)]
     model_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowRequest {
+    symbol: String,
+    features: Vec<f64>,
+    #[serde(default)]
+    date: Option<NaiveDate>,
 }
 
 /// Symbols are labels in keys and logs: keep them to what tickers use.
@@ -205,21 +219,45 @@ async fn predict(asked: PredictRequest) -> Result<Route, Route> {
 
 async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
     let started = Instant::now();
-    if asked.symbols.is_empty() || asked.symbols.len() > MAX_BATCH {
-        return Err(failed(forecasting::Error::BatchSize(asked.symbols.len())));
-    }
-    for symbol in &asked.symbols {
-        check_symbol(symbol)?;
+    let count = match (&asked.symbols, &asked.rows) {
+        (Some(symbols), None) => symbols.len(),
+        (None, Some(rows)) => rows.len(),
+        _ => {
+            return Err(Route::error(
+                400,
+                "invalid-json",
+                "send either `symbols` or `rows`",
+            ));
+        }
+    };
+    if count == 0 || count > MAX_BATCH {
+        return Err(failed(forecasting::Error::BatchSize(count)));
     }
     let version = version(asked.model_version.as_deref())?;
     let policy = policy()?;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
-    for result in fetch_features(&asked.symbols, asked.date).await? {
-        match result {
-            Ok(row) => rows.push(row),
-            Err((symbol, _, error)) => {
-                errors.push(serde_json::json!({ "symbol": symbol, "error": error }))
+    if let Some(given) = asked.rows {
+        for row in given {
+            check_symbol(&row.symbol)?;
+            rows.push(Row {
+                symbol: row.symbol,
+                date: row.date.or(asked.date),
+                names: None,
+                values: row.features,
+            });
+        }
+    } else {
+        let symbols = asked.symbols.unwrap_or_default();
+        for symbol in &symbols {
+            check_symbol(symbol)?;
+        }
+        for result in fetch_features(&symbols, asked.date).await? {
+            match result {
+                Ok(row) => rows.push(row),
+                Err((symbol, _, error)) => {
+                    errors.push(serde_json::json!({ "symbol": symbol, "error": error }))
+                }
             }
         }
     }
