@@ -3,7 +3,8 @@
 
 Same model files and inputs as the Rust side: per version, the session load
 time, the latency of one row and of a batch of 100 (the golden inputs tiled),
-on one thread. Prints one JSON object per version.
+on one thread — for the shipped file and for skl2onnx's tree-op form of the
+same fit (onnxruntime's fastest). Prints one JSON object per version and form.
 Run: python3 bench_onnxruntime.py <models dir>
 """
 import json
@@ -28,8 +29,9 @@ def main(models: Path):
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    for version in ("v1", "v2"):
-        raw = (models / version / "model.onnx").read_bytes()
+    for version, form, file in [(v, f, p) for v in ("v1", "v2")
+                                for f, p in (("shipped", "model.onnx"), ("tree-op", "reference/tree-op.onnx"))]:
+        raw = (models / version / file).read_bytes()
         inputs = np.array(json.loads((models / version / "golden.json").read_text())["inputs"], np.float32)
         started = time.perf_counter()
         session = ort.InferenceSession(raw, options, providers=["CPUExecutionProvider"])
@@ -38,7 +40,7 @@ def main(models: Path):
         batch = np.resize(inputs, (100, inputs.shape[1]))
         row = mean_seconds(lambda: session.run(["probabilities"], {"features": one}), 2000)
         hundred = mean_seconds(lambda: session.run(["probabilities"], {"features": batch}), 300)
-        print(json.dumps({"version": version, "onnxruntime": ort.__version__, "load_ms": load * 1e3,
+        print(json.dumps({"version": version, "form": form, "onnxruntime": ort.__version__, "load_ms": load * 1e3,
                           "row_us": row * 1e6, "batch100_us": hundred * 1e6}))
 
 

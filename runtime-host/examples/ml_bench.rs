@@ -1,7 +1,8 @@
 //! ml-service benchmark: the same models and inputs (each version's golden
 //! rows) run by tract natively, by tract inside the component through the
 //! host, and by onnxruntime (Python, `training/bench_onnxruntime.py`, when
-//! installed). Per version: load time, one row, a batch of 100.
+//! installed) on the shipped file and on skl2onnx's tree-op form of the same
+//! fit. Per version: load time, one row, a batch of 100.
 //!
 //! In the component, two loading modes: a fresh instance per request (Spin's
 //! default: every request parses and optimises its model) and instances reused
@@ -204,10 +205,14 @@ async fn main() {
                 us(hundred.request)
             );
         }
-        if let Some(o) = ort.iter().find(|o| o["version"] == version) {
+        for o in ort.iter().filter(|o| o["version"] == version) {
             println!(
                 "{version:<4} {:<34} {:>10.2} {:>12.1} {:>14.1}",
-                format!("onnxruntime {}", o["onnxruntime"].as_str().unwrap_or("?")),
+                format!(
+                    "onnxruntime {}, {}",
+                    o["onnxruntime"].as_str().unwrap_or("?"),
+                    o["form"].as_str().unwrap_or("?")
+                ),
                 o["load_ms"].as_f64().unwrap(),
                 o["row_us"].as_f64().unwrap(),
                 o["batch100_us"].as_f64().unwrap()

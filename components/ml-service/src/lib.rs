@@ -499,81 +499,65 @@ fn outcome(series: &[(NaiveDate, f64)], date: NaiveDate) -> Option<bool> {
     Some(next.1 > series[i].1)
 }
 
+/// One gauge family in the Prometheus text format, a sample per model version.
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, Option<f64>)]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (version, value) in samples {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{name}{{model_version=\"{version}\"}} {value}");
+        }
+    }
+}
+
 fn metrics(journal: &Journal<KvStore>) -> Result<String, Route> {
     use std::fmt::Write;
-    let mut out = String::new();
     let versions = registry()?.versions();
-    let _ = writeln!(
-        out,
-        "# HELP ml_prediction_accuracy Direction hit rate of the last {GAUGE_WINDOW} resolved predictions."
-    );
-    let _ = writeln!(out, "# TYPE ml_prediction_accuracy gauge");
     let scored: Vec<_> = versions
         .iter()
         .map(|v| monitor::accuracy(&v.name, &journal.resolved(&v.name, Some(GAUGE_WINDOW))))
         .collect();
-    for a in &scored {
-        if let Some(rate) = a.hit_rate {
-            let _ = writeln!(
-                out,
-                "ml_prediction_accuracy{{model_version=\"{}\"}} {rate}",
-                a.model_version
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ml_prediction_auc ROC AUC of the same predictions."
+    let per_version = |value: &dyn Fn(usize) -> Option<f64>| -> Vec<(&str, Option<f64>)> {
+        versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.as_str(), value(i)))
+            .collect()
+    };
+    let mut out = String::new();
+    gauge(
+        &mut out,
+        "ml_prediction_accuracy",
+        &format!("Direction hit rate of the last {GAUGE_WINDOW} resolved predictions."),
+        &per_version(&|i| scored[i].hit_rate),
     );
-    let _ = writeln!(out, "# TYPE ml_prediction_auc gauge");
-    for a in &scored {
-        if let Some(auc) = a.auc {
-            let _ = writeln!(
-                out,
-                "ml_prediction_auc{{model_version=\"{}\"}} {auc}",
-                a.model_version
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ml_predictions_scored Resolved predictions the gauges are computed on."
+    gauge(
+        &mut out,
+        "ml_prediction_auc",
+        "ROC AUC of the same predictions.",
+        &per_version(&|i| scored[i].auc),
     );
-    let _ = writeln!(out, "# TYPE ml_predictions_scored gauge");
-    for a in &scored {
-        let _ = writeln!(
-            out,
-            "ml_predictions_scored{{model_version=\"{}\"}} {}",
-            a.model_version, a.n
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ml_predictions_pending Recorded predictions waiting for their outcome."
+    gauge(
+        &mut out,
+        "ml_predictions_scored",
+        "Resolved predictions the gauges are computed on.",
+        &per_version(&|i| Some(scored[i].n as f64)),
     );
-    let _ = writeln!(out, "# TYPE ml_predictions_pending gauge");
-    for v in versions {
-        let _ = writeln!(
-            out,
-            "ml_predictions_pending{{model_version=\"{}\"}} {}",
-            v.name,
-            journal.pending_count(&v.name)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ml_offline_accuracy The version's walk-forward accuracy at training time."
+    gauge(
+        &mut out,
+        "ml_predictions_pending",
+        "Recorded predictions waiting for their outcome.",
+        &per_version(&|i| Some(journal.pending_count(&versions[i].name) as f64)),
     );
-    let _ = writeln!(out, "# TYPE ml_offline_accuracy gauge");
-    for v in versions {
-        if let Some(acc) = v.metadata["evaluation"]["pooled"]["ensemble"]["accuracy"].as_f64() {
-            let _ = writeln!(
-                out,
-                "ml_offline_accuracy{{model_version=\"{}\"}} {acc}",
-                v.name
-            );
-        }
-    }
+    gauge(
+        &mut out,
+        "ml_offline_accuracy",
+        "The version's walk-forward accuracy at training time.",
+        &per_version(&|i| {
+            versions[i].metadata["evaluation"]["pooled"]["ensemble"]["accuracy"].as_f64()
+        }),
+    );
     let _ = writeln!(
         out,
         "# HELP ml_prediction_latency_seconds Predict and batch-predict requests, in the component."
