@@ -367,18 +367,7 @@ async fn live_provider_through_the_cache_on_redis() {
         metrics.contains("data_cache_requests_total{result=\"stale_served\"} 1"),
         "{metrics}"
     );
-    let file = dir.path().join("metrics.txt");
-    std::fs::write(&file, &metrics).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("promtool check metrics < {}", file.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&metrics);
     host.shutdown().await;
 }
 

@@ -362,6 +362,7 @@ async fn replaying_the_history_through_the_live_path_reproduces_the_offline_figu
 
     let (status, text) = get(&host, "/api/v1/ml/metrics").await;
     assert_eq!(status, 200);
+    promtool_check(&text);
     let window = get_json(&host, "/api/v1/ml/accuracy?model_version=v1&window=500")
         .await
         .1;

@@ -141,6 +141,24 @@ pub async fn metrics(host: &RunningHost) -> String {
 }
 
 /// The value of one series in Prometheus text, `0` if absent.
+/// Prometheus' own checker accepts this exposition (`promtool` from apt's `prometheus`).
+pub fn promtool_check(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", file.display()))
+        .output()
+        .expect("promtool is installed (apt-get install prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn metric_value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| {
