@@ -3,8 +3,22 @@
 //! The domain library of `execution-service`: plain Rust with no Spin dependency, so it
 //! is tested natively with `cargo test`. The `execution-service` component crate beside
 //! it adapts HTTP and Spin capabilities to this library.
+//!
+//! So far: [`money`] (fixed-point amounts), [`order`] (orders and their state
+//! machine), [`portfolio`] (cash, positions, P&L) and [`risk`] (limits,
+//! denials, position sizing, automatic exits).
+
+pub mod money;
+pub mod order;
+pub mod portfolio;
+pub mod risk;
 
 use daytrade_contract::ServiceId;
+
+pub use money::Money;
+pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
+pub use portfolio::{Fill, Portfolio, Position};
+pub use risk::{Denial, Exposure, Intent, RiskLimits, TradingState};
 
 /// This service.
 pub const SERVICE: ServiceId = ServiceId::EXECUTION;

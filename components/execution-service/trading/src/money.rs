@@ -1,0 +1,142 @@
+//! Money: fixed-point amounts in the same 0.0001 ticks as [`Price`], so a
+//! notional is exact. Never a binary float.
+
+use std::fmt;
+use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
+
+use market_data::Price;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An amount of the quote currency in ticks of 0.0001.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(i64);
+
+impl Money {
+    pub const ZERO: Self = Self(0);
+
+    pub const fn from_ticks(ticks: i64) -> Self {
+        Self(ticks)
+    }
+
+    /// Whole currency units (¥1,000,000 is `Money::units(1_000_000)`).
+    pub const fn units(units: i64) -> Self {
+        Self(units * Price::SCALE)
+    }
+
+    pub const fn ticks(self) -> i64 {
+        self.0
+    }
+
+    /// `price × quantity`; `None` on overflow (a notional beyond ±9.2e14 units).
+    pub fn notional(price: Price, quantity: u64) -> Option<Self> {
+        i64::try_from(quantity)
+            .ok()
+            .and_then(|q| price.ticks().checked_mul(q))
+            .map(Self)
+    }
+
+    /// `self × bps / 10,000`, rounded half away from zero to a tick.
+    pub fn bps(self, bps: i64) -> Self {
+        let scaled = i128::from(self.0) * i128::from(bps);
+        let rounded = (scaled + scaled.signum() * 5_000) / 10_000;
+        Self(rounded as i64)
+    }
+
+    pub fn abs(self) -> Self {
+        Self(self.0.abs())
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+}
+
+impl Add for Money {
+    type Output = Self;
+    fn add(self, rhs: Self) -> Self {
+        Self(self.0 + rhs.0)
+    }
+}
+
+impl Sub for Money {
+    type Output = Self;
+    fn sub(self, rhs: Self) -> Self {
+        Self(self.0 - rhs.0)
+    }
+}
+
+impl Neg for Money {
+    type Output = Self;
+    fn neg(self) -> Self {
+        Self(-self.0)
+    }
+}
+
+impl AddAssign for Money {
+    fn add_assign(&mut self, rhs: Self) {
+        self.0 += rhs.0;
+    }
+}
+
+impl SubAssign for Money {
+    fn sub_assign(&mut self, rhs: Self) {
+        self.0 -= rhs.0;
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Price::from_ticks(self.0).fmt(f)
+    }
+}
+
+impl std::str::FromStr for Money {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<Price>().map(|p| Self(p.ticks()))
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notionals_and_basis_points_are_exact() {
+        let price: Price = "2731.5".parse().unwrap();
+        assert_eq!(
+            Money::notional(price, 300).unwrap().to_string(),
+            "819450.0000"
+        );
+        assert_eq!(Money::notional(Price::from_ticks(i64::MAX), 2), None);
+        let amount = Money::units(1_000_000);
+        assert_eq!(amount.bps(5).to_string(), "500.0000");
+        assert_eq!(
+            Money::from_ticks(3).bps(5_000),
+            Money::from_ticks(2),
+            "1.5 ticks rounds up"
+        );
+        assert_eq!(Money::from_ticks(-3).bps(5_000), Money::from_ticks(-2));
+        assert_eq!(
+            "-12.5".parse::<Money>().unwrap(),
+            -Money::from_ticks(125_000)
+        );
+        assert_eq!(
+            serde_json::to_string(&Money::units(50_000)).unwrap(),
+            "\"50000.0000\""
+        );
+    }
+}
