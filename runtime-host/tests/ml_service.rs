@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use daytrade_contract::wit_check::assert_projects;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "s3cret";
@@ -108,6 +109,11 @@ async fn predicts_from_data_services_features_with_the_model_of_the_day() {
     let (_, features) = get_json(&host, "/api/v1/data/features/AAPL").await;
     assert_eq!(one["features_used"]["values"], features["values"]);
     assert_eq!(one["features_used"]["names"], features["names"]);
+    // The JSON is the projection of ml.wit's records.
+    assert_projects(&one, "ml", "prediction");
+    assert_projects(&one["members"][0], "ml", "member-vote");
+    assert_projects(&one["snapshot"], "ml", "snapshot-info");
+    assert_projects(&one["features_used"], "ml", "features-used");
     let action = one["action"].as_str().unwrap();
     assert!(["buy", "sell", "hold"].contains(&action));
 
@@ -126,6 +132,8 @@ async fn predicts_from_data_services_features_with_the_model_of_the_day() {
         .map(|p| p["symbol"].as_str().unwrap())
         .collect();
     assert_eq!(symbols, ["AAPL", "IBM", "MSFT"]);
+    assert_projects(&batch, "ml", "batch-result");
+    assert_projects(&batch["errors"][0], "ml", "symbol-error");
     assert_eq!(batch["errors"][0]["symbol"], "ZZZZ");
     assert_eq!(batch["errors"][0]["error"]["code"], "unknown-symbol");
     assert_ne!(
@@ -316,11 +324,14 @@ async fn replaying_the_history_through_the_live_path_reproduces_the_offline_figu
     let (status, resolved) = post_json(&host, "/api/v1/ml/outcomes", json!({})).await;
     assert_eq!(status, 200, "{resolved}");
     assert_eq!(resolved["pending"], 0, "{resolved}");
+    assert_projects(&resolved, "ml", "outcome-report");
 
     let offline = &metadata["evaluation"]["pooled"]["ensemble"];
     let (status, live) = get_json(&host, "/api/v1/ml/accuracy?model_version=v1&window=all").await;
     assert_eq!(status, 200, "{live}");
     assert_eq!(live["n"], offline["n"], "every test row once: {live}");
+    assert_projects(&live, "ml", "accuracy-report");
+    assert_projects(&live["calibration"][0], "ml", "calibration-bin");
     // f32 inference may move a probability by 1e-7: at most one row may flip.
     let n = offline["n"].as_f64().unwrap();
     for (live_name, offline_name, tolerance) in [
