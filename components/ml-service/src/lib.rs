@@ -80,6 +80,11 @@ fn policy() -> Result<Policy, Route> {
         .map_err(|e| Route::error(500, "configuration", e))
 }
 
+/// data-service's base URL (service chaining locally, the Service in a cluster).
+fn data_url() -> Result<String, Route> {
+    upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
+}
+
 fn journal() -> Result<Journal<KvStore>, Route> {
     Ok(Journal {
         store: KvStore::open_default("ml-service")?,
@@ -279,8 +284,7 @@ async fn fetch_features(
     symbols: &[String],
     date: Option<NaiveDate>,
 ) -> Result<Vec<Fetched>, Route> {
-    let data = upstream_url(&ServiceId::DATA)
-        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let data = data_url()?;
     let url = format!("{data}/api/v1/data/batch-features");
     let calls = symbols.chunks(DATA_BATCH).map(|chunk| {
         let body = serde_json::json!({ "symbols": chunk, "date": date });
@@ -439,8 +443,7 @@ async fn resolve_outcomes() -> Result<Route, Route> {
     for p in pending {
         by_symbol.entry(p.symbol.clone()).or_default().push(p);
     }
-    let data = upstream_url(&ServiceId::DATA)
-        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let data = data_url()?;
     let mut closes: BTreeMap<String, Vec<(NaiveDate, f64)>> = BTreeMap::new();
     let symbols: Vec<String> = by_symbol.keys().cloned().collect();
     let mut failures = Vec::new();

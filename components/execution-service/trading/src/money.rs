@@ -97,16 +97,16 @@ impl std::str::FromStr for Money {
     }
 }
 
+/// On the wire exactly as a [`Price`]: a decimal string with four places.
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        Price::from_ticks(self.0).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        Price::deserialize(deserializer).map(|p| Self(p.ticks()))
     }
 }
 
