@@ -599,11 +599,19 @@ enum Failure {
     BadRequest(String),
     Guest(String),
     Timeout,
+    /// Every instance slot of the pool is taken: back-pressure, not a fault.
+    Overloaded,
     Host(anyhow::Error),
 }
 
 impl Failure {
     fn from_guest_error(error: &wasmtime::Error) -> Self {
+        if error
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return Self::Overloaded;
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => Self::Timeout,
             _ => Self::Guest(format!("{error:#}")),
@@ -623,6 +631,18 @@ impl Failure {
                 "component-timeout",
                 "the component did not answer within the request timeout",
             ),
+            Self::Overloaded => {
+                let mut response = error_response(
+                    503,
+                    "overloaded",
+                    "every instance slot is busy; retry shortly",
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                response
+            }
             Self::Host(e) => error_response(500, "host-error", &format!("{e:#}")),
         }
     }

@@ -1,6 +1,8 @@
 //! The Spin capabilities a component imports, beside WASI:
 //! `fermyon:spin/variables`, `fermyon:spin/key-value` and `fermyon:spin/redis`
-//! (version 2.0.0, what spin-sdk 5.2 components import). One `bindgen!` site;
+//! (version 2.0.0, what spin-sdk 5.2 components import), and
+//! `wasi:keyvalue/store` + `wasi:keyvalue/atomics` (0.2.0-draft2, as in Spin 3)
+//! over the same stores, for compare-and-swap. One `bindgen!` site;
 //! each interface is implemented on [`HostState`] against the grants of the
 //! component the store belongs to.
 
@@ -21,11 +23,21 @@ mod generated {
         with: {
             "fermyon:spin/key-value.store": crate::key_value::KvBackend,
             "fermyon:spin/redis.connection": crate::capabilities::RedisConnection,
+            "wasi:keyvalue/store.bucket": crate::key_value::KvBackend,
+            "wasi:keyvalue/atomics.cas": crate::capabilities::CasHandle,
         },
     });
 }
 
 use generated::fermyon::spin::{key_value, redis, variables};
+use generated::wasi::keyvalue::{atomics, store as wasi_kv};
+
+/// A `wasi:keyvalue/atomics` CAS handle: the value of `key` when it was made.
+pub struct CasHandle {
+    bucket: KvBackend,
+    key: String,
+    current: Option<Vec<u8>>,
+}
 
 /// An open `spin:redis` connection.
 #[derive(Clone)]
@@ -156,6 +168,160 @@ impl key_value::HostStore for HostState {
 
     async fn drop(&mut self, store: Resource<KvBackend>) -> wasmtime::Result<()> {
         self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+fn wasi_kv_error(e: KvError) -> wasi_kv::Error {
+    match e {
+        KvError::NoSuchStore => wasi_kv::Error::NoSuchStore,
+        KvError::AccessDenied => wasi_kv::Error::AccessDenied,
+        KvError::Other(msg) => wasi_kv::Error::Other(msg),
+    }
+}
+
+impl wasi_kv::Host for HostState {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<KvBackend>, wasi_kv::Error>> {
+        match self
+            .app
+            .kv
+            .open(&identifier, &self.component.key_value_stores)
+        {
+            Ok(backend) => Ok(Ok(self.table.push(backend)?)),
+            Err(e) => Ok(Err(wasi_kv_error(e))),
+        }
+    }
+}
+
+impl wasi_kv::HostBucket for HostState {
+    async fn get(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket.get(&key).await.map_err(wasi_kv_error))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket.set(&key, value).await.map_err(wasi_kv_error))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket.delete(&key).await.map_err(wasi_kv_error))
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket.exists(&key).await.map_err(wasi_kv_error))
+    }
+
+    /// Every key in one page: the stores this host serves are small enough.
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        _cursor: Option<String>,
+    ) -> wasmtime::Result<Result<wasi_kv::KeyResponse, wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket
+            .get_keys()
+            .await
+            .map(|keys| wasi_kv::KeyResponse { keys, cursor: None })
+            .map_err(wasi_kv_error))
+    }
+
+    async fn drop(&mut self, bucket: Resource<KvBackend>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for HostState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        Ok(bucket.increment(&key, delta).await.map_err(wasi_kv_error))
+    }
+
+    /// Swap if the value is still the one the handle saw; on a lost race, a
+    /// fresh handle (with the value now stored) comes back for the retry.
+    async fn swap(
+        &mut self,
+        cas: Resource<CasHandle>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let handle = self.table.delete(cas)?;
+        match handle
+            .bucket
+            .compare_and_swap(&handle.key, handle.current, value)
+            .await
+        {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => match handle.bucket.get(&handle.key).await {
+                Ok(current) => {
+                    let fresh = self.table.push(CasHandle {
+                        bucket: handle.bucket,
+                        key: handle.key,
+                        current,
+                    })?;
+                    Ok(Err(atomics::CasError::CasFailed(fresh)))
+                }
+                Err(e) => Ok(Err(atomics::CasError::StoreError(wasi_kv_error(e)))),
+            },
+            Err(e) => Ok(Err(atomics::CasError::StoreError(wasi_kv_error(e)))),
+        }
+    }
+}
+
+impl atomics::HostCas for HostState {
+    async fn new(
+        &mut self,
+        bucket: Resource<KvBackend>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<CasHandle>, wasi_kv::Error>> {
+        let bucket = self.table.get(&bucket)?.clone();
+        let current = match bucket.get(&key).await {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(wasi_kv_error(e))),
+        };
+        Ok(Ok(self.table.push(CasHandle {
+            bucket,
+            key,
+            current,
+        })?))
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<CasHandle>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
+        Ok(Ok(self.table.get(&cas)?.current.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
         Ok(())
     }
 }

@@ -116,6 +116,105 @@ impl KvBackend {
         }
     }
 
+    /// Set `key` to `value` only if it still holds `expected` (`None`: absent).
+    /// `Ok(false)` when another writer got there first. Atomic on both
+    /// backends, across processes too: one SQL statement, one Lua script.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                s.blocking(move |conn, label| {
+                    let changed = match expected {
+                        Some(expected) => conn.execute(
+                            "UPDATE spin_key_value SET value = ?4
+                             WHERE store = ?1 AND key = ?2 AND value = ?3",
+                            (label, key, expected, value),
+                        )?,
+                        None => conn.execute(
+                            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(store, key) DO NOTHING",
+                            (label, key, value),
+                        )?,
+                    };
+                    Ok(changed == 1)
+                })
+                .await
+            }
+            Self::Redis(r) => {
+                let script = redis::Script::new(CAS_SCRIPT);
+                let mut invocation = script.prepare_invoke();
+                invocation.key(key);
+                match expected {
+                    Some(expected) => invocation.arg(1).arg(expected),
+                    None => invocation.arg(0).arg(Vec::<u8>::new()),
+                };
+                invocation
+                    .arg(value)
+                    .invoke_async::<i64>(&mut r.conn().await?)
+                    .await
+                    .map(|swapped| swapped == 1)
+                    .map_err(KvError::other)
+            }
+        }
+    }
+
+    /// Add `delta` to the integer (decimal text) at `key`, absent counting as 0.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                let (s, key) = (s.clone(), key.to_string());
+                s.blocking(move |conn, label| {
+                    let tx =
+                        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let current: Option<Vec<u8>> = tx
+                        .query_row(
+                            "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                            (label, &key),
+                            |row| row.get(0),
+                        )
+                        .map(Some)
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })?;
+                    let current = match current {
+                        None => 0,
+                        Some(bytes) => std::str::from_utf8(&bytes)
+                            .ok()
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .ok_or_else(|| {
+                                rusqlite::Error::InvalidParameterName(format!(
+                                    "the value at `{key}` is not an integer"
+                                ))
+                            })?,
+                    };
+                    let next = current.checked_add(delta).ok_or_else(|| {
+                        rusqlite::Error::InvalidParameterName("increment overflows".into())
+                    })?;
+                    tx.execute(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                        (label, &key, next.to_string().into_bytes()),
+                    )?;
+                    tx.commit()?;
+                    Ok(next)
+                })
+                .await
+            }
+            Self::Redis(r) => r
+                .conn()
+                .await?
+                .incr(key, delta)
+                .await
+                .map_err(KvError::other),
+        }
+    }
+
     pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
         match self {
             Self::Sqlite(s) => {
@@ -140,6 +239,19 @@ impl KvBackend {
         }
     }
 }
+
+/// Compare-and-swap on Redis: `ARGV[1]` 1 if a value is expected (`ARGV[2]`), 0 if
+/// the key must be absent; `ARGV[3]` the new value. Returns 1 if swapped.
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+    if current ~= ARGV[2] then return 0 end
+elseif current then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return 1
+";
 
 /// A label's rows in a SQLite database (Spin's schema: one table, keyed by store and key).
 #[derive(Clone)]
@@ -181,14 +293,14 @@ impl SqliteStore {
 
     async fn blocking<T: Send + 'static>(
         self,
-        op: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+        op: impl FnOnce(&mut rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, KvError> {
         tokio::task::spawn_blocking(move || {
-            let conn = self
+            let mut conn = self
                 .conn
                 .lock()
                 .map_err(|_| KvError::other("store lock poisoned"))?;
-            op(&conn, &self.label).map_err(KvError::other)
+            op(&mut conn, &self.label).map_err(KvError::other)
         })
         .await
         .map_err(KvError::other)?
@@ -317,6 +429,44 @@ mod tests {
         let store = reopened.open("default", &granted).unwrap();
         assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
         assert!(!store.exists("other").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn sqlite_compare_and_swap_and_increment() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = KvStores::new(&HashMap::new(), dir.path()).unwrap();
+        let store = stores.open("default", &["default".to_string()]).unwrap();
+        assert!(
+            store
+                .compare_and_swap("k", None, b"1".to_vec())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .compare_and_swap("k", None, b"2".to_vec())
+                .await
+                .unwrap(),
+            "the key exists now"
+        );
+        assert!(
+            !store
+                .compare_and_swap("k", Some(b"0".to_vec()), b"2".to_vec())
+                .await
+                .unwrap(),
+            "a stale expectation loses"
+        );
+        assert!(
+            store
+                .compare_and_swap("k", Some(b"1".to_vec()), b"2".to_vec())
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.increment("k", 40).await.unwrap(), 42);
+        assert_eq!(store.increment("n", -3).await.unwrap(), -3);
+        store.set("text", b"abc".to_vec()).await.unwrap();
+        assert!(store.increment("text", 1).await.is_err());
     }
 
     #[tokio::test]

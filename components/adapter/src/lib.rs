@@ -10,6 +10,9 @@
 //! path after the component's route prefix, so the same component works
 //! wherever spin.toml mounts it.
 
+pub use daytrade_contract::auth::{Principal, Role};
+
+use daytrade_contract::auth::{AuthError, Authenticator};
 use daytrade_contract::{ApiError, CONTRACT, Dependency, Health, ServiceId, Store, Version};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
@@ -193,6 +196,25 @@ impl Store for KvStore {
     fn keys(&self) -> Vec<String> {
         self.store.get_keys().unwrap_or_default()
     }
+}
+
+/// Check the caller's credentials for `need` (see [`daytrade_contract::auth`]):
+/// the component's `api_keys` (`role:sha256-hex,...`) and `jwt_secret`
+/// variables say who exists. 401 without valid credentials, 403 with too
+/// small a role; the handler runs only on `Ok`.
+pub fn authorize(req: &Request, need: Role) -> Result<Principal, Route> {
+    let var = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
+    let refuse = |e: AuthError| Route::error(e.status(), e.code(), e.to_string());
+    let auth = Authenticator::from_config(&var("api_keys"), &var("jwt_secret")).map_err(refuse)?;
+    let bearer = req
+        .header("authorization")
+        .and_then(|v| v.as_str())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
+    let credential = bearer.or_else(|| req.header("x-api-key").and_then(|v| v.as_str()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    auth.authorize(credential, need, now).map_err(refuse)
 }
 
 /// GET another service's JSON (see [`call_json`]).

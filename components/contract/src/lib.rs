@@ -116,6 +116,7 @@ impl<T: Store + ?Sized> Store for &T {
     }
 }
 
+pub mod auth;
 #[cfg(any(test, feature = "wit-check"))]
 pub mod wit_check;
 

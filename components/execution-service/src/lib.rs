@@ -1,11 +1,33 @@
 //! The `execution-service` component: Spin's HTTP trigger in front of [`trading`].
+//!
+//! Routes (below `/api/v1/execution`), with the role each needs:
+//! `POST /trade` (trader), `GET /orders[?status&symbol]`, `GET /orders/{id}`
+//! (viewer), `DELETE /orders/{id}` (trader), `GET /positions`, `GET /pnl`,
+//! `GET /status` (viewer), `POST /trading-state {state, reason}` (admin),
+//! `GET /metrics` (open, Prometheus text).
+//!
+//! Every request works the book up to data-service's clock first (bars the
+//! working orders and exits have not seen), inside the same compare-and-swap
+//! transaction as the operation itself: see [`trading::ledger`].
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use spin_adapter::{Route, Service};
-use spin_sdk::http::{Request, Response};
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Duration, NaiveDate, Utc};
+use daytrade_contract::ServiceId;
+use market_data::Bar;
+use serde::Deserialize;
+use spin_adapter::{
+    Role, Route, Service, authorize, get_json, path_info, post_json, query_param, upstream_url,
+};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use trading::book::{Context, MarketView, OrderRequest, Origin};
+use trading::ledger::{CasStore, Ledger, LedgerError, Snapshot};
+use trading::{Book, Config, OrderStatus, PaperBroker, SubmitError, TradingState};
 
 static SERVICE: Service = Service {
     id: trading::SERVICE,
@@ -13,11 +35,452 @@ static SERVICE: Service = Service {
     upstreams: trading::UPSTREAMS,
 };
 
+/// The key of the account's book in the store.
+const BOOK_KEY: &str = "execution/book";
+/// data-service's batch limit.
+const DATA_BATCH: usize = 50;
+
 #[http_component]
 async fn handle(req: Request) -> Response {
     spin_adapter::serve(&SERVICE, req, route).await
 }
 
-async fn route(_req: Request) -> Route {
-    Route::NotFound
+async fn route(req: Request) -> Route {
+    match dispatch(req).await {
+        Ok(route) | Err(route) => route,
+    }
+}
+
+/// Spin's key-value store through `wasi:keyvalue/atomics` (compare-and-swap).
+struct SpinCas {
+    bucket: store::Bucket,
+}
+
+impl CasStore for SpinCas {
+    type Token = atomics::Cas;
+    type Error = String;
+
+    fn load(&self, key: &str) -> Result<Snapshot<atomics::Cas>, String> {
+        let cas = atomics::Cas::new(&self.bucket, key).map_err(|e| format!("{e:?}"))?;
+        let current = cas.current().map_err(|e| format!("{e:?}"))?;
+        Ok((current, cas))
+    }
+
+    fn swap(&self, cas: atomics::Cas, value: Vec<u8>) -> Result<bool, String> {
+        match atomics::swap(cas, &value) {
+            Ok(()) => Ok(true),
+            Err(atomics::CasError::CasFailed(_)) => Ok(false),
+            Err(atomics::CasError::StoreError(e)) => Err(format!("{e:?}")),
+        }
+    }
+}
+
+fn config() -> Result<Config, Route> {
+    Config::from_vars(|name| spin_sdk::variables::get(name).ok())
+        .map_err(|e| Route::error(500, "configuration", e))
+}
+
+fn ledger(config: &Config) -> Result<Ledger<SpinCas>, Route> {
+    let bucket = store::open("default")
+        .map_err(|e| Route::error(500, "store-unavailable", format!("{e:?}")))?;
+    Ok(Ledger::new(
+        SpinCas { bucket },
+        BOOK_KEY,
+        Book::new(config.starting_cash),
+    ))
+}
+
+fn ledger_failed(e: LedgerError) -> Route {
+    let status = match e {
+        LedgerError::Contention => 503,
+        _ => 500,
+    };
+    Route::error(status, e.code(), e.to_string())
+}
+
+fn data_url() -> Result<String, Route> {
+    upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Route> {
+    serde_json::from_slice(req.body()).map_err(|e| Route::error(400, "invalid-json", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct ClockView {
+    mode: String,
+    as_of: NaiveDate,
+}
+
+#[derive(Deserialize)]
+struct BarsView {
+    bars: Vec<Bar>,
+}
+
+/// The market as data-service shows it now, for the symbols the book holds
+/// or works plus `extra`: every bar since the book last saw each symbol.
+/// A failure for `extra` (an unknown symbol) is the caller's error; one for
+/// a held symbol leaves it unmarked this time.
+async fn market_view(book: &Book, extra: Option<&str>) -> Result<MarketView, Route> {
+    let base = data_url()?;
+    let clock: ClockView =
+        serde_json::from_value(get_json(&format!("{base}/api/v1/data/clock")).await?)
+            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))?;
+    let mut symbols: BTreeSet<String> = book
+        .portfolio
+        .positions
+        .keys()
+        .chain(book.working_orders().map(|r| &r.order.symbol))
+        .cloned()
+        .collect();
+    if let Some(extra) = extra {
+        symbols.insert(extra.to_string());
+    }
+    let mut view = MarketView {
+        as_of: Some(clock.as_of),
+        live: clock.mode == "live",
+        now: Utc::now(),
+        bars: BTreeMap::new(),
+    };
+    let symbols: Vec<String> = symbols.into_iter().collect();
+    for chunk in symbols.chunks(DATA_BATCH) {
+        // From the oldest unseen bar; a symbol never seen needs only its last bars.
+        let from = chunk
+            .iter()
+            .map(|s| {
+                book.processed
+                    .get(s)
+                    .copied()
+                    .unwrap_or(clock.as_of - Duration::days(10))
+            })
+            .min()
+            .unwrap_or(clock.as_of);
+        let body = serde_json::json!({ "symbols": chunk, "from": from, "to": clock.as_of });
+        let answer = post_json(&format!("{base}/api/v1/data/batch-fetch"), &body).await?;
+        for result in answer["results"].as_array().into_iter().flatten() {
+            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
+            if let Some(error) = result.get("error") {
+                if Some(symbol.as_str()) == extra {
+                    let code = error["code"].as_str().unwrap_or("upstream-error");
+                    let status = if code == "unknown-symbol" { 404 } else { 422 };
+                    return Err(Route::error(
+                        status,
+                        code,
+                        error["message"].as_str().unwrap_or_default(),
+                    ));
+                }
+                continue;
+            }
+            let bars: BarsView = serde_json::from_value(result["ok"].clone())
+                .map_err(|e| Route::error(502, "upstream-malformed", format!("{symbol}: {e}")))?;
+            view.bars.insert(symbol, bars.bars);
+        }
+    }
+    Ok(view)
+}
+
+/// Load the book (to know its symbols), see the market, then run `op` on
+/// the synced book in one transaction.
+async fn with_book<T>(
+    extra: Option<&str>,
+    op: impl Fn(&mut Book, &Context) -> T,
+) -> Result<(T, Book), Route> {
+    let config = config()?;
+    let ledger = ledger(&config)?;
+    let snapshot = ledger.read().map_err(ledger_failed)?;
+    let market = market_view(&snapshot, extra).await?;
+    let ctx = Context {
+        limits: config.limits.clone(),
+        broker: PaperBroker {
+            model: config.fill_model.clone(),
+        },
+        session_policy: config.session_policy,
+        market,
+    };
+    let committed = ledger
+        .transact(|book| {
+            book.sync(&ctx);
+            op(book, &ctx)
+        })
+        .map_err(ledger_failed)?;
+    Ok((committed.value, committed.book))
+}
+
+async fn dispatch(req: Request) -> Result<Route, Route> {
+    let path = path_info(&req);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (Method::Post, ["trade"]) => {
+            authorize(&req, Role::Trader)?;
+            let body: serde_json::Value = parse_body(&req)?;
+            let fields = body
+                .as_object()
+                .ok_or_else(|| Route::error(400, "invalid-json", "an order is a JSON object"))?;
+            if let Some(unknown) = fields
+                .keys()
+                .find(|k| !OrderRequest::FIELDS.contains(&k.as_str()))
+            {
+                return Err(Route::error(
+                    400,
+                    "invalid-json",
+                    format!(
+                        "unknown field `{unknown}`, expected one of {:?}",
+                        OrderRequest::FIELDS
+                    ),
+                ));
+            }
+            let request: OrderRequest = serde_json::from_value(body)
+                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            trade(request).await
+        }
+        (Method::Get, ["orders"]) => {
+            authorize(&req, Role::Viewer)?;
+            let status = query_param(&req, "status");
+            let symbol = query_param(&req, "symbol");
+            let (_, book) = with_book(None, |_, _| ()).await?;
+            let orders: Vec<_> = book
+                .orders
+                .values()
+                .rev()
+                .filter(|r| symbol.as_deref().is_none_or(|s| r.order.symbol == s))
+                .filter(|r| {
+                    status.as_deref().is_none_or(|s| match s {
+                        "open" => r.order.status.is_open(),
+                        s => status_name(r.order.status) == s,
+                    })
+                })
+                .collect();
+            Ok(Route::ok(serde_json::json!({ "orders": orders })))
+        }
+        (Method::Get, ["orders", id]) => {
+            authorize(&req, Role::Viewer)?;
+            let (_, book) = with_book(None, |_, _| ()).await?;
+            book.orders
+                .get(*id)
+                .map(Route::ok)
+                .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))
+        }
+        (Method::Delete, ["orders", id]) => {
+            authorize(&req, Role::Trader)?;
+            let (result, _) = with_book(None, |book, _| book.cancel(id)).await?;
+            match result {
+                Ok(record) => Ok(Route::ok(record)),
+                Err(trading::book::CancelError::NotFound) => Err(Route::error(
+                    404,
+                    "order-not-found",
+                    format!("no order `{id}`"),
+                )),
+                Err(trading::book::CancelError::Order(e)) => {
+                    Err(Route::error(409, "not-cancellable", e.to_string()))
+                }
+            }
+        }
+        (Method::Get, ["positions"]) => {
+            authorize(&req, Role::Viewer)?;
+            let (_, book) = with_book(None, |_, _| ()).await?;
+            Ok(Route::ok(positions(&book)))
+        }
+        (Method::Get, ["pnl"]) => {
+            authorize(&req, Role::Viewer)?;
+            let (_, book) = with_book(None, |_, _| ()).await?;
+            Ok(Route::ok(pnl(&book)))
+        }
+        (Method::Get, ["status"]) => {
+            authorize(&req, Role::Viewer)?;
+            let config = config()?;
+            let (as_of, book) = with_book(None, |_, ctx| ctx.market.as_of).await?;
+            Ok(Route::ok(serde_json::json!({
+                "state": book.state,
+                "as_of": as_of,
+                "cash": book.portfolio.cash,
+                "equity": book.equity(),
+                "peak_equity": book.peak_equity,
+                "daily_pnl": book.daily_pnl(),
+                "drawdown_bps": trading::risk::drawdown_bps(book.equity(), book.peak_equity),
+                "open_positions": book.portfolio.open_positions(),
+                "working_orders": book.working_orders().count(),
+                "orders": book.orders.len(),
+                "limits": config.limits,
+                "fill_model": config.fill_model,
+                "session_policy": config.session_policy,
+                "state_changes": book.state_changes,
+                "pending_notices": book.outbox.len(),
+            })))
+        }
+        (Method::Post, ["trading-state"]) => {
+            let principal = authorize(&req, Role::Admin)?;
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct StateRequest {
+                state: TradingState,
+                #[serde(default)]
+                reason: String,
+            }
+            let asked: StateRequest = parse_body(&req)?;
+            let reason = format!(
+                "{} (by {})",
+                if asked.reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &asked.reason
+                },
+                principal.subject
+            );
+            let (changed, book) = with_book(None, |book, ctx| {
+                book.set_state(ctx, asked.state, reason.clone())
+            })
+            .await?;
+            Ok(Route::ok(serde_json::json!({
+                "state": book.state,
+                "changed": changed,
+                "state_changes": book.state_changes,
+            })))
+        }
+        (Method::Get, ["metrics"]) => {
+            let config = config()?;
+            let book = ledger(&config)?.read().map_err(ledger_failed)?;
+            Ok(Route::Text("text/plain; version=0.0.4", metrics(&book)))
+        }
+        _ => Ok(Route::NotFound),
+    }
+}
+
+async fn trade(request: OrderRequest) -> Result<Route, Route> {
+    let symbol = request.symbol.clone();
+    market_data::Symbol::parse(&symbol)
+        .map_err(|e| Route::error(400, "invalid-symbol", e.to_string()))?;
+    let (result, _) = with_book(Some(&symbol), |book, ctx| {
+        book.submit(ctx, request.clone(), Origin::Api)
+    })
+    .await?;
+    match result {
+        Ok(submitted) => {
+            let status = if submitted.replayed { 200 } else { 201 };
+            let mut body = serde_json::to_value(&submitted.record).unwrap_or_default();
+            body["replayed"] = serde_json::json!(submitted.replayed);
+            Ok(Route::Json(status, body))
+        }
+        Err(SubmitError::Denied(record)) => {
+            let denial = record.denial.clone();
+            Ok(Route::Json(
+                422,
+                serde_json::json!({
+                    "code": denial.as_ref().map_or("denied", |d| d.code()),
+                    "message": denial.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    "denial": denial,
+                    "order": record,
+                }),
+            ))
+        }
+        Err(e) => Err(Route::error(e.status(), e.code(), e.to_string())),
+    }
+}
+
+fn status_name(status: OrderStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn positions(book: &Book) -> serde_json::Value {
+    let positions: Vec<_> = book
+        .portfolio
+        .positions
+        .iter()
+        .map(|(symbol, p)| {
+            let mark = book.marks.get(symbol);
+            let value = mark.and_then(|(_, price)| trading::Money::notional(*price, p.quantity));
+            serde_json::json!({
+                "symbol": symbol,
+                "quantity": p.quantity,
+                "average_price": p.average_price(),
+                "cost": p.cost,
+                "mark": mark.map(|(_, price)| price),
+                "mark_date": mark.map(|(date, _)| date),
+                "market_value": value,
+                "unrealised_pnl": value.map(|v| v - p.cost),
+                "exits": book.exits.get(symbol),
+            })
+        })
+        .collect();
+    serde_json::json!({ "positions": positions, "cash": book.portfolio.cash })
+}
+
+fn pnl(book: &Book) -> serde_json::Value {
+    let marks: BTreeMap<String, market_data::Price> = book
+        .marks
+        .iter()
+        .map(|(s, (_, p))| (s.clone(), *p))
+        .collect();
+    serde_json::json!({
+        "realised": book.portfolio.realised_pnl,
+        "unrealised": book.portfolio.unrealised_pnl(&marks),
+        "commissions": book.portfolio.commissions,
+        "daily": book.daily_pnl(),
+        "day": book.day_start.map(|(date, _)| date),
+        "equity": book.equity(),
+        "peak_equity": book.peak_equity,
+        "equity_curve": book.equity_curve,
+    })
+}
+
+fn metrics(book: &Book) -> String {
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut denials: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in book.orders.values() {
+        *by_status
+            .entry(status_name(record.order.status))
+            .or_default() += 1;
+        if let Some(denial) = &record.denial {
+            *denials.entry(denial.code()).or_default() += 1;
+        }
+    }
+    let mut out = String::new();
+    out.push_str(
+        "# HELP execution_orders Orders in the ledger by status.\n# TYPE execution_orders gauge\n",
+    );
+    for (status, n) in &by_status {
+        out.push_str(&format!("execution_orders{{status=\"{status}\"}} {n}\n"));
+    }
+    out.push_str("# HELP execution_denials Orders the risk engine refused, by code.\n# TYPE execution_denials gauge\n");
+    for (code, n) in &denials {
+        out.push_str(&format!("execution_denials{{code=\"{code}\"}} {n}\n"));
+    }
+    let fills: usize = book.orders.values().map(|r| r.fills.len()).sum();
+    let money = |m: trading::Money| m.ticks() as f64 / 10_000.0;
+    let state = match book.state {
+        TradingState::Active => 0,
+        TradingState::Reducing => 1,
+        TradingState::Halted => 2,
+    };
+    for (name, help, value) in [
+        ("execution_fills", "Fills in the ledger.", fills as f64),
+        (
+            "execution_equity",
+            "Account equity at the last marks.",
+            money(book.equity()),
+        ),
+        ("execution_cash", "Cash.", money(book.portfolio.cash)),
+        (
+            "execution_daily_pnl",
+            "P&L since the market day's start.",
+            money(book.daily_pnl()),
+        ),
+        (
+            "execution_trading_state",
+            "0 active, 1 reducing, 2 halted.",
+            f64::from(state),
+        ),
+        (
+            "execution_open_positions",
+            "Positions with shares.",
+            book.portfolio.open_positions() as f64,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    }
+    out
 }

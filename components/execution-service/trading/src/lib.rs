@@ -4,10 +4,16 @@
 //! is tested natively with `cargo test`. The `execution-service` component crate beside
 //! it adapts HTTP and Spin capabilities to this library.
 //!
-//! So far: [`money`] (fixed-point amounts), [`order`] (orders and their state
-//! machine), [`portfolio`] (cash, positions, P&L) and [`risk`] (limits,
-//! denials, position sizing, automatic exits).
+//! [`money`] (fixed-point amounts), [`order`] (orders and their state
+//! machine), [`portfolio`] (cash, positions, P&L), [`risk`] (limits, denials,
+//! position sizing, automatic exits), [`broker`] (the order gateway and the
+//! paper broker's fill model), [`book`] (one account and its operations) and
+//! [`ledger`] (the book in a store, changed by compare-and-swap transactions).
 
+pub mod book;
+pub mod broker;
+pub mod config;
+pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod portfolio;
@@ -15,6 +21,10 @@ pub mod risk;
 
 use daytrade_contract::ServiceId;
 
+pub use book::{Book, Context, MarketView, OrderRequest, Origin, SessionPolicy, SubmitError};
+pub use broker::{FillModel, OrderGateway, PaperBroker};
+pub use config::Config;
+pub use ledger::{CasStore, Ledger, LedgerError};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 pub use portfolio::{Fill, Portfolio, Position};

@@ -15,6 +15,9 @@ pub struct Position {
     pub quantity: u64,
     /// Cost of the shares held (fills plus buy commissions), for the average price.
     pub cost: Money,
+    /// What the fills alone paid for the shares held (no commissions): the
+    /// entry price the automatic exits are measured from.
+    pub entry_cost: Money,
 }
 
 impl Position {
@@ -22,6 +25,12 @@ impl Position {
     pub fn average_price(&self) -> Option<Price> {
         let q = i64::try_from(self.quantity).ok().filter(|q| *q > 0)?;
         Some(Price::from_ticks(self.cost.ticks() / q))
+    }
+
+    /// Average fill price of the shares held, rounded down to a tick.
+    pub fn entry_price(&self) -> Option<Price> {
+        let q = i64::try_from(self.quantity).ok().filter(|q| *q > 0)?;
+        Some(Price::from_ticks(self.entry_cost.ticks() / q))
     }
 }
 
@@ -86,9 +95,11 @@ impl Portfolio {
                     .or_insert(Position {
                         quantity: 0,
                         cost: Money::ZERO,
+                        entry_cost: Money::ZERO,
                     });
                 position.quantity += fill.quantity;
                 position.cost += notional + fill.commission;
+                position.entry_cost += notional;
                 self.cash -= notional + fill.commission;
             }
             Side::Sell => {
@@ -112,8 +123,16 @@ impl Portfolio {
                         / i128::from(position.quantity);
                     Money::from_ticks(cost as i64)
                 };
+                let sold_entry = if fill.quantity == position.quantity {
+                    position.entry_cost
+                } else {
+                    let cost = i128::from(position.entry_cost.ticks()) * i128::from(fill.quantity)
+                        / i128::from(position.quantity);
+                    Money::from_ticks(cost as i64)
+                };
                 position.quantity -= fill.quantity;
                 position.cost -= sold_cost;
+                position.entry_cost -= sold_entry;
                 if position.quantity == 0 {
                     self.positions.remove(symbol);
                 }

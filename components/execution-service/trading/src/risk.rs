@@ -106,11 +106,13 @@ pub struct Exposure {
 }
 
 /// Why an order was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "kebab-case")]
 pub enum Denial {
     #[error("trading is halted")]
     Halted,
+    #[error("the market is closed and orders outside the session are refused")]
+    MarketClosed,
     #[error("trading is reducing: only orders that shrink a position are accepted")]
     ReduceOnly,
     #[error("a quantity is a positive multiple of the lot size {lot_size}")]
@@ -138,6 +140,7 @@ impl Denial {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Halted => "halted",
+            Self::MarketClosed => "market-closed",
             Self::ReduceOnly => "reduce-only",
             Self::LotSize { .. } => "lot-size",
             Self::ShortSale { .. } => "short-sale",

@@ -1,8 +1,6 @@
 //! symbol-service through the host, calling data-service by service chaining.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn project(state: &std::path::Path) -> runtime_host::AppSettings {

@@ -2,9 +2,7 @@
 //! Spin's headers, variables, key-value (SQLite and Redis), spin:redis,
 //! outbound HTTP and its allow-list, trace propagation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn routes_requests_and_sets_spin_headers() {
@@ -50,7 +48,7 @@ async fn variables_come_from_manifest_environment_and_cli() {
         "[variables]\ngreeting = { default = \"hello\" }\nname = { required = true }",
     );
     let mut settings = settings(&manifest, dir.path());
-    let err = common::try_start(&settings).await.unwrap_err();
+    let err = crate::common::try_start(&settings).await.unwrap_err();
     assert!(format!("{err:#}").contains("SPIN_VARIABLE_NAME"), "{err:#}");
 
     settings

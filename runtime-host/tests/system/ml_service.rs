@@ -1,9 +1,7 @@
 //! ml-service through the host: tract inside the component, features from
 //! data-service by service chaining, the journal and the accuracy monitor.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use daytrade_contract::wit_check::assert_projects;
 use serde_json::{Value, json};
 

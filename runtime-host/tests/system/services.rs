@@ -1,9 +1,7 @@
 //! The project's own spin.toml: every service answers health and version,
 //! and services reach each other by local service chaining.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn project_settings(state: &std::path::Path) -> runtime_host::AppSettings {
     settings(&workspace_root().join("spin.toml"), state)

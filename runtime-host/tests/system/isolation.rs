@@ -2,11 +2,9 @@
 //! nothing else; instances are fresh per request unless reuse is asked for;
 //! the admin port reports it all; shutdown finishes in-flight requests.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 async fn expect_failure(host: &runtime_host::RunningHost, path: &str, code: &str) {
     let (status, body) = get(host, path).await;

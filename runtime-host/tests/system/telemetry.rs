@@ -1,12 +1,10 @@
 //! Spans are exported over OTLP to a real collector (rotel, from PyPI) and
 //! link every hop: caller → host request span → chained component's span.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The `rotel-agent` binary of the `rotel` Python package.
 fn rotel_agent() -> std::path::PathBuf {

@@ -2,13 +2,11 @@
 //! input, features, the clock's admin endpoints, and live providers (local
 //! fakes in Yahoo's and Stooq's formats) through the cache on a real Redis.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn project(state: &std::path::Path) -> runtime_host::AppSettings {

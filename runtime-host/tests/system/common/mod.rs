@@ -1,8 +1,6 @@
 //! Test support: start the host as a library on `127.0.0.1:0` with real
 //! components, a real `redis-server`, and small local HTTP servers.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -307,5 +305,62 @@ impl Recorder {
 
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+}
+
+/// The built `runtime-host` binary serving the project's spin.toml on its own
+/// port, as a separate process (restart and crash tests, several replicas).
+pub struct HostProcess {
+    pub base: String,
+    child: Child,
+}
+
+impl HostProcess {
+    /// Start `runtime-host up` with `args` (components, variables, stores) and
+    /// wait until `ready_path` answers.
+    pub async fn start(state_dir: &Path, args: &[String], ready_path: &str) -> Self {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runtime-host"))
+            .arg("up")
+            .arg("-f")
+            .arg(workspace_root().join("spin.toml"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while client()
+            .get(format!("{base}{ready_path}"))
+            .send()
+            .await
+            .is_err()
+        {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the host exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "the host did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { base, child }
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,0 +1,864 @@
+//! The account book: every order, fill, position and state change of one
+//! paper account, and the operations on it. A [`Book`] is a value: the
+//! [`ledger`](crate::ledger) loads it, applies one operation and stores it
+//! back atomically, so a risk check and the reservation it approves are one
+//! step even when several hosts serve the same account.
+//!
+//! Reservations: the risk engine sees working orders as if filled at their
+//! reference price (buys hold cash and count towards the position and the open
+//! positions; sells count against what may still be sold), so no set of
+//! concurrently accepted orders can together breach a limit.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use market_data::{Bar, Market, Price, Symbol};
+use serde::{Deserialize, Serialize};
+
+use crate::broker::{Execution, OrderGateway, PaperBroker, Report};
+use crate::money::Money;
+use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
+use crate::portfolio::{Fill, Portfolio};
+use crate::risk::{self, Denial, Exposure, Intent, RiskLimits, TradingState};
+
+/// Orders a request may ask for at most (a guard against absurd sizes, far above any limit).
+pub const MAX_QUANTITY: u64 = 100_000_000;
+
+/// Orders submitted outside the session: queued for the next one, or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionPolicy {
+    Queue,
+    Reject,
+}
+
+/// Everything an operation needs besides the book.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub limits: RiskLimits,
+    pub broker: PaperBroker,
+    pub session_policy: SessionPolicy,
+    pub market: MarketView,
+}
+
+/// The market as data-service shows it at this moment.
+#[derive(Debug, Clone, Default)]
+pub struct MarketView {
+    /// The market clock's date: bars up to it are visible.
+    pub as_of: Option<NaiveDate>,
+    /// A live clock (sessions apply); the replay clock stands after a close.
+    pub live: bool,
+    /// Wall time, for sessions (live) and the order-rate window.
+    pub now: DateTime<Utc>,
+    /// Daily bars per symbol, oldest first, none after `as_of`.
+    pub bars: BTreeMap<String, Vec<Bar>>,
+}
+
+impl MarketView {
+    fn last_bar(&self, symbol: &str) -> Option<&Bar> {
+        self.bars.get(symbol).and_then(|b| b.last())
+    }
+}
+
+/// Why an order was placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// By an API caller.
+    Api,
+    /// By the trading cycle, from a model signal.
+    Cycle,
+    /// The automatic protective exits.
+    StopLoss,
+    TakeProfit,
+}
+
+/// What a caller asks for. With no quantity, the order is sized from the
+/// stop distance (buys only). (`deny_unknown_fields` does not work with the
+/// flattened kind: [`OrderRequest::FIELDS`] lets a caller check instead.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRequest {
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    #[serde(flatten)]
+    pub kind: OrderKind,
+    #[serde(default = "day")]
+    pub time_in_force: TimeInForce,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u64>,
+}
+
+impl OrderRequest {
+    /// Every field a request may have.
+    pub const FIELDS: &[&str] = &[
+        "client_order_id",
+        "symbol",
+        "side",
+        "type",
+        "limit_price",
+        "stop_price",
+        "time_in_force",
+        "quantity",
+    ];
+}
+
+fn day() -> TimeInForce {
+    TimeInForce::Day
+}
+
+/// An order with what the book knows about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    #[serde(flatten)]
+    pub order: Order,
+    pub origin: Origin,
+    /// The request as received, to tell a retry from a conflicting reuse of its id.
+    pub request: OrderRequest,
+    /// The price the risk engine checked it at.
+    pub reference_price: Price,
+    pub submitted_at: DateTime<Utc>,
+    /// The market date it was submitted on (after that day's close on the replay clock).
+    pub as_of: NaiveDate,
+    /// The first bar it may trade on, if it did not execute at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub works_from: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
+    pub fills: Vec<FillRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillRecord {
+    /// The market date of the bar it filled on.
+    pub date: NaiveDate,
+    #[serde(flatten)]
+    pub execution: Execution,
+}
+
+/// Protective exits of a position, from its average entry price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exits {
+    pub stop_loss: Price,
+    pub take_profit: Price,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    pub at: DateTime<Utc>,
+    pub as_of: NaiveDate,
+    pub from: TradingState,
+    pub to: TradingState,
+    /// `admin` or `risk-engine`.
+    pub by: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquityPoint {
+    pub date: NaiveDate,
+    pub equity: Money,
+    pub cash: Money,
+    /// Equity minus the previous point's (the day's P&L in the market's calendar).
+    pub pnl: Money,
+}
+
+/// Something to tell people about; kept in the book until delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Notice {
+    Filled {
+        order_id: String,
+        symbol: String,
+        side: Side,
+        quantity: u64,
+        price: Price,
+        origin: Origin,
+    },
+    Denied {
+        order_id: String,
+        symbol: String,
+        denial: Denial,
+    },
+    StateChanged(StateChange),
+}
+
+/// One paper account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Book {
+    pub portfolio: Portfolio,
+    pub state: TradingState,
+    /// By order id (`ord-00000001`, ...).
+    pub orders: BTreeMap<String, OrderRecord>,
+    /// Client order id → order id.
+    pub client_ids: BTreeMap<String, String>,
+    pub next_order: u64,
+    pub exits: BTreeMap<String, Exits>,
+    /// Last close seen per symbol (its date, price).
+    pub marks: BTreeMap<String, (NaiveDate, Price)>,
+    /// The last bar date worked through per symbol.
+    pub processed: BTreeMap<String, NaiveDate>,
+    pub day_start: Option<(NaiveDate, Money)>,
+    pub peak_equity: Money,
+    pub equity_curve: Vec<EquityPoint>,
+    /// Submission times within the last minute.
+    pub recent_submissions: Vec<DateTime<Utc>>,
+    pub state_changes: Vec<StateChange>,
+    /// Notices not yet delivered (an outbox: delivery removes them).
+    pub outbox: Vec<(u64, Notice)>,
+    pub next_notice: u64,
+}
+
+/// Why a submission did not become a working or filled order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("client order id `{0}` was used for a different order")]
+    Conflict(String),
+    #[error("no price for {0} up to the market clock")]
+    NoPrice(String),
+    #[error("the order was denied: {}", .0.denial.as_ref().map(ToString::to_string).unwrap_or_default())]
+    Denied(Box<OrderRecord>),
+}
+
+impl SubmitError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid-order",
+            Self::Conflict(_) => "idempotency-conflict",
+            Self::NoPrice(_) => "no-price",
+            Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::Conflict(_) => 409,
+            Self::NoPrice(_) | Self::Denied(_) => 422,
+        }
+    }
+}
+
+/// A submission's result: the order, and whether it is a replay of an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub record: OrderRecord,
+    pub replayed: bool,
+}
+
+impl Book {
+    pub fn new(cash: Money) -> Self {
+        Self {
+            portfolio: Portfolio::new(cash),
+            state: TradingState::Active,
+            orders: BTreeMap::new(),
+            client_ids: BTreeMap::new(),
+            next_order: 1,
+            exits: BTreeMap::new(),
+            marks: BTreeMap::new(),
+            processed: BTreeMap::new(),
+            day_start: None,
+            peak_equity: cash,
+            equity_curve: Vec::new(),
+            recent_submissions: Vec::new(),
+            state_changes: Vec::new(),
+            outbox: Vec::new(),
+            next_notice: 1,
+        }
+    }
+
+    fn marks(&self) -> BTreeMap<String, Price> {
+        self.marks
+            .iter()
+            .map(|(s, (_, p))| (s.clone(), *p))
+            .collect()
+    }
+
+    pub fn equity(&self) -> Money {
+        self.portfolio.equity(&self.marks())
+    }
+
+    pub fn daily_pnl(&self) -> Money {
+        self.day_start
+            .map_or(Money::ZERO, |(_, start)| self.equity() - start)
+    }
+
+    pub fn working_orders(&self) -> impl Iterator<Item = &OrderRecord> {
+        self.orders.values().filter(|r| r.order.status.is_open())
+    }
+
+    fn notify(&mut self, notice: Notice) {
+        self.outbox.push((self.next_notice, notice));
+        self.next_notice += 1;
+    }
+
+    /// Drop delivered notices (by the sequence numbers the outbox gave them).
+    pub fn delivered(&mut self, sequence: &[u64]) {
+        self.outbox.retain(|(n, _)| !sequence.contains(n));
+    }
+
+    fn change_state(&mut self, ctx: &Context, to: TradingState, by: &str, reason: String) {
+        if self.state == to {
+            return;
+        }
+        let change = StateChange {
+            at: ctx.market.now,
+            as_of: ctx.market.as_of.unwrap_or(ctx.market.now.date_naive()),
+            from: self.state,
+            to,
+            by: by.to_string(),
+            reason,
+        };
+        self.state = to;
+        self.state_changes.push(change.clone());
+        self.notify(Notice::StateChanged(change));
+    }
+
+    /// Set the trading state by API (the caller checked the admin role).
+    pub fn set_state(&mut self, ctx: &Context, to: TradingState, reason: String) -> bool {
+        let changed = self.state != to;
+        self.change_state(ctx, to, "admin", reason);
+        changed
+    }
+
+    /// Bring the book up to the market clock: working orders and protective
+    /// exits meet every bar they have not seen, day by day; marks, the equity
+    /// curve and the daily P&L follow; a loss limit that is hit switches
+    /// trading to REDUCING.
+    pub fn sync(&mut self, ctx: &Context) {
+        let mut dates: Vec<NaiveDate> = Vec::new();
+        for (symbol, bars) in &ctx.market.bars {
+            // A symbol the book has never worked: nothing of ours could have
+            // traded on its past bars, only its last close matters.
+            if !self.processed.contains_key(symbol) {
+                if let Some(last) = bars.last() {
+                    self.processed.insert(symbol.clone(), last.date);
+                    self.marks.insert(symbol.clone(), (last.date, last.close));
+                }
+                continue;
+            }
+            let seen = self.processed.get(symbol).copied();
+            dates.extend(
+                bars.iter()
+                    .map(|b| b.date)
+                    .filter(|d| seen.is_none_or(|s| *d > s)),
+            );
+        }
+        dates.sort_unstable();
+        dates.dedup();
+        for date in dates {
+            self.roll_day(date);
+            for (symbol, bars) in &ctx.market.bars {
+                let Some(bar) = bars.iter().find(|b| b.date == date) else {
+                    continue;
+                };
+                if self.processed.get(symbol).is_some_and(|seen| *seen >= date) {
+                    continue;
+                }
+                self.work_bar(ctx, symbol, bar);
+                self.processed.insert(symbol.clone(), date);
+                self.marks.insert(symbol.clone(), (date, bar.close));
+            }
+            self.record_equity(date);
+            self.check_loss_limits(ctx);
+        }
+        if let Some(as_of) = ctx.market.as_of {
+            self.roll_day(as_of);
+        }
+    }
+
+    /// A new market day starts from the equity at the last closes.
+    fn roll_day(&mut self, date: NaiveDate) {
+        if self.day_start.is_none_or(|(d, _)| d < date) {
+            self.day_start = Some((date, self.equity()));
+        }
+    }
+
+    fn record_equity(&mut self, date: NaiveDate) {
+        let equity = self.equity();
+        let previous = self
+            .equity_curve
+            .iter()
+            .rev()
+            .find(|p| p.date < date)
+            .map_or(self.day_start.map_or(equity, |(_, s)| s), |p| p.equity);
+        let point = EquityPoint {
+            date,
+            equity,
+            cash: self.portfolio.cash,
+            pnl: equity - previous,
+        };
+        match self.equity_curve.last_mut() {
+            Some(last) if last.date == date => *last = point,
+            _ => self.equity_curve.push(point),
+        }
+        self.peak_equity = self.peak_equity.max(equity);
+    }
+
+    fn check_loss_limits(&mut self, ctx: &Context) {
+        if self.state != TradingState::Active {
+            return;
+        }
+        let limits = &ctx.limits;
+        let daily = self.daily_pnl();
+        let drawdown = risk::drawdown_bps(self.equity(), self.peak_equity);
+        let reason = if daily <= -limits.max_daily_loss {
+            format!(
+                "daily loss {} reached the {} limit",
+                -daily, limits.max_daily_loss
+            )
+        } else if drawdown >= limits.max_drawdown_bps {
+            format!(
+                "drawdown {drawdown} bps reached the {} bps limit",
+                limits.max_drawdown_bps
+            )
+        } else {
+            return;
+        };
+        self.change_state(ctx, TradingState::Reducing, "risk-engine", reason);
+    }
+
+    /// One bar of `symbol`: working orders first (they trade from the open),
+    /// then the protective exits of the position over the bar's range.
+    fn work_bar(&mut self, ctx: &Context, symbol: &str, bar: &Bar) {
+        let lot = lot_size(symbol);
+        let working: Vec<String> = self
+            .working_orders()
+            .filter(|r| r.order.symbol == symbol && r.works_from.is_some_and(|d| d <= bar.date))
+            .map(|r| r.order.id.clone())
+            .collect();
+        for id in working {
+            let report = ctx.broker.execute_on_bar(&self.orders[&id].order, bar, lot);
+            self.apply_report(ctx, &id, bar.date, report);
+        }
+        self.protective_exit(ctx, symbol, bar);
+    }
+
+    fn protective_exit(&mut self, ctx: &Context, symbol: &str, bar: &Bar) {
+        let held = self.portfolio.quantity(symbol);
+        let Some(exits) = self.exits.get(symbol).copied() else {
+            return;
+        };
+        if held == 0 || self.state == TradingState::Halted {
+            return;
+        }
+        // A bar that spans both: the stop is assumed first (the cautious reading).
+        let (origin, kind) = if bar.low <= exits.stop_loss {
+            (
+                Origin::StopLoss,
+                OrderKind::Stop {
+                    stop_price: exits.stop_loss,
+                },
+            )
+        } else if bar.high >= exits.take_profit {
+            (
+                Origin::TakeProfit,
+                OrderKind::Limit {
+                    limit_price: exits.take_profit,
+                },
+            )
+        } else {
+            return;
+        };
+        let id = self.allocate_id();
+        let request = OrderRequest {
+            client_order_id: format!("{}-{id}", origin_label(origin)),
+            symbol: symbol.to_string(),
+            side: Side::Sell,
+            kind,
+            time_in_force: TimeInForce::Ioc,
+            quantity: Some(held),
+        };
+        let mut order = Order::new(
+            id.clone(),
+            request.client_order_id.clone(),
+            symbol.to_string(),
+            Side::Sell,
+            kind,
+            TimeInForce::Ioc,
+            held,
+        );
+        let _ = order.apply(&OrderEvent::Accept);
+        let reference = match kind {
+            OrderKind::Stop { stop_price } => stop_price,
+            OrderKind::Limit { limit_price } => limit_price,
+            OrderKind::Market => bar.open,
+        };
+        self.client_ids
+            .insert(request.client_order_id.clone(), id.clone());
+        self.orders.insert(
+            id.clone(),
+            OrderRecord {
+                order,
+                origin,
+                request,
+                reference_price: reference,
+                submitted_at: ctx.market.now,
+                as_of: bar.date,
+                works_from: Some(bar.date),
+                denial: None,
+                fills: Vec::new(),
+            },
+        );
+        // The exit trades inside the bar, without the participation cap: a
+        // protective stop is not left half done.
+        let report = {
+            let order = &self.orders[&id].order;
+            let mut uncapped = ctx.broker.clone();
+            uncapped.model.participation_bps = 10_000;
+            let mut report = uncapped.execute_on_bar(order, bar, 1);
+            report.executions.iter_mut().for_each(|e| {
+                e.quantity = e.quantity.min(held);
+            });
+            report
+        };
+        self.apply_report(ctx, &id, bar.date, report);
+    }
+
+    fn allocate_id(&mut self) -> String {
+        let id = format!("ord-{:08}", self.next_order);
+        self.next_order += 1;
+        id
+    }
+
+    /// Apply a gateway's report to an order and the portfolio. A buy fill the
+    /// cash cannot pay for is cut to what it can (whole lots).
+    fn apply_report(&mut self, ctx: &Context, id: &str, date: NaiveDate, report: Report) {
+        let lot = lot_size(&self.orders[id].order.symbol);
+        for mut execution in report.executions {
+            let (symbol, side, origin) = {
+                let o = &self.orders[id];
+                (o.order.symbol.clone(), o.order.side, o.origin)
+            };
+            if side == Side::Buy {
+                let affordable =
+                    affordable_shares(&ctx.broker, self.portfolio.cash, execution.price, lot);
+                if affordable < execution.quantity {
+                    execution.quantity = affordable;
+                    let notional =
+                        Money::notional(execution.price, affordable).unwrap_or(Money::ZERO);
+                    execution.commission = ctx.broker.model.commission(notional);
+                }
+            }
+            if execution.quantity == 0 {
+                continue;
+            }
+            let fill = Fill {
+                side,
+                quantity: execution.quantity,
+                price: execution.price,
+                commission: execution.commission,
+            };
+            if self.portfolio.apply(&symbol, &fill).is_err() {
+                continue;
+            }
+            let record = self.orders.get_mut(id).expect("the order exists");
+            if record
+                .order
+                .apply(&OrderEvent::Fill {
+                    quantity: execution.quantity,
+                    price: execution.price,
+                })
+                .is_err()
+            {
+                continue;
+            }
+            record.fills.push(FillRecord { date, execution });
+            self.refresh_exits(ctx, &symbol);
+            self.notify(Notice::Filled {
+                order_id: id.to_string(),
+                symbol,
+                side,
+                quantity: execution.quantity,
+                price: execution.price,
+                origin,
+            });
+        }
+        let record = self.orders.get_mut(id).expect("the order exists");
+        if report.done && record.order.status.is_open() {
+            let event = match record.order.time_in_force {
+                TimeInForce::Day => OrderEvent::Expire,
+                TimeInForce::Ioc => OrderEvent::Cancel,
+            };
+            let _ = record.order.apply(&event);
+        }
+    }
+
+    fn refresh_exits(&mut self, ctx: &Context, symbol: &str) {
+        match self
+            .portfolio
+            .positions
+            .get(symbol)
+            .and_then(|p| p.entry_price())
+        {
+            Some(entry) => {
+                let (stop_loss, take_profit) = risk::exits(&ctx.limits, entry);
+                self.exits.insert(
+                    symbol.to_string(),
+                    Exits {
+                        stop_loss,
+                        take_profit,
+                    },
+                );
+            }
+            None => {
+                self.exits.remove(symbol);
+            }
+        }
+    }
+
+    /// The account as the risk engine must see it for `symbol`, working orders
+    /// counted as filled at their reference price.
+    pub fn exposure(&self, ctx: &Context, symbol: &str) -> Exposure {
+        let mut position = i64::try_from(self.portfolio.quantity(symbol)).unwrap_or(i64::MAX);
+        let mut reserved = Money::ZERO;
+        let mut open: std::collections::BTreeSet<&str> = self
+            .portfolio
+            .positions
+            .iter()
+            .filter(|(_, p)| p.quantity > 0)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        for r in self.working_orders() {
+            let remaining = r.order.remaining();
+            if r.order.side == Side::Buy {
+                let price = ctx.broker.model.slipped(Side::Buy, r.reference_price);
+                let notional = Money::notional(price, remaining).unwrap_or(Money::ZERO);
+                reserved += notional + ctx.broker.model.commission(notional);
+                open.insert(r.order.symbol.as_str());
+            }
+            if r.order.symbol == symbol {
+                let q = i64::try_from(remaining).unwrap_or(i64::MAX);
+                position = position.saturating_add(r.order.side.sign().saturating_mul(q));
+            }
+        }
+        let window_start = ctx.market.now - chrono::Duration::seconds(60);
+        Exposure {
+            state: self.state,
+            position,
+            open_positions: open.len(),
+            cash: self.portfolio.cash - reserved,
+            daily_pnl: self.daily_pnl(),
+            equity: self.equity(),
+            peak_equity: self.peak_equity,
+            orders_last_minute: self
+                .recent_submissions
+                .iter()
+                .filter(|t| **t > window_start)
+                .count() as u32,
+        }
+    }
+
+    /// Submit an order: the same client order id returns the first result;
+    /// otherwise the risk engine checks it (a denial is recorded as a
+    /// rejected order), and an accepted order executes at once in session or
+    /// works from the next bar.
+    pub fn submit(
+        &mut self,
+        ctx: &Context,
+        request: OrderRequest,
+        origin: Origin,
+    ) -> Result<Submitted, SubmitError> {
+        validate(&request)?;
+        if let Some(id) = self.client_ids.get(&request.client_order_id) {
+            let record = &self.orders[id];
+            if record.request != request {
+                return Err(SubmitError::Conflict(request.client_order_id));
+            }
+            return match record.order.status {
+                OrderStatus::Rejected => Err(SubmitError::Denied(Box::new(record.clone()))),
+                _ => Ok(Submitted {
+                    record: record.clone(),
+                    replayed: true,
+                }),
+            };
+        }
+        let symbol = request.symbol.clone();
+        let last = *ctx
+            .market
+            .last_bar(&symbol)
+            .ok_or_else(|| SubmitError::NoPrice(symbol.clone()))?;
+        let as_of = ctx.market.as_of.unwrap_or(last.date);
+        let reference_price = match request.kind {
+            OrderKind::Market => last.close,
+            OrderKind::Limit { limit_price } => limit_price,
+            OrderKind::Stop { stop_price } => stop_price,
+        };
+        // The clock moves on: first work what earlier orders have not seen.
+        self.sync(ctx);
+        let lot = lot_size(&symbol);
+        let exposure = self.exposure(ctx, &symbol);
+        let quantity = match request.quantity {
+            Some(q) => q,
+            None => {
+                let (stop, _) = risk::exits(&ctx.limits, reference_price);
+                risk::position_size(
+                    &ctx.limits,
+                    exposure.cash,
+                    exposure.equity,
+                    reference_price,
+                    stop,
+                    lot,
+                )
+            }
+        };
+        let market = market_of(&symbol);
+        let in_session = ctx.market.live && market.is_open(ctx.market.now);
+        let intent = Intent {
+            side: request.side,
+            quantity,
+            price: reference_price,
+            lot_size: lot,
+        };
+        let verdict = if !in_session && ctx.session_policy == SessionPolicy::Reject {
+            Err(Denial::MarketClosed)
+        } else {
+            risk::check(&ctx.limits, &intent, &exposure)
+        };
+        self.recent_submissions
+            .retain(|t| *t > ctx.market.now - chrono::Duration::seconds(60));
+        self.recent_submissions.push(ctx.market.now);
+        let id = self.allocate_id();
+        let mut order = Order::new(
+            id.clone(),
+            request.client_order_id.clone(),
+            symbol.clone(),
+            request.side,
+            request.kind,
+            request.time_in_force,
+            quantity,
+        );
+        let mut record = OrderRecord {
+            order: order.clone(),
+            origin,
+            request: request.clone(),
+            reference_price,
+            submitted_at: ctx.market.now,
+            as_of,
+            works_from: None,
+            denial: None,
+            fills: Vec::new(),
+        };
+        self.client_ids.insert(request.client_order_id, id.clone());
+        if let Err(denial) = verdict {
+            let _ = order.apply(&OrderEvent::Reject {
+                reason: denial.to_string(),
+            });
+            record.order = order;
+            record.denial = Some(denial.clone());
+            self.orders.insert(id.clone(), record.clone());
+            self.notify(Notice::Denied {
+                order_id: id,
+                symbol,
+                denial,
+            });
+            return Err(SubmitError::Denied(Box::new(record)));
+        }
+        let _ = order.apply(&OrderEvent::Accept);
+        record.order = order;
+        self.orders.insert(id.clone(), record);
+        if in_session {
+            let report = ctx.broker.execute_now(&self.orders[&id].order, &last, lot);
+            self.apply_report(ctx, &id, as_of, report);
+            let record = self.orders.get_mut(&id).expect("the order exists");
+            if record.order.status.is_open() {
+                record.works_from = Some(market.next_trading_day(as_of));
+            }
+        } else {
+            let record = self.orders.get_mut(&id).expect("the order exists");
+            record.works_from = Some(market.next_trading_day(as_of));
+        }
+        self.processed.entry(symbol).or_insert(as_of);
+        Ok(Submitted {
+            record: self.orders[&id].clone(),
+            replayed: false,
+        })
+    }
+
+    /// Cancel a working order.
+    pub fn cancel(&mut self, id: &str) -> Result<OrderRecord, CancelError> {
+        let record = self.orders.get_mut(id).ok_or(CancelError::NotFound)?;
+        record
+            .order
+            .apply(&OrderEvent::Cancel)
+            .map_err(CancelError::Order)?;
+        Ok(record.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    Order(crate::order::OrderError),
+}
+
+fn origin_label(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Api => "api",
+        Origin::Cycle => "cycle",
+        Origin::StopLoss => "stop-loss",
+        Origin::TakeProfit => "take-profit",
+    }
+}
+
+fn validate(request: &OrderRequest) -> Result<(), SubmitError> {
+    let id = &request.client_order_id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(SubmitError::Invalid(
+            "client_order_id is 1 to 64 of A-Z a-z 0-9 - _ . :".into(),
+        ));
+    }
+    Symbol::parse(&request.symbol).map_err(|e| SubmitError::Invalid(e.to_string()))?;
+    if request.quantity.is_some_and(|q| q > MAX_QUANTITY) {
+        return Err(SubmitError::Invalid(format!(
+            "quantity is at most {MAX_QUANTITY}"
+        )));
+    }
+    if request.quantity.is_none() && request.side == Side::Sell {
+        return Err(SubmitError::Invalid(
+            "a sell names its quantity (sizing applies to buys)".into(),
+        ));
+    }
+    let price = match request.kind {
+        OrderKind::Market => None,
+        OrderKind::Limit { limit_price } => Some(limit_price),
+        OrderKind::Stop { stop_price } => Some(stop_price),
+    };
+    if price.is_some_and(|p| p.ticks() <= 0) {
+        return Err(SubmitError::Invalid("prices are positive".into()));
+    }
+    Ok(())
+}
+
+pub fn market_of(symbol: &str) -> Market {
+    Symbol::parse(symbol).map_or(Market::Us, |s| s.market())
+}
+
+pub fn lot_size(symbol: &str) -> u64 {
+    market_of(symbol).exchange().lot_size
+}
+
+fn affordable_shares(broker: &PaperBroker, cash: Money, price: Price, lot: u64) -> u64 {
+    if price.ticks() <= 0 || cash.ticks() <= 0 {
+        return 0;
+    }
+    let mut shares = (cash.ticks() / price.ticks()) as u64;
+    shares -= shares % lot;
+    while shares > 0 {
+        let notional = Money::notional(price, shares).unwrap_or(Money::from_ticks(i64::MAX));
+        if notional + broker.model.commission(notional) <= cash {
+            break;
+        }
+        shares -= lot;
+    }
+    shares
+}

@@ -1,0 +1,170 @@
+//! The durable ledger: the [`Book`] lives under one key of a store with
+//! compare-and-swap, and every operation is a transaction over it — load,
+//! apply, swap; on a lost race, again from the new value. A risk check and
+//! the reservation it approves therefore commit together or not at all, on
+//! one host or many (Spin's `wasi:keyvalue/atomics` over SQLite locally,
+//! over Redis in the cluster).
+
+use std::fmt;
+
+use crate::book::Book;
+
+/// A loaded value (`None`: absent) and the token to swap it with.
+pub type Snapshot<T> = (Option<Vec<u8>>, T);
+
+/// A key-value store with compare-and-swap.
+pub trait CasStore {
+    /// What a load remembers for the swap (the value seen, or a handle to it).
+    type Token;
+    type Error: fmt::Display;
+
+    fn load(&self, key: &str) -> Result<Snapshot<Self::Token>, Self::Error>;
+
+    /// Store `value` if the key still holds what `token` saw; `Ok(false)` if not.
+    fn swap(&self, token: Self::Token, value: Vec<u8>) -> Result<bool, Self::Error>;
+}
+
+impl<T: CasStore> CasStore for &T {
+    type Token = T::Token;
+    type Error = T::Error;
+
+    fn load(&self, key: &str) -> Result<Snapshot<Self::Token>, Self::Error> {
+        (**self).load(key)
+    }
+
+    fn swap(&self, token: Self::Token, value: Vec<u8>) -> Result<bool, Self::Error> {
+        (**self).swap(token, value)
+    }
+}
+
+/// Attempts before a transaction gives up under contention.
+pub const MAX_ATTEMPTS: u32 = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger store: {0}")]
+    Store(String),
+    #[error("the stored book is unreadable: {0}")]
+    Corrupt(String),
+    #[error("gave up after {MAX_ATTEMPTS} conflicting attempts")]
+    Contention,
+}
+
+impl LedgerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "ledger-unavailable",
+            Self::Corrupt(_) => "ledger-corrupt",
+            Self::Contention => "ledger-contention",
+        }
+    }
+}
+
+/// One account's book in a store.
+pub struct Ledger<S> {
+    store: S,
+    key: String,
+    /// The book of a new account.
+    opening: Book,
+}
+
+/// What a transaction saw and did.
+#[derive(Debug)]
+pub struct Committed<T> {
+    pub value: T,
+    pub book: Book,
+    /// Attempts it took (1 without contention).
+    pub attempts: u32,
+}
+
+impl<S: CasStore> Ledger<S> {
+    pub fn new(store: S, key: impl Into<String>, opening: Book) -> Self {
+        Self {
+            store,
+            key: key.into(),
+            opening,
+        }
+    }
+
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Book, LedgerError> {
+        match bytes {
+            None => Ok(self.opening.clone()),
+            Some(bytes) => {
+                serde_json::from_slice(bytes).map_err(|e| LedgerError::Corrupt(e.to_string()))
+            }
+        }
+    }
+
+    /// The book as stored (no write).
+    pub fn read(&self) -> Result<Book, LedgerError> {
+        let (bytes, _) = self
+            .store
+            .load(&self.key)
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        self.decode(bytes.as_deref())
+    }
+
+    /// Apply `op` to the current book and store the result atomically; an
+    /// unchanged book is not written. `op` may run several times (once per
+    /// attempt), each time on a fresh copy of the stored book.
+    pub fn transact<T>(
+        &self,
+        mut op: impl FnMut(&mut Book) -> T,
+    ) -> Result<Committed<T>, LedgerError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (bytes, token) = self
+                .store
+                .load(&self.key)
+                .map_err(|e| LedgerError::Store(e.to_string()))?;
+            let mut book = self.decode(bytes.as_deref())?;
+            let before = book.clone();
+            let value = op(&mut book);
+            if book == before && bytes.is_some() {
+                return Ok(Committed {
+                    value,
+                    book,
+                    attempts: attempt,
+                });
+            }
+            let encoded =
+                serde_json::to_vec(&book).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            if self
+                .store
+                .swap(token, encoded)
+                .map_err(|e| LedgerError::Store(e.to_string()))?
+            {
+                return Ok(Committed {
+                    value,
+                    book,
+                    attempts: attempt,
+                });
+            }
+        }
+        Err(LedgerError::Contention)
+    }
+}
+
+/// An in-memory [`CasStore`] (tests, benchmarks).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    values: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+impl CasStore for MemoryStore {
+    type Token = (String, Option<Vec<u8>>);
+    type Error = std::convert::Infallible;
+
+    fn load(&self, key: &str) -> Result<Snapshot<Self::Token>, Self::Error> {
+        let value = self.values.lock().expect("lock").get(key).cloned();
+        Ok((value.clone(), (key.to_string(), value)))
+    }
+
+    fn swap(&self, (key, seen): Self::Token, value: Vec<u8>) -> Result<bool, Self::Error> {
+        let mut values = self.values.lock().expect("lock");
+        if values.get(&key) != seen.as_ref() {
+            return Ok(false);
+        }
+        values.insert(key, value);
+        Ok(true)
+    }
+}

@@ -1,0 +1,247 @@
+//! The book on the replay clock: queued orders fill on the next bar, exits
+//! fire, loss limits switch the state, idempotency holds, and the ledger's
+//! transactions keep limits under concurrent submissions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use market_data::{Bar, Price};
+use trading::book::{Notice, OrderRequest};
+use trading::ledger::{Ledger, MemoryStore};
+use trading::{
+    Book, Context, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker, RiskLimits,
+    SessionPolicy, Side, SubmitError, TimeInForce, TradingState,
+};
+
+const SYMBOL: &str = "7203.T";
+
+fn d(day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 3, day).unwrap()
+}
+
+fn px(s: &str) -> Price {
+    s.parse().unwrap()
+}
+
+fn bar(day: u32, open: &str, high: &str, low: &str, close: &str) -> Bar {
+    Bar {
+        date: d(day),
+        ts: 0,
+        open: px(open),
+        high: px(high),
+        low: px(low),
+        close: px(close),
+        volume: 5_000_000,
+    }
+}
+
+/// A replay context at `as_of` seeing `bars` of SYMBOL.
+fn ctx(bars: &[Bar]) -> Context {
+    let as_of = bars.last().map(|b| b.date);
+    Context {
+        limits: RiskLimits::default(),
+        broker: PaperBroker::default(),
+        session_policy: SessionPolicy::Queue,
+        market: MarketView {
+            as_of,
+            live: false,
+            now: Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap(),
+            bars: BTreeMap::from([(SYMBOL.to_string(), bars.to_vec())]),
+        },
+    }
+}
+
+fn buy(id: &str, quantity: u64) -> OrderRequest {
+    OrderRequest {
+        client_order_id: id.into(),
+        symbol: SYMBOL.into(),
+        side: Side::Buy,
+        kind: OrderKind::Market,
+        time_in_force: TimeInForce::Day,
+        quantity: Some(quantity),
+    }
+}
+
+fn week() -> Vec<Bar> {
+    vec![
+        bar(4, "2500", "2520", "2480", "2500"),
+        bar(5, "2510", "2530", "2490", "2520"),
+        bar(6, "2520", "2540", "2500", "2530"),
+        // Falls through the 2% stop (entry ≈ 2511.3 → stop ≈ 2461.0).
+        bar(7, "2500", "2505", "2400", "2420"),
+    ]
+}
+
+#[test]
+fn a_queued_market_order_fills_at_the_next_open_and_exits_at_its_stop() {
+    let bars = week();
+    let mut book = Book::new(Money::units(10_000_000));
+    let submitted = book
+        .submit(&ctx(&bars[..1]), buy("a-1", 300), Origin::Api)
+        .unwrap();
+    assert_eq!(submitted.record.order.status, OrderStatus::Accepted);
+    assert_eq!(submitted.record.works_from, Some(d(5)), "next trading day");
+
+    book.sync(&ctx(&bars[..2]));
+    let order = &book.orders[&submitted.record.order.id];
+    assert_eq!(order.order.status, OrderStatus::Filled);
+    // Open 2510 plus 5 bps slippage = 2511.255, rounded up to the tick.
+    assert_eq!(order.fills[0].execution.price, px("2511.255"));
+    assert_eq!(book.portfolio.quantity(SYMBOL), 300);
+    let exits = book.exits[SYMBOL];
+    assert!(exits.stop_loss < px("2511.255") && exits.take_profit > px("2511.255"));
+
+    book.sync(&ctx(&bars));
+    assert_eq!(book.portfolio.quantity(SYMBOL), 0, "stopped out on day 7");
+    let exit = book
+        .orders
+        .values()
+        .find(|r| r.origin == Origin::StopLoss)
+        .expect("a stop-loss order");
+    assert_eq!(exit.order.status, OrderStatus::Filled);
+    assert!(
+        exit.fills[0].execution.price < exits.stop_loss,
+        "stop minus slippage"
+    );
+    assert!(book.portfolio.realised_pnl.is_negative());
+    let curve: Vec<NaiveDate> = book.equity_curve.iter().map(|p| p.date).collect();
+    assert_eq!(curve, [d(5), d(6), d(7)], "one point per day worked");
+    assert!(book.outbox.iter().any(|(_, n)| matches!(
+        n,
+        Notice::Filled {
+            origin: Origin::StopLoss,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_same_client_order_id_is_the_same_order() {
+    let bars = week();
+    let c = ctx(&bars[..1]);
+    let mut book = Book::new(Money::units(10_000_000));
+    let first = book.submit(&c, buy("same", 100), Origin::Api).unwrap();
+    let again = book.submit(&c, buy("same", 100), Origin::Api).unwrap();
+    assert!(again.replayed && !first.replayed);
+    assert_eq!(again.record.order.id, first.record.order.id);
+    assert_eq!(book.orders.len(), 1);
+    let err = book.submit(&c, buy("same", 200), Origin::Api).unwrap_err();
+    assert_eq!(err.code(), "idempotency-conflict");
+    assert_eq!(err.status(), 409);
+
+    // A denied order is remembered too: its retry is denied the same way.
+    let huge = book
+        .submit(&c, buy("big", 10_000), Origin::Api)
+        .unwrap_err();
+    let retry = book
+        .submit(&c, buy("big", 10_000), Origin::Api)
+        .unwrap_err();
+    assert_eq!(huge.code(), "order-notional");
+    assert_eq!(huge, retry);
+    assert_eq!(book.orders.len(), 2);
+}
+
+#[test]
+fn working_orders_reserve_what_they_would_use() {
+    let bars = week();
+    let c = ctx(&bars[..1]);
+    let mut book = Book::new(Money::units(10_000_000));
+    // ¥1,000,000 per symbol: 300 shares at 2500 is ¥750,000; a second 200 would make ¥1,250,000.
+    book.submit(&c, buy("r-1", 300), Origin::Api).unwrap();
+    let err = book.submit(&c, buy("r-2", 200), Origin::Api).unwrap_err();
+    assert_eq!(err.code(), "position-value");
+    book.submit(&c, buy("r-3", 100), Origin::Api).unwrap();
+}
+
+#[test]
+fn a_daily_loss_switches_to_reducing_and_reducing_only_lets_exposure_shrink() {
+    let bars = vec![
+        bar(4, "2500", "2520", "2480", "2500"),
+        bar(5, "2500", "2520", "2480", "2500"),
+        // A 20% gap down in one day on ¥1m of stock is a ¥200k loss.
+        bar(6, "2000", "2010", "1990", "2000"),
+    ];
+    let mut c = ctx(&bars[..1]);
+    c.limits.stop_loss_bps = 9_000; // keep the stop out of the way
+    c.limits.max_order_notional = Money::units(10_000_000);
+    c.limits.max_position_value = Money::units(10_000_000);
+    let mut book = Book::new(Money::units(10_000_000));
+    book.submit(&c, buy("l-1", 1_200), Origin::Api).unwrap();
+    c.market = ctx(&bars).market;
+    book.sync(&c);
+    assert_eq!(book.portfolio.quantity(SYMBOL), 1_200);
+    assert!(book.daily_pnl() <= -Money::units(50_000));
+    assert_eq!(book.state, TradingState::Reducing);
+    assert_eq!(book.state_changes[0].by, "risk-engine");
+
+    let err = book.submit(&c, buy("l-2", 100), Origin::Api).unwrap_err();
+    assert_eq!(err.code(), "reduce-only");
+    let sell = OrderRequest {
+        side: Side::Sell,
+        ..buy("l-3", 1_200)
+    };
+    book.submit(&c, sell, Origin::Api).unwrap();
+
+    book.set_state(&c, TradingState::Halted, "kill switch".into());
+    let sell_more = OrderRequest {
+        side: Side::Sell,
+        ..buy("l-4", 100)
+    };
+    match book.submit(&c, sell_more, Origin::Api) {
+        Err(SubmitError::Denied(record)) => {
+            assert_eq!(record.denial.unwrap().code(), "halted");
+        }
+        other => panic!("expected a halted denial, got {other:?}"),
+    }
+    let changes: Vec<TradingState> = book.state_changes.iter().map(|c| c.to).collect();
+    assert_eq!(changes, [TradingState::Reducing, TradingState::Halted]);
+}
+
+#[test]
+fn concurrent_transactions_never_breach_a_limit_or_duplicate_an_order() {
+    let bars = week();
+    let store = Arc::new(MemoryStore::default());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let c = ctx(&bars[..1]);
+            std::thread::spawn(move || {
+                let ledger = Ledger::new(&*store, "book", Book::new(Money::units(10_000_000)));
+                let mut accepted = 0;
+                for i in 0..10 {
+                    // Everyone also sends the one shared id.
+                    for id in [format!("t{t}-{i}"), "shared".to_string()] {
+                        let done = ledger
+                            .transact(|book| book.submit(&c, buy(&id, 100), Origin::Api))
+                            .unwrap();
+                        if matches!(done.value, Ok(ref s) if !s.replayed) {
+                            accepted += 1;
+                        }
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let book = Ledger::new(&*store, "book", Book::new(Money::ZERO))
+        .read()
+        .unwrap();
+    // ¥1,000,000 at 2500 is 4 lots: 4 accepted (one of them may be "shared"), all the rest denied.
+    let working: u64 = book.working_orders().map(|r| r.order.quantity).sum();
+    assert_eq!(working, 400);
+    assert_eq!(accepted, 4);
+    assert_eq!(
+        book.orders
+            .values()
+            .filter(|r| r.order.client_order_id == "shared")
+            .count(),
+        1
+    );
+    assert_eq!(
+        book.orders.len(),
+        8 * 10 + 1,
+        "every submission recorded once"
+    );
+}

@@ -1,0 +1,643 @@
+//! execution-service through the host: credentials and roles, paper fills on
+//! the replay clock, bad input, denials, the kill switch, idempotency under
+//! concurrency, limits across two host processes sharing a real Redis, and
+//! no accepted order lost to `kill -9`.
+
+use std::collections::HashSet;
+
+use crate::common::*;
+use market_data::Price;
+use serde_json::{Value, json};
+use trading::{FillModel, RiskLimits, Side};
+
+const ADMIN_TOKEN: &str = "s3cret";
+const VIEWER: &str = "dev-viewer-key";
+const TRADER: &str = "dev-trader-key";
+const ADMIN: &str = "dev-admin-key";
+
+fn project(state: &std::path::Path) -> runtime_host::AppSettings {
+    let mut settings = settings(&workspace_root().join("spin.toml"), state);
+    settings.components = vec![
+        "data-service".into(),
+        "execution-service".into(),
+        "notification-service".into(),
+    ];
+    settings
+        .variables
+        .push(("admin_token".into(), ADMIN_TOKEN.into()));
+    settings.request_timeout = std::time::Duration::from_secs(30);
+    // Each order holds an execution-service instance while it calls data-service twice.
+    settings.engine.max_instances = 400;
+    settings
+}
+
+/// One call with a method, a key (or none) and an optional JSON body.
+async fn call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client().request(method, format!("{base}{path}"));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
+    (status, json)
+}
+
+async fn trade(base: &str, key: &str, order: Value) -> (u16, Value) {
+    call(
+        base,
+        reqwest::Method::POST,
+        "/api/v1/execution/trade",
+        Some(key),
+        Some(order),
+    )
+    .await
+}
+
+async fn view(base: &str, path: &str) -> Value {
+    let (status, body) = call(base, reqwest::Method::GET, path, Some(VIEWER), None).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn market_buy(id: &str, symbol: &str, quantity: u64) -> Value {
+    json!({ "client_order_id": id, "symbol": symbol, "side": "buy", "type": "market", "quantity": quantity })
+}
+
+fn price(v: &Value) -> Price {
+    v.as_str()
+        .map(|s| s.parse().unwrap())
+        .or_else(|| v.as_f64().and_then(Price::from_f64))
+        .unwrap_or_else(|| panic!("not a price: {v}"))
+}
+
+/// The bundled daily bar of `symbol` on `date`.
+async fn bar(base: &str, symbol: &str, date: &str) -> Value {
+    let (status, body) = call(
+        base,
+        reqwest::Method::GET,
+        &format!("/api/v1/data/stocks/{symbol}?from={date}&to={date}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["bars"][0].clone()
+}
+
+async fn advance_clock(base: &str) -> Value {
+    let resp = client()
+        .post(format!("{base}/api/v1/data/clock/advance"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn credentials_and_roles_guard_every_route_and_nothing_runs_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    use reqwest::Method;
+    let order = market_buy("auth-1", "AAPL", 10);
+    // (method, path, key, body, status, code)
+    type Case = (
+        Method,
+        &'static str,
+        Option<&'static str>,
+        Option<Value>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/api/v1/execution/trade",
+            None,
+            Some(order.clone()),
+            401,
+            "unauthenticated",
+        ),
+        (
+            Method::POST,
+            "/api/v1/execution/trade",
+            Some("wrong-key"),
+            Some(order.clone()),
+            401,
+            "invalid-credentials",
+        ),
+        (
+            Method::POST,
+            "/api/v1/execution/trade",
+            Some(VIEWER),
+            Some(order.clone()),
+            403,
+            "forbidden",
+        ),
+        (
+            Method::GET,
+            "/api/v1/execution/orders",
+            None,
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            Method::GET,
+            "/api/v1/execution/positions",
+            None,
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/execution/orders/ord-00000001",
+            Some(VIEWER),
+            None,
+            403,
+            "forbidden",
+        ),
+        (
+            Method::POST,
+            "/api/v1/execution/trading-state",
+            Some(TRADER),
+            Some(json!({"state": "HALTED"})),
+            403,
+            "forbidden",
+        ),
+    ];
+    for (method, path, key, body, status, code) in cases {
+        let (got, answer) = call(&base, method.clone(), path, key, body).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path} with {key:?}: {answer}"
+        );
+    }
+    let orders = view(&base, "/api/v1/execution/orders").await;
+    assert_eq!(
+        orders["orders"],
+        json!([]),
+        "no refused call placed an order"
+    );
+    let status = view(&base, "/api/v1/execution/status").await;
+    assert_eq!(
+        status["state"], "ACTIVE",
+        "no refused call changed the state"
+    );
+}
+
+#[tokio::test]
+async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+
+    // The replay clock stands after the close of Friday 2010-08-20.
+    let (status, placed) = trade(&base, TRADER, market_buy("buy-1", "AAPL", 100)).await;
+    assert_eq!(status, 201, "{placed}");
+    assert_eq!(placed["status"], "accepted");
+    assert_eq!(placed["works_from"], "2010-08-23", "the next session");
+    assert_eq!(placed["replayed"], false);
+    let id = placed["id"].as_str().unwrap().to_string();
+
+    advance_clock(&base).await;
+    let (_, order) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!("/api/v1/execution/orders/{id}"),
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    assert_eq!(order["status"], "filled", "{order}");
+    // Monday's open plus the default 5 bps of slippage, rounded up to a tick.
+    let monday = bar(&base, "AAPL", "2010-08-23").await;
+    let (open, low) = (price(&monday["open"]), price(&monday["low"]));
+    let model = FillModel::default();
+    let entry = model.slipped(Side::Buy, open);
+    assert_eq!(price(&order["fills"][0]["price"]), entry);
+    assert_eq!(order["fills"][0]["date"], "2010-08-23");
+
+    // That day AAPL fell more than 2% below the entry: the automatic stop
+    // sold the position inside the same bar, at the stop less slippage.
+    let (stop, _) = trading::risk::exits(&RiskLimits::default(), entry);
+    assert!(low <= stop, "the bundled bar: low {low}, stop {stop}");
+    let orders = view(&base, "/api/v1/execution/orders").await;
+    let exit = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["origin"] == "stop-loss")
+        .unwrap_or_else(|| panic!("no stop-loss order in {orders}"));
+    assert_eq!(exit["status"], "filled");
+    assert_eq!(
+        price(&exit["fills"][0]["price"]),
+        model.slipped(Side::Sell, open.min(stop))
+    );
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(positions["positions"], json!([]));
+    let pnl = view(&base, "/api/v1/execution/pnl").await;
+    assert_eq!(pnl["equity_curve"][0]["date"], "2010-08-23");
+    assert!(pnl["realised"].as_str().unwrap().starts_with('-'), "{pnl}");
+    assert_ne!(
+        pnl["commissions"], "0.0000",
+        "the commission schedule applies"
+    );
+
+    // A second order, then a restart on the same state directory.
+    let (status, _) = trade(&base, TRADER, market_buy("buy-2", "MSFT", 50)).await;
+    assert_eq!(status, 201);
+    let before = view(&base, "/api/v1/execution/orders").await;
+    drop(host);
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let after = view(&base, "/api/v1/execution/orders").await;
+    assert_eq!(before["orders"], after["orders"], "the ledger is durable");
+    let (status, replay) = trade(&base, TRADER, market_buy("buy-1", "AAPL", 100)).await;
+    assert_eq!(
+        (status, replay["id"].as_str()),
+        (200, Some(id.as_str())),
+        "idempotent across restarts"
+    );
+    assert_eq!(replay["replayed"], true);
+}
+
+#[tokio::test]
+async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let with = |patch: Value| {
+        let mut order = market_buy("bad-1", "AAPL", 10);
+        for (k, v) in patch.as_object().unwrap() {
+            order[k] = v.clone();
+        }
+        order
+    };
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "unknown field",
+            with(json!({"colour": "red"})),
+            400,
+            "invalid-json",
+        ),
+        (
+            "negative quantity",
+            with(json!({"quantity": -5})),
+            400,
+            "invalid-json",
+        ),
+        (
+            "unknown side",
+            with(json!({"side": "hold"})),
+            400,
+            "invalid-json",
+        ),
+        (
+            "limit without a price",
+            with(json!({"type": "limit"})),
+            400,
+            "invalid-json",
+        ),
+        (
+            "zero limit price",
+            with(json!({"type": "limit", "limit_price": "0"})),
+            400,
+            "invalid-order",
+        ),
+        (
+            "empty client id",
+            with(json!({"client_order_id": ""})),
+            400,
+            "invalid-order",
+        ),
+        (
+            "malformed symbol",
+            with(json!({"symbol": "not a ticker"})),
+            400,
+            "invalid-symbol",
+        ),
+        (
+            "unknown symbol",
+            with(json!({"symbol": "ZZZZ"})),
+            404,
+            "unknown-symbol",
+        ),
+        (
+            "sell with nothing held",
+            with(json!({"side": "sell"})),
+            422,
+            "short-sale",
+        ),
+    ];
+    for (name, order, status, code) in cases {
+        let (got, body) = trade(&base, TRADER, order).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{name}: {body}"
+        );
+    }
+    let (status, raw) = {
+        let resp = client()
+            .post(format!("{base}/api/v1/execution/trade"))
+            .bearer_auth(TRADER)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    };
+    assert_eq!((status, raw["code"].as_str()), (400, Some("invalid-json")));
+
+    // ¥/$ 1,000,000 order notional: a denial with the order, recorded once.
+    let (status, denied) = trade(&base, TRADER, market_buy("huge", "AAPL", 100_000)).await;
+    assert_eq!(
+        (status, denied["code"].as_str()),
+        (422, Some("order-notional")),
+        "{denied}"
+    );
+    assert_eq!(denied["order"]["status"], "rejected");
+    let (status, again) = trade(&base, TRADER, market_buy("huge", "AAPL", 100_000)).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        again["order"]["id"], denied["order"]["id"],
+        "the first result, again"
+    );
+    let (status, conflict) = trade(&base, TRADER, market_buy("huge", "AAPL", 10)).await;
+    assert_eq!(
+        (status, conflict["code"].as_str()),
+        (409, Some("idempotency-conflict"))
+    );
+    let rejected = view(&base, "/api/v1/execution/orders?status=rejected").await;
+    let recorded: Vec<&str> = rejected["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["denial"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, ["order-notional", "short-sale"], "newest first");
+
+    let (status, missing) = call(
+        &base,
+        reqwest::Method::GET,
+        "/api/v1/execution/orders/ord-9",
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("order-not-found"))
+    );
+    let metrics = get(&host, "/api/v1/execution/metrics").await.1;
+    promtool_check(&metrics);
+    assert_eq!(
+        metric_value(&metrics, "execution_denials{code=\"order-notional\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn the_kill_switch_halts_reduces_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    // A wide stop: the position must outlive Monday's 2% fall for the sells below.
+    settings
+        .variables
+        .push(("execution_stop_loss_bps".into(), "5000".into()));
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let set = |state: &'static str| {
+        let base = base.clone();
+        async move {
+            call(
+                &base,
+                reqwest::Method::POST,
+                "/api/v1/execution/trading-state",
+                Some(ADMIN),
+                Some(json!({ "state": state, "reason": "test" })),
+            )
+            .await
+        }
+    };
+    let (status, _) = trade(&base, TRADER, market_buy("k-1", "AAPL", 10)).await;
+    assert_eq!(status, 201);
+    advance_clock(&base).await;
+
+    let (status, halted) = set("HALTED").await;
+    assert_eq!(
+        (status, halted["changed"].as_bool()),
+        (200, Some(true)),
+        "{halted}"
+    );
+    let (status, body) = trade(&base, TRADER, market_buy("k-2", "AAPL", 10)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("halted")));
+    let sell = json!({ "client_order_id": "k-3", "symbol": "AAPL", "side": "sell", "type": "market", "quantity": 10 });
+    let (status, body) = trade(&base, TRADER, sell.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("halted")),
+        "halted: not even a sell"
+    );
+
+    set("REDUCING").await;
+    let (status, body) = trade(&base, TRADER, market_buy("k-4", "AAPL", 10)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("reduce-only")));
+    let sell = json!({ "client_order_id": "k-5", "symbol": "AAPL", "side": "sell", "type": "market", "quantity": 10 });
+    let (status, body) = trade(&base, TRADER, sell).await;
+    assert_eq!(
+        status, 201,
+        "reducing: a sell that shrinks the position: {body}"
+    );
+
+    set("ACTIVE").await;
+    let (status, _) = trade(&base, TRADER, market_buy("k-6", "AAPL", 10)).await;
+    assert_eq!(status, 201);
+    let status = view(&base, "/api/v1/execution/status").await;
+    let changes: Vec<&str> = status["state_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["HALTED", "REDUCING", "ACTIVE"]);
+    assert_eq!(status["state_changes"][0]["by"], "admin");
+    assert!(
+        status["state_changes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("key:")
+    );
+    let (status, body) = set("PAUSED").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid-json")));
+}
+
+#[tokio::test]
+async fn one_client_order_id_sent_100_times_at_once_is_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let sends: Vec<_> = (0..100)
+        .map(|_| {
+            let base = base.clone();
+            tokio::spawn(async move { trade(&base, TRADER, market_buy("once", "AAPL", 10)).await })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = HashSet::new();
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        assert!(status == 201 || status == 200, "{status}: {body}");
+        created += usize::from(status == 201);
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(created, 1, "one creation, 99 replays");
+    assert_eq!(ids.len(), 1);
+    let orders = view(&base, "/api/v1/execution/orders").await;
+    assert_eq!(orders["orders"].as_array().unwrap().len(), 1);
+}
+
+fn process_args(extra: &[(&str, &str)]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-c",
+        "data-service",
+        "-c",
+        "execution-service",
+        "-c",
+        "notification-service",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (name, value) in [("admin_token", ADMIN_TOKEN)].iter().chain(extra) {
+        args.push("--variable".into());
+        args.push(format!("{name}={value}"));
+    }
+    args
+}
+
+#[tokio::test]
+async fn two_host_processes_sharing_redis_never_breach_a_limit_together() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = redis_runtime_config(dir.path(), &redis);
+    let mut args = process_args(&[("execution_max_orders_per_minute", "1000")]);
+    args.push("--runtime-config-file".into());
+    args.push(config.display().to_string());
+    let ready = "/api/v1/execution/health";
+    let a = HostProcess::start(&dir.path().join("a"), &args, ready).await;
+    let b = HostProcess::start(&dir.path().join("b"), &args, ready).await;
+
+    // Size orders so that exactly 8 fit under the 1,000,000 position limit.
+    let close = price(&bar(&a.base, "AAPL", "2010-08-20").await["close"]);
+    let quantity = 1_000_000 * 10_000 / (8 * close.ticks() as u64);
+    let sends: Vec<_> = (0..40)
+        .map(|i| {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            tokio::spawn(async move {
+                trade(
+                    &base,
+                    TRADER,
+                    market_buy(&format!("r-{i}"), "AAPL", quantity),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        match status {
+            201 => accepted += 1,
+            422 => assert_eq!(body["code"], "position-value", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(accepted, 8, "exactly the orders that fit");
+    let from_a = view(&a.base, "/api/v1/execution/orders").await;
+    let from_b = view(&b.base, "/api/v1/execution/orders").await;
+    assert_eq!(from_a, from_b, "one ledger");
+    assert_eq!(
+        from_a["orders"].as_array().unwrap().len(),
+        40,
+        "every order recorded once"
+    );
+}
+
+#[tokio::test]
+async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let args = process_args(&[("execution_max_orders_per_minute", "100000")]);
+    let ready = "/api/v1/execution/health";
+    let mut host = HostProcess::start(&state, &args, ready).await;
+
+    // A stream of orders; the host is killed while it flows.
+    let base = host.base.clone();
+    let stream = tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let id = format!("s-{i}");
+            let resp = client()
+                .post(format!("{base}/api/v1/execution/trade"))
+                .bearer_auth(TRADER)
+                .json(&market_buy(&id, "AAPL", 1))
+                .send()
+                .await;
+            match resp {
+                Ok(resp) if resp.status() == 201 => acknowledged.push(id),
+                Ok(resp) => panic!("{}: {:?}", resp.status(), resp.text().await),
+                Err(_) => break,
+            }
+        }
+        acknowledged
+    });
+    while view(&host.base, "/api/v1/execution/status").await["orders"]
+        .as_u64()
+        .unwrap()
+        < 25
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    host.kill();
+    let acknowledged = stream.await.unwrap();
+    assert!(acknowledged.len() >= 25, "{}", acknowledged.len());
+
+    let host = HostProcess::start(&state, &args, ready).await;
+    let orders = view(&host.base, "/api/v1/execution/orders").await;
+    let stored: HashSet<&str> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["client_order_id"].as_str().unwrap())
+        .collect();
+    for id in &acknowledged {
+        assert!(
+            stored.contains(id.as_str()),
+            "{id} was acknowledged and is gone"
+        );
+    }
+    assert!(
+        stored.len() <= acknowledged.len() + 1,
+        "at most the one in flight beside"
+    );
+}
