@@ -203,7 +203,55 @@ async fn with_book<T>(
             op(book, &ctx)
         })
         .map_err(ledger_failed)?;
-    Ok((committed.value, committed.book))
+    let book = flush_outbox(&ledger, committed.book).await;
+    Ok((committed.value, book))
+}
+
+/// Notices delivered per request at most; the rest wait for the next one.
+const FLUSH_LIMIT: usize = 20;
+
+/// Send the book's pending notices to notification-service and drop the
+/// delivered ones from the outbox. Undelivered notices stay for the next
+/// request: notification-service being down loses nothing. One it refuses
+/// as malformed (400) can never pass and is dropped, logged.
+async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
+    if book.outbox.is_empty() {
+        return book;
+    }
+    let Ok(base) = upstream_url(&ServiceId::NOTIFICATION) else {
+        return book;
+    };
+    let var = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
+    let (key, public) = (var("notification_api_key"), var("public_url"));
+    let mut done = Vec::new();
+    for (seq, notice) in book.outbox.iter().take(FLUSH_LIMIT) {
+        let body = trading::notices::notification(*seq, notice, &public);
+        let req = Request::post(
+            format!("{base}/api/v1/notifications/send"),
+            body.to_string(),
+        )
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .build();
+        match spin_sdk::http::send::<_, Response>(req).await {
+            Ok(resp) if *resp.status() == 200 => done.push(*seq),
+            Ok(resp) if *resp.status() == 400 => {
+                eprintln!(
+                    "execution-service: notice {seq} refused: {}",
+                    String::from_utf8_lossy(resp.body())
+                );
+                done.push(*seq);
+            }
+            _ => break,
+        }
+    }
+    if done.is_empty() {
+        return book;
+    }
+    match ledger.transact(|b| b.delivered(&done)) {
+        Ok(committed) => committed.book,
+        Err(_) => book,
+    }
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {

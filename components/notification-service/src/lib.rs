@@ -1,11 +1,24 @@
 //! The `notification-service` component: Spin's HTTP trigger in front of [`alerting`].
+//!
+//! Routes (below `/api/v1/notifications`): `POST /send` (trader) delivers a
+//! notification to its channels, `GET /?severity&since&limit` (viewer) reads
+//! the delivery log, `GET /metrics` (open) counts deliveries.
+//!
+//! Channels: Slack (incoming webhook, Block Kit), a generic webhook (JSON,
+//! HMAC-SHA256 signature header) and the log (a JSON line on stderr, which
+//! the host collects). Which are enabled, their URLs (secret variables, and
+//! the component's only outbound hosts), the de-duplication window and the
+//! per-channel throttle are variables.
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use spin_adapter::{Route, Service};
-use spin_sdk::http::{Request, Response};
+use alerting::delivery::{self, Attempt, Delivery, DeliveryStatus, Record, RetryPolicy};
+use alerting::{Channel, Notification, Severity, slack, webhook};
+use spin_adapter::{Role, Route, Service, authorize, path_info, query_param};
+use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 static SERVICE: Service = Service {
     id: alerting::SERVICE,
@@ -13,11 +26,395 @@ static SERVICE: Service = Service {
     upstreams: alerting::UPSTREAMS,
 };
 
+/// Log records kept (older ones are deleted as new ones arrive).
+const RETENTION: i64 = 1_000;
+const SEQ_KEY: &str = "notify/seq";
+
 #[http_component]
 async fn handle(req: Request) -> Response {
     spin_adapter::serve(&SERVICE, req, route).await
 }
 
-async fn route(_req: Request) -> Route {
-    Route::NotFound
+async fn route(req: Request) -> Route {
+    match dispatch(req).await {
+        Ok(route) | Err(route) => route,
+    }
+}
+
+fn var(name: &str) -> String {
+    spin_sdk::variables::get(name).unwrap_or_default()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The deployment's settings, validated on every request (they are variables).
+struct Settings {
+    enabled: Vec<Channel>,
+    slack_url: String,
+    webhook_url: String,
+    webhook_secret: String,
+    dedup_window_secs: i64,
+    throttle_per_minute: i64,
+    retry: RetryPolicy,
+}
+
+fn settings() -> Result<Settings, Route> {
+    let bad = |msg: String| Route::error(500, "configuration", msg);
+    let mut enabled = Vec::new();
+    for name in var("channels")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        enabled.push(
+            Channel::parse(name)
+                .ok_or_else(|| bad(format!("variable `channels`: unknown `{name}`")))?,
+        );
+    }
+    let number = |name: &str, default: i64| -> Result<i64, Route> {
+        match var(name).trim() {
+            "" => Ok(default),
+            raw => raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                bad(format!(
+                    "variable `{name}`: `{raw}` is not a positive integer"
+                ))
+            }),
+        }
+    };
+    let settings = Settings {
+        slack_url: var("slack_webhook_url"),
+        webhook_url: var("webhook_url"),
+        webhook_secret: var("webhook_secret"),
+        dedup_window_secs: number("dedup_window_secs", 300)?,
+        throttle_per_minute: number("throttle_per_minute", 20)?,
+        retry: RetryPolicy {
+            budget_ms: number("retry_budget_ms", 5_000)? as u64,
+            ..RetryPolicy::default()
+        },
+        enabled,
+    };
+    if settings.enabled.contains(&Channel::Webhook) && settings.webhook_secret.is_empty() {
+        return Err(bad(
+            "the webhook channel needs `webhook_secret` to sign with".into(),
+        ));
+    }
+    Ok(settings)
+}
+
+fn bucket() -> Result<store::Bucket, Route> {
+    store::open("default").map_err(|e| Route::error(500, "store-unavailable", format!("{e:?}")))
+}
+
+fn store_failed(e: impl std::fmt::Debug) -> Route {
+    Route::error(500, "store-unavailable", format!("{e:?}"))
+}
+
+async fn dispatch(req: Request) -> Result<Route, Route> {
+    match (req.method(), path_info(&req).as_str()) {
+        (Method::Post, "/send") => {
+            authorize(&req, Role::Trader)?;
+            let notification: Notification = serde_json::from_slice(req.body())
+                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            notification
+                .validate()
+                .map_err(|e| Route::error(400, "invalid-notification", e))?;
+            let record = send(notification).await?;
+            Ok(Route::ok(record))
+        }
+        (Method::Get, "/" | "") => {
+            authorize(&req, Role::Viewer)?;
+            let severity = match query_param(&req, "severity") {
+                None => None,
+                Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
+                    Route::error(
+                        400,
+                        "invalid-severity",
+                        format!("`{s}` is not info, warning or critical"),
+                    )
+                })?),
+            };
+            let since = parse_param(&req, "since")?;
+            let limit = parse_param(&req, "limit")?.unwrap_or(100).clamp(1, 500);
+            let records = recent(severity, since, limit as usize)?;
+            Ok(Route::ok(serde_json::json!({ "notifications": records })))
+        }
+        (Method::Get, "/metrics") => Ok(Route::Text("text/plain; version=0.0.4", metrics()?)),
+        _ => Ok(Route::NotFound),
+    }
+}
+
+fn parse_param(req: &Request, name: &str) -> Result<Option<i64>, Route> {
+    query_param(req, name)
+        .map(|raw| {
+            raw.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                Route::error(
+                    400,
+                    &format!("invalid-{name}"),
+                    format!("`{raw}` is not a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Claim `key` for this window: false if a delivery of it is still fresh.
+/// Compare-and-swap, so two concurrent sends of one key deliver once.
+fn claim_dedup(bucket: &store::Bucket, key: &str, now: i64, window: i64) -> Result<bool, Route> {
+    let key = format!("notify/dedup/{key}");
+    let cas = atomics::Cas::new(bucket, &key).map_err(store_failed)?;
+    let last = cas
+        .current()
+        .map_err(store_failed)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if delivery::is_duplicate(last, now, window) {
+        return Ok(false);
+    }
+    match atomics::swap(cas, now.to_string().as_bytes()) {
+        Ok(()) => Ok(true),
+        Err(atomics::CasError::CasFailed(_)) => Ok(false),
+        Err(atomics::CasError::StoreError(e)) => Err(store_failed(e)),
+    }
+}
+
+/// Count one more delivery on `channel`; false over the limit. The window
+/// opens at the first delivery and lasts a minute (`start:count` under
+/// compare-and-swap, so concurrent sends count exactly).
+fn within_throttle(
+    bucket: &store::Bucket,
+    channel: Channel,
+    now: i64,
+    limit: i64,
+) -> Result<bool, Route> {
+    let key = format!("notify/throttle/{}", channel.as_str());
+    loop {
+        let cas = atomics::Cas::new(bucket, &key).map_err(store_failed)?;
+        let current = cas
+            .current()
+            .map_err(store_failed)?
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| {
+                let (start, count) = v.split_once(':')?;
+                Some((start.parse::<i64>().ok()?, count.parse::<i64>().ok()?))
+            });
+        let (start, count) = delivery::throttle_step(current, now, 60);
+        if count > limit {
+            return Ok(false);
+        }
+        match atomics::swap(cas, format!("{start}:{count}").as_bytes()) {
+            Ok(()) => return Ok(true),
+            Err(atomics::CasError::CasFailed(_)) => continue,
+            Err(atomics::CasError::StoreError(e)) => return Err(store_failed(e)),
+        }
+    }
+}
+
+async fn send(notification: Notification) -> Result<Record, Route> {
+    let settings = settings()?;
+    let bucket = bucket()?;
+    let created_at = now();
+    let seq = atomics::increment(&bucket, SEQ_KEY, 1).map_err(store_failed)?;
+    let id = format!("ntf-{seq:08}");
+    let fresh = match &notification.dedup_key {
+        Some(key) => claim_dedup(&bucket, key, created_at, settings.dedup_window_secs)?,
+        None => true,
+    };
+    let channels: Vec<Channel> = if notification.channels.is_empty() {
+        settings.enabled.clone()
+    } else {
+        notification.channels.clone()
+    };
+    let mut deliveries = Vec::new();
+    if fresh {
+        for channel in channels {
+            let delivery = if !settings.enabled.contains(&channel) {
+                Delivery {
+                    channel,
+                    status: DeliveryStatus::Disabled,
+                    attempts: vec![],
+                }
+            } else if notification.severity < Severity::Critical
+                && !within_throttle(&bucket, channel, created_at, settings.throttle_per_minute)?
+            {
+                Delivery {
+                    channel,
+                    status: DeliveryStatus::Throttled,
+                    attempts: vec![],
+                }
+            } else {
+                deliver(&settings, channel, &notification, &id, created_at).await
+            };
+            deliveries.push(delivery);
+        }
+    }
+    let record = Record {
+        id,
+        seq,
+        created_at,
+        notification,
+        deduplicated: !fresh,
+        deliveries,
+    };
+    let encoded = serde_json::to_vec(&record).map_err(store_failed)?;
+    bucket.set(&log_key(seq), &encoded).map_err(store_failed)?;
+    if seq > RETENTION {
+        let _ = bucket.delete(&log_key(seq - RETENTION));
+    }
+    Ok(record)
+}
+
+fn log_key(seq: i64) -> String {
+    format!("notify/log/{seq:012}")
+}
+
+async fn deliver(
+    settings: &Settings,
+    channel: Channel,
+    n: &Notification,
+    id: &str,
+    created_at: i64,
+) -> Delivery {
+    if channel == Channel::Log {
+        let line = serde_json::json!({
+            "notification": id, "type": n.kind, "severity": n.severity,
+            "title": n.title, "message": n.message, "fields": n.fields,
+        });
+        eprintln!("{line}");
+        return Delivery {
+            channel,
+            status: DeliveryStatus::Delivered,
+            attempts: vec![],
+        };
+    }
+    let mut attempts = Vec::new();
+    let mut waited = 0u64;
+    let mut wait = 0u64;
+    for attempt in 1.. {
+        if wait > 0 {
+            sleep_ms(wait);
+            waited += wait;
+        }
+        let request = match channel {
+            Channel::Slack => Request::post(&settings.slack_url, slack::payload(n, id).to_string())
+                .header("content-type", "application/json")
+                .build(),
+            _ => {
+                let body = webhook::body(n, id, created_at);
+                let signature =
+                    webhook::signature(settings.webhook_secret.as_bytes(), now(), &body);
+                Request::post(&settings.webhook_url, body)
+                    .header("content-type", "application/json")
+                    .header(webhook::SIGNATURE_HEADER, signature)
+                    .build()
+            }
+        };
+        let (status, retry_after, error) = match spin_sdk::http::send::<_, Response>(request).await
+        {
+            Ok(resp) => {
+                let retry_after = resp
+                    .header("retry-after")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+                (Some(*resp.status()), retry_after, None)
+            }
+            Err(e) => (None, None, Some(e.to_string())),
+        };
+        attempts.push(Attempt {
+            http_status: status,
+            error,
+            waited_ms: wait,
+        });
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            return Delivery {
+                channel,
+                status: DeliveryStatus::Delivered,
+                attempts,
+            };
+        }
+        match settings
+            .retry
+            .next_wait(attempt, status, retry_after.as_deref(), waited)
+        {
+            Some(next) => wait = next,
+            None => break,
+        }
+    }
+    Delivery {
+        channel,
+        status: DeliveryStatus::Failed,
+        attempts,
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+}
+
+/// The newest records matching, newest first (at most `limit`, looking back
+/// over the retained log).
+fn recent(
+    severity: Option<Severity>,
+    since: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Record>, Route> {
+    let bucket = bucket()?;
+    let last = bucket
+        .get(SEQ_KEY)
+        .map_err(store_failed)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for seq in (1.max(last - RETENTION + 1)..=last).rev() {
+        let Some(bytes) = bucket.get(&log_key(seq)).map_err(store_failed)? else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<Record>(&bytes) else {
+            continue;
+        };
+        if since.is_some_and(|t| record.created_at < t) {
+            break;
+        }
+        if record.matches(severity, since) {
+            out.push(record);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn metrics() -> Result<String, Route> {
+    let records = recent(None, None, RETENTION as usize)?;
+    let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut deduplicated = 0;
+    for r in &records {
+        deduplicated += usize::from(r.deduplicated);
+        for d in &r.deliveries {
+            let status = serde_json::to_value(d.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            *counts
+                .entry((d.channel.as_str().to_string(), status))
+                .or_default() += 1;
+        }
+    }
+    let mut out = String::from(
+        "# HELP notification_deliveries Deliveries in the retained log, by channel and status.\n# TYPE notification_deliveries gauge\n",
+    );
+    for ((channel, status), n) in counts {
+        out.push_str(&format!(
+            "notification_deliveries{{channel=\"{channel}\",status=\"{status}\"}} {n}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP notification_deduplicated Notifications in the retained log not delivered as duplicates.\n# TYPE notification_deduplicated gauge\nnotification_deduplicated {deduplicated}\n"
+    ));
+    Ok(out)
 }

@@ -486,6 +486,31 @@ async fn the_kill_switch_halts_reduces_and_is_recorded() {
     );
     let (status, body) = set("PAUSED").await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid-json")));
+
+    // Every change reached notification-service (its log channel, by default).
+    let log = view(&base, "/api/v1/notifications?severity=critical").await;
+    let mut titles: Vec<&str> = log["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notification"]["title"].as_str().unwrap())
+        .collect();
+    titles.reverse();
+    assert_eq!(titles, ["Trading HALTED", "Trading REDUCING"]);
+    let fills = view(&base, "/api/v1/notifications?severity=info").await;
+    assert!(
+        fills["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["notification"]["type"] == "order-filled"),
+        "{fills}"
+    );
+    let status = view(&base, "/api/v1/execution/status").await;
+    assert_eq!(
+        status["pending_notices"], 0,
+        "the outbox is empty once delivered"
+    );
 }
 
 #[tokio::test]

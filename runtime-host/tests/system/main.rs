@@ -10,6 +10,7 @@ mod data_service;
 mod execution_service;
 mod isolation;
 mod ml_service;
+mod notification_service;
 mod services;
 mod symbol_service;
 mod telemetry;

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod config;
 pub mod ledger;
 pub mod money;
+pub mod notices;
 pub mod order;
 pub mod portfolio;
 pub mod risk;

@@ -242,6 +242,7 @@ pub struct Seen {
     pub path: String,
     pub target: String,
     pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 /// What a [`Recorder`] answers: status and body for a path and query.
@@ -272,26 +273,43 @@ impl Recorder {
                 let (record, responder) = (record.clone(), responder.clone());
                 let service =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let target = req
-                            .uri()
-                            .path_and_query()
-                            .map(|pq| pq.to_string())
-                            .unwrap_or_default();
-                        record.lock().unwrap().push(Seen {
-                            target: target.clone(),
-                            path: req.uri().path().to_string(),
-                            headers: req
+                        let (record, responder) = (record.clone(), responder.clone());
+                        async move {
+                            let target = req
+                                .uri()
+                                .path_and_query()
+                                .map(|pq| pq.to_string())
+                                .unwrap_or_default();
+                            let path = req.uri().path().to_string();
+                            let headers = req
                                 .headers()
                                 .iter()
                                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                        });
-                        let (status, body) = responder(&target);
-                        let mut resp = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(body),
-                        ));
-                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+                                .collect();
+                            let body = http_body_util::BodyExt::collect(req.into_body())
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            record.lock().unwrap().push(Seen {
+                                target: target.clone(),
+                                path,
+                                headers,
+                                body,
+                            });
+                            let (status, body) = responder(&target);
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body),
+                            ));
+                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            // A 429 asks for one second, as a rate-limited API would.
+                            if status == 429 {
+                                resp.headers_mut().insert(
+                                    http::header::RETRY_AFTER,
+                                    http::HeaderValue::from_static("1"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
                     });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()

@@ -1,0 +1,127 @@
+//! The book's notices as notification-service messages
+//! (`POST /api/v1/notifications/send`). Each carries a dedup key made of its
+//! outbox sequence number, so a notice re-sent after a crash between its
+//! delivery and its removal from the outbox is delivered once.
+
+use serde_json::{Value, json};
+
+use crate::book::{Notice, Origin};
+use crate::order::Side;
+use crate::risk::TradingState;
+
+fn side(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "Bought",
+        Side::Sell => "Sold",
+    }
+}
+
+/// The notification for outbox entry `seq`; `base` is the platform's public
+/// URL for the link (`http://127.0.0.1:3000`).
+pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
+    let dedup_key = format!("execution-notice-{seq}");
+    match notice {
+        Notice::Filled {
+            order_id,
+            symbol,
+            side: s,
+            quantity,
+            price,
+            origin,
+        } => {
+            let (severity, why) = match origin {
+                Origin::StopLoss => ("warning", "stop-loss: "),
+                Origin::TakeProfit => ("info", "take-profit: "),
+                Origin::Api | Origin::Cycle => ("info", ""),
+            };
+            json!({
+                "type": "order-filled",
+                "severity": severity,
+                "title": format!("{why}{} {quantity} {symbol} at {price}", side(*s)),
+                "message": format!("Order {order_id} filled on paper."),
+                "fields": [
+                    ["order", order_id], ["symbol", symbol], ["quantity", quantity.to_string()],
+                    ["price", price.to_string()], ["origin", serde_json::to_value(origin).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()],
+                ],
+                "dedup_key": dedup_key,
+                "link": format!("{base}/api/v1/execution/orders/{order_id}"),
+            })
+        }
+        Notice::Denied {
+            order_id,
+            symbol,
+            denial,
+        } => json!({
+            "type": "order-denied",
+            "severity": "warning",
+            "title": format!("Order for {symbol} denied: {}", denial.code()),
+            "message": denial.to_string(),
+            "fields": [["order", order_id], ["symbol", symbol], ["code", denial.code()]],
+            "dedup_key": dedup_key,
+            "link": format!("{base}/api/v1/execution/orders/{order_id}"),
+        }),
+        Notice::StateChanged(change) => {
+            let severity = match change.to {
+                TradingState::Active => "info",
+                TradingState::Reducing | TradingState::Halted => "critical",
+            };
+            let name = |s: TradingState| {
+                serde_json::to_value(s)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            };
+            json!({
+                "type": "trading-state",
+                "severity": severity,
+                "title": format!("Trading {}", name(change.to)),
+                "message": change.reason,
+                "fields": [
+                    ["from", name(change.from)], ["to", name(change.to)],
+                    ["by", change.by], ["market date", change.as_of.to_string()],
+                ],
+                "dedup_key": dedup_key,
+                "link": format!("{base}/api/v1/execution/status"),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::StateChange;
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    #[test]
+    fn notices_become_notifications_with_a_severity_and_a_stable_dedup_key() {
+        let stop = Notice::Filled {
+            order_id: "ord-00000002".into(),
+            symbol: "7203.T".into(),
+            side: Side::Sell,
+            quantity: 300,
+            price: "2447.55".parse().unwrap(),
+            origin: Origin::StopLoss,
+        };
+        let n = notification(7, &stop, "http://127.0.0.1:3000");
+        assert_eq!(n["severity"], "warning");
+        assert_eq!(n["title"], "stop-loss: Sold 300 7203.T at 2447.5500");
+        assert_eq!(n["dedup_key"], "execution-notice-7");
+        assert_eq!(
+            n["link"],
+            "http://127.0.0.1:3000/api/v1/execution/orders/ord-00000002"
+        );
+        let halt = Notice::StateChanged(StateChange {
+            at: Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap(),
+            as_of: NaiveDate::from_ymd_opt(2010, 8, 23).unwrap(),
+            from: TradingState::Active,
+            to: TradingState::Reducing,
+            by: "risk-engine".into(),
+            reason: "daily loss 60000 reached the 50000 limit".into(),
+        });
+        let n = notification(8, &halt, "http://x");
+        assert_eq!(n["severity"], "critical");
+        assert_eq!(n["title"], "Trading REDUCING");
+        assert_eq!(n["fields"][2], json!(["by", "risk-engine"]));
+    }
+}
