@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use chrono::{Duration, NaiveDate, Utc};
 use daytrade_contract::ServiceId;
@@ -26,6 +27,7 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use trading::book::{Context, MarketView, OrderRequest, Origin};
+use trading::cycle::{CycleRequest, Signal};
 use trading::ledger::{CasStore, Ledger, LedgerError, Snapshot};
 use trading::{Book, Config, OrderStatus, PaperBroker, SubmitError, TradingState};
 
@@ -119,9 +121,9 @@ struct BarsView {
 
 /// The market as data-service shows it now, for the symbols the book holds
 /// or works plus `extra`: every bar since the book last saw each symbol.
-/// A failure for `extra` (an unknown symbol) is the caller's error; one for
-/// a held symbol leaves it unmarked this time.
-async fn market_view(book: &Book, extra: Option<&str>) -> Result<MarketView, Route> {
+/// With `strict`, a failure for an `extra` symbol (an unknown symbol) is the
+/// caller's error; otherwise, as for a held symbol, it leaves it unmarked.
+async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView, Route> {
     let base = data_url()?;
     let clock: ClockView =
         serde_json::from_value(get_json(&format!("{base}/api/v1/data/clock")).await?)
@@ -133,9 +135,7 @@ async fn market_view(book: &Book, extra: Option<&str>) -> Result<MarketView, Rou
         .chain(book.working_orders().map(|r| &r.order.symbol))
         .cloned()
         .collect();
-    if let Some(extra) = extra {
-        symbols.insert(extra.to_string());
-    }
+    symbols.extend(extra.iter().cloned());
     let mut view = MarketView {
         as_of: Some(clock.as_of),
         live: clock.mode == "live",
@@ -160,7 +160,7 @@ async fn market_view(book: &Book, extra: Option<&str>) -> Result<MarketView, Rou
         for result in answer["results"].as_array().into_iter().flatten() {
             let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
             if let Some(error) = result.get("error") {
-                if Some(symbol.as_str()) == extra {
+                if strict && extra.contains(&symbol) {
                     let code = error["code"].as_str().unwrap_or("upstream-error");
                     let status = if code == "unknown-symbol" { 404 } else { 422 };
                     return Err(Route::error(
@@ -182,13 +182,14 @@ async fn market_view(book: &Book, extra: Option<&str>) -> Result<MarketView, Rou
 /// Load the book (to know its symbols), see the market, then run `op` on
 /// the synced book in one transaction.
 async fn with_book<T>(
-    extra: Option<&str>,
+    extra: &[String],
+    strict: bool,
     op: impl Fn(&mut Book, &Context) -> T,
 ) -> Result<(T, Book), Route> {
     let config = config()?;
     let ledger = ledger(&config)?;
     let snapshot = ledger.read().map_err(ledger_failed)?;
-    let market = market_view(&snapshot, extra).await?;
+    let market = market_view(&snapshot, extra, strict).await?;
     let ctx = Context {
         limits: config.limits.clone(),
         broker: PaperBroker {
@@ -285,7 +286,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             authorize(&req, Role::Viewer)?;
             let status = query_param(&req, "status");
             let symbol = query_param(&req, "symbol");
-            let (_, book) = with_book(None, |_, _| ()).await?;
+            let (_, book) = with_book(&[], false, |_, _| ()).await?;
             let orders: Vec<_> = book
                 .orders
                 .values()
@@ -302,7 +303,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(None, |_, _| ()).await?;
+            let (_, book) = with_book(&[], false, |_, _| ()).await?;
             book.orders
                 .get(*id)
                 .map(Route::ok)
@@ -310,7 +311,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;
-            let (result, _) = with_book(None, |book, _| book.cancel(id)).await?;
+            let (result, _) = with_book(&[], false, |book, _| book.cancel(id)).await?;
             match result {
                 Ok(record) => Ok(Route::ok(record)),
                 Err(trading::book::CancelError::NotFound) => Err(Route::error(
@@ -325,18 +326,18 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["positions"]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(None, |_, _| ()).await?;
+            let (_, book) = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(positions(&book)))
         }
         (Method::Get, ["pnl"]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(None, |_, _| ()).await?;
+            let (_, book) = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(pnl(&book)))
         }
         (Method::Get, ["status"]) => {
             authorize(&req, Role::Viewer)?;
             let config = config()?;
-            let (as_of, book) = with_book(None, |_, ctx| ctx.market.as_of).await?;
+            let (as_of, book) = with_book(&[], false, |_, ctx| ctx.market.as_of).await?;
             Ok(Route::ok(serde_json::json!({
                 "state": book.state,
                 "as_of": as_of,
@@ -374,7 +375,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 },
                 principal.subject
             );
-            let (changed, book) = with_book(None, |book, ctx| {
+            let (changed, book) = with_book(&[], false, |book, ctx| {
                 book.set_state(ctx, asked.state, reason.clone())
             })
             .await?;
@@ -383,6 +384,23 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 "changed": changed,
                 "state_changes": book.state_changes,
             })))
+        }
+        (Method::Post, ["cycle"]) => {
+            authorize(&req, Role::Trader)?;
+            let request: CycleRequest = if req.body().is_empty() {
+                CycleRequest::default()
+            } else {
+                parse_body(&req)?
+            };
+            request
+                .validate()
+                .map_err(|e| Route::error(400, "invalid-cycle", e))?;
+            let trace_id = req
+                .header("traceparent")
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.split('-').nth(1))
+                .map(str::to_string);
+            run_cycle(request, trace_id).await
         }
         (Method::Get, ["metrics"]) => {
             let config = config()?;
@@ -397,7 +415,7 @@ async fn trade(request: OrderRequest) -> Result<Route, Route> {
     let symbol = request.symbol.clone();
     market_data::Symbol::parse(&symbol)
         .map_err(|e| Route::error(400, "invalid-symbol", e.to_string()))?;
-    let (result, _) = with_book(Some(&symbol), |book, ctx| {
+    let (result, _) = with_book(std::slice::from_ref(&symbol), true, |book, ctx| {
         book.submit(ctx, request.clone(), Origin::Api)
     })
     .await?;
@@ -531,4 +549,123 @@ fn metrics(book: &Book) -> String {
         ));
     }
     out
+}
+
+fn service_url(id: &ServiceId) -> Result<String, Route> {
+    upstream_url(id).map_err(|e| Route::error(500, "configuration", e.to_string()))
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// One trading cycle: recommend → predict (features fetched by ml-service
+/// from data-service, model of the market day) → plan and submit orders in
+/// one ledger transaction → deliver the notices. Every call carries the
+/// request's trace context, so the cycle is one trace across services.
+async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Route, Route> {
+    let started = Instant::now();
+    let mut steps = Vec::new();
+
+    let step = Instant::now();
+    let symbol_base = service_url(&ServiceId::SYMBOL)?;
+    let recommended = get_json(&format!(
+        "{symbol_base}/api/v1/symbols/recommend?limit={}",
+        request.universe
+    ))
+    .await?;
+    let symbols: Vec<String> = recommended["recommendations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["symbol"].as_str().map(str::to_string))
+        .collect();
+    steps.push(serde_json::json!({ "step": "recommend", "ms": ms(step), "symbols": symbols }));
+
+    let step = Instant::now();
+    let clock: ClockView =
+        serde_json::from_value(get_json(&format!("{}/api/v1/data/clock", data_url()?)).await?)
+            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))?;
+    let (signals, model_version, errors) = if symbols.is_empty() {
+        (Vec::new(), serde_json::Value::Null, serde_json::json!([]))
+    } else {
+        let body = serde_json::json!({ "symbols": symbols, "date": clock.as_of });
+        let ml_base = service_url(&ServiceId::ML)?;
+        let predicted = post_json(&format!("{ml_base}/api/v1/ml/batch-predict"), &body).await?;
+        let signals: Vec<Signal> = predicted["predictions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| serde_json::from_value(p.clone()).ok())
+            .collect();
+        (
+            signals,
+            predicted["model_version"].clone(),
+            predicted["errors"].clone(),
+        )
+    };
+    steps.push(serde_json::json!({
+        "step": "predict",
+        "ms": ms(step),
+        "as_of": clock.as_of,
+        "model_version": model_version,
+        "signals": signals,
+        "errors": errors,
+    }));
+
+    let step = Instant::now();
+    let candidates: Vec<String> = signals.iter().map(|s| s.symbol.clone()).collect();
+    let (results, book) = with_book(&candidates, false, |book, ctx| {
+        let as_of = ctx.market.as_of.unwrap_or(clock.as_of);
+        trading::cycle::plan(book, &signals, as_of, &request)
+            .into_iter()
+            .map(|order| {
+                let outcome = book.submit(ctx, order.clone(), Origin::Cycle);
+                (order, outcome)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let orders: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(order, outcome)| {
+            let mut view = serde_json::json!({
+                "symbol": order.symbol,
+                "side": order.side,
+                "client_order_id": order.client_order_id,
+            });
+            match outcome {
+                Ok(submitted) => {
+                    view["outcome"] = if submitted.replayed {
+                        "replayed"
+                    } else {
+                        "placed"
+                    }
+                    .into();
+                    view["order_id"] = submitted.record.order.id.clone().into();
+                    view["status"] = serde_json::json!(submitted.record.order.status);
+                    view["quantity"] = submitted.record.order.quantity.into();
+                }
+                Err(e) => {
+                    view["outcome"] = "denied".into();
+                    view["code"] = e.code().into();
+                    view["message"] = e.to_string().into();
+                }
+            }
+            view
+        })
+        .collect();
+    steps.push(serde_json::json!({ "step": "orders", "ms": ms(step), "orders": orders }));
+    steps.push(serde_json::json!({
+        "step": "notify",
+        "pending_notices": book.outbox.len(),
+        "state": book.state,
+    }));
+    Ok(Route::ok(serde_json::json!({
+        "as_of": clock.as_of,
+        "trace_id": trace_id,
+        "elapsed_ms": ms(started),
+        "steps": steps,
+        "equity": book.equity(),
+    })))
 }

@@ -17,11 +17,9 @@ const ADMIN: &str = "dev-admin-key";
 
 fn project(state: &std::path::Path) -> runtime_host::AppSettings {
     let mut settings = settings(&workspace_root().join("spin.toml"), state);
-    settings.components = vec![
-        "data-service".into(),
-        "execution-service".into(),
-        "notification-service".into(),
-    ];
+    // execution-service chains to all four others (the cycle); all run.
+    settings.components = Vec::new();
+    settings.engine.max_instance_memory = 128 << 20;
     settings
         .variables
         .push(("admin_token".into(), ADMIN_TOKEN.into()));
@@ -252,7 +250,17 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     let positions = view(&base, "/api/v1/execution/positions").await;
     assert_eq!(positions["positions"], json!([]));
     let pnl = view(&base, "/api/v1/execution/pnl").await;
-    assert_eq!(pnl["equity_curve"][0]["date"], "2010-08-23");
+    let curve: Vec<&str> = pnl["equity_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        curve,
+        ["2010-08-20", "2010-08-23"],
+        "a point per market day"
+    );
     assert!(pnl["realised"].as_str().unwrap().starts_with('-'), "{pnl}");
     assert_ne!(
         pnl["commissions"], "0.0000",
@@ -539,16 +547,7 @@ async fn one_client_order_id_sent_100_times_at_once_is_one_order() {
 }
 
 fn process_args(extra: &[(&str, &str)]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "-c",
-        "data-service",
-        "-c",
-        "execution-service",
-        "-c",
-        "notification-service",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args: Vec<String> = Vec::new();
     for (name, value) in [("admin_token", ADMIN_TOKEN)].iter().chain(extra) {
         args.push("--variable".into());
         args.push(format!("{name}={value}"));
@@ -665,4 +664,111 @@ async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
         stored.len() <= acknowledged.len() + 1,
         "at most the one in flight beside"
     );
+}
+
+#[tokio::test]
+async fn replayed_days_of_trading_cycles_trade_on_paper_and_alert_slack() {
+    let dir = tempfile::tempdir().unwrap();
+    let slack = Recorder::start().await;
+    let mut settings = project(dir.path());
+    for (name, value) in [
+        ("notification_channels", "slack,log".to_string()),
+        ("slack_webhook_origin", format!("http://{}", slack.addr)),
+        (
+            "slack_webhook_url",
+            format!("http://{}/services/T/B/X", slack.addr),
+        ),
+    ] {
+        settings.variables.push((name.into(), value));
+    }
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // Inside the bundled S&P 500 window (2009-08-21..2010-08-20), where the
+    // whole universe trades.
+    let resp = client()
+        .put(format!("{base}/api/v1/data/clock"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .json(&json!({ "mode": "replay", "as_of": "2010-06-01" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let mut placed = 0;
+    let mut days = Vec::new();
+    for day in 0..8 {
+        let resp = client()
+            .post(format!("{base}/api/v1/execution/cycle"))
+            .bearer_auth(TRADER)
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .json(&json!({ "universe": 8 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "day {day}");
+        let cycle: Value = resp.json().await.unwrap();
+        assert_eq!(cycle["trace_id"], trace_id, "one trace across the cycle");
+        let steps: Vec<&str> = cycle["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["recommend", "predict", "orders", "notify"]);
+        let signals = cycle["steps"][1]["signals"].as_array().unwrap();
+        assert_eq!(
+            signals.len(),
+            8,
+            "a forecast per recommended symbol: {cycle}"
+        );
+        for order in cycle["steps"][2]["orders"].as_array().unwrap() {
+            match order["outcome"].as_str().unwrap() {
+                "placed" => placed += 1,
+                "denied" => assert!(order["code"].is_string(), "{order}"),
+                other => panic!("{other} on the first run of a day: {order}"),
+            }
+        }
+        days.push(cycle["as_of"].as_str().unwrap().to_string());
+        if day == 0 {
+            // The same day again places nothing new.
+            let again = call(
+                &base,
+                reqwest::Method::POST,
+                "/api/v1/execution/cycle",
+                Some(TRADER),
+                Some(json!({ "universe": 8 })),
+            )
+            .await
+            .1;
+            for order in again["steps"][2]["orders"].as_array().unwrap() {
+                assert_ne!(order["outcome"], "placed", "{order}");
+            }
+        }
+        advance_clock(&base).await;
+    }
+    assert!(placed > 0, "eight days of signals placed no order");
+
+    let pnl = view(&base, "/api/v1/execution/pnl").await;
+    let curve: Vec<&str> = pnl["equity_curve"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["date"].as_str().unwrap())
+        .collect();
+    // One point per cycle day, and one for the day the clock was last moved to.
+    assert_eq!(curve[..days.len()], days, "a point per market day");
+    assert_eq!(curve.len(), days.len() + 1);
+    let orders = view(&base, "/api/v1/execution/orders?status=filled").await;
+    assert!(!orders["orders"].as_array().unwrap().is_empty(), "{pnl}");
+
+    // Fills and denials reached Slack as Block Kit messages.
+    let seen = slack.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert!(body["attachments"][0]["blocks"].is_array(), "{body}");
+    }
+    let status = view(&base, "/api/v1/execution/status").await;
+    assert_eq!(status["pending_notices"], 0);
 }

@@ -330,9 +330,11 @@ impl Book {
     pub fn sync(&mut self, ctx: &Context) {
         let mut dates: Vec<NaiveDate> = Vec::new();
         for (symbol, bars) in &ctx.market.bars {
-            // A symbol the book has never worked: nothing of ours could have
-            // traded on its past bars, only its last close matters.
-            if !self.processed.contains_key(symbol) {
+            // A symbol the book neither holds nor works: nothing of ours can
+            // trade on its past bars, only its last close matters.
+            let involved = self.portfolio.quantity(symbol) > 0
+                || self.working_orders().any(|r| &r.order.symbol == symbol);
+            if !involved || !self.processed.contains_key(symbol) {
                 if let Some(last) = bars.last() {
                     self.processed.insert(symbol.clone(), last.date);
                     self.marks.insert(symbol.clone(), (last.date, last.close));
@@ -366,6 +368,29 @@ impl Book {
         }
         if let Some(as_of) = ctx.market.as_of {
             self.roll_day(as_of);
+            self.end_sessions(ctx, as_of);
+            self.record_equity(as_of);
+        }
+    }
+
+    /// Working orders whose session is over without a bar to trade on (the
+    /// symbol did not trade, or its history ends) expire, or are cancelled
+    /// if IOC: the session of `works_from` is over once the clock is past
+    /// it, or, on the replay clock (which stands after the close), at it.
+    fn end_sessions(&mut self, ctx: &Context, as_of: NaiveDate) {
+        let over = |d: NaiveDate| d < as_of || (!ctx.market.live && d == as_of);
+        let ended: Vec<String> = self
+            .working_orders()
+            .filter(|r| r.works_from.is_some_and(over))
+            .map(|r| r.order.id.clone())
+            .collect();
+        for id in ended {
+            let record = self.orders.get_mut(&id).expect("the order exists");
+            let event = match record.order.time_in_force {
+                TimeInForce::Day => OrderEvent::Expire,
+                TimeInForce::Ioc => OrderEvent::Cancel,
+            };
+            let _ = record.order.apply(&event);
         }
     }
 
@@ -376,7 +401,12 @@ impl Book {
         }
     }
 
+    /// The equity curve's point for `date` (replacing one of the same date;
+    /// the curve only moves forward).
     fn record_equity(&mut self, date: NaiveDate) {
+        if self.equity_curve.last().is_some_and(|p| p.date > date) {
+            return;
+        }
         let equity = self.equity();
         let previous = self
             .equity_curve
@@ -693,15 +723,24 @@ impl Book {
         let quantity = match request.quantity {
             Some(q) => q,
             None => {
+                // The stop-distance rule, then no more than the position and
+                // order limits leave room for: a sized order is never one the
+                // risk engine is bound to refuse.
                 let (stop, _) = risk::exits(&ctx.limits, reference_price);
-                risk::position_size(
+                let sized = risk::position_size(
                     &ctx.limits,
                     exposure.cash,
                     exposure.equity,
                     reference_price,
                     stop,
                     lot,
-                )
+                );
+                let held = Money::notional(reference_price, exposure.position.max(0) as u64)
+                    .unwrap_or(Money::from_ticks(i64::MAX));
+                let room =
+                    (ctx.limits.max_position_value - held).min(ctx.limits.max_order_notional);
+                let fits = (room.ticks().max(0) / reference_price.ticks().max(1)) as u64;
+                sized.min(fits - fits % lot)
             }
         };
         let market = market_of(&symbol);
@@ -714,6 +753,11 @@ impl Book {
         };
         let verdict = if !in_session && ctx.session_policy == SessionPolicy::Reject {
             Err(Denial::MarketClosed)
+        } else if request.quantity.is_none()
+            && quantity == 0
+            && exposure.state != TradingState::Halted
+        {
+            Err(Denial::NoSize)
         } else {
             risk::check(&ctx.limits, &intent, &exposure)
         };

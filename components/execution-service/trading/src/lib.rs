@@ -13,6 +13,7 @@
 pub mod book;
 pub mod broker;
 pub mod config;
+pub mod cycle;
 pub mod ledger;
 pub mod money;
 pub mod notices;
@@ -35,4 +36,9 @@ pub use risk::{Denial, Exposure, Intent, RiskLimits, TradingState};
 pub const SERVICE: ServiceId = ServiceId::EXECUTION;
 
 /// The services this one calls (over HTTP: service chaining locally, the mesh in a cluster).
-pub const UPSTREAMS: &[ServiceId] = &[ServiceId::DATA, ServiceId::NOTIFICATION];
+pub const UPSTREAMS: &[ServiceId] = &[
+    ServiceId::DATA,
+    ServiceId::SYMBOL,
+    ServiceId::ML,
+    ServiceId::NOTIFICATION,
+];

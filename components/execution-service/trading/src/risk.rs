@@ -133,6 +133,8 @@ pub enum Denial {
     OrderRate { count: u32 },
     #[error("not enough cash: {needed} needed, {cash} available")]
     Cash { needed: Money, cash: Money },
+    #[error("no whole lot fits the risk budget, the cash and the limits")]
+    NoSize,
 }
 
 impl Denial {
@@ -151,6 +153,7 @@ impl Denial {
             Self::Drawdown { .. } => "drawdown",
             Self::OrderRate { .. } => "order-rate",
             Self::Cash { .. } => "cash",
+            Self::NoSize => "no-size",
         }
     }
 }

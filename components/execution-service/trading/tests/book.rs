@@ -106,7 +106,7 @@ fn a_queued_market_order_fills_at_the_next_open_and_exits_at_its_stop() {
     );
     assert!(book.portfolio.realised_pnl.is_negative());
     let curve: Vec<NaiveDate> = book.equity_curve.iter().map(|p| p.date).collect();
-    assert_eq!(curve, [d(5), d(6), d(7)], "one point per day worked");
+    assert_eq!(curve, [d(4), d(5), d(6), d(7)], "one point per market day");
     assert!(book.outbox.iter().any(|(_, n)| matches!(
         n,
         Notice::Filled {
@@ -243,5 +243,26 @@ fn concurrent_transactions_never_breach_a_limit_or_duplicate_an_order() {
         book.orders.len(),
         8 * 10 + 1,
         "every submission recorded once"
+    );
+}
+
+#[test]
+fn an_order_whose_symbol_stops_trading_expires_with_its_session() {
+    let bars = week();
+    let mut book = Book::new(Money::units(10_000_000));
+    let placed = book
+        .submit(&ctx(&bars[..1]), buy("gone", 100), Origin::Api)
+        .unwrap();
+    // The clock moves to day 5 but the symbol has no bar there (its history ended).
+    let mut later = ctx(&bars[..1]);
+    later.market.as_of = Some(d(5));
+    book.sync(&later);
+    let order = &book.orders[&placed.record.order.id];
+    assert_eq!(order.order.status, OrderStatus::Expired);
+    assert!(order.fills.is_empty());
+    assert_eq!(
+        book.exposure(&later, SYMBOL).cash,
+        Money::units(10_000_000),
+        "nothing reserved"
     );
 }

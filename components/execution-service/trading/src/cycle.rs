@@ -1,0 +1,211 @@
+//! The trading cycle's decisions: from model signals to orders.
+//!
+//! Buy signals open positions (most confident first, at most `max_orders`
+//! new ones, never a symbol already held or being bought), sized by the risk
+//! engine's rule; sell signals close what is held. Client order ids are
+//! `cycle-<market date>-<symbol>-<side>`, so running the cycle twice on one
+//! market day places each order once.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::book::{Book, OrderRequest};
+use crate::order::{OrderKind, Side, TimeInForce};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Buy,
+    Sell,
+    Hold,
+}
+
+/// One symbol's forecast, as ml-service gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub symbol: String,
+    pub action: Action,
+    pub confidence: f64,
+    pub probability_up: f64,
+}
+
+/// What the caller may tune per cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CycleRequest {
+    /// Symbols to take from symbol-service's recommendations.
+    pub universe: usize,
+    /// Ignore signals less confident than this (0..=1).
+    pub min_confidence: f64,
+    /// New positions opened per cycle at most.
+    pub max_orders: usize,
+}
+
+impl Default for CycleRequest {
+    fn default() -> Self {
+        Self {
+            universe: 10,
+            min_confidence: 0.0,
+            max_orders: 5,
+        }
+    }
+}
+
+impl CycleRequest {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.universe) {
+            return Err("universe is 1 to 100 symbols".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            return Err("min_confidence is within 0..=1".into());
+        }
+        if self.max_orders > 50 {
+            return Err("max_orders is at most 50".into());
+        }
+        Ok(())
+    }
+}
+
+/// The orders a cycle places for `signals` on market date `as_of`.
+pub fn plan(
+    book: &Book,
+    signals: &[Signal],
+    as_of: NaiveDate,
+    request: &CycleRequest,
+) -> Vec<OrderRequest> {
+    let order = |symbol: &str, side: Side, quantity: Option<u64>| OrderRequest {
+        client_order_id: format!(
+            "cycle-{as_of}-{symbol}-{}",
+            match side {
+                Side::Buy => "buy",
+                Side::Sell => "sell",
+            }
+        ),
+        symbol: symbol.to_string(),
+        side,
+        kind: OrderKind::Market,
+        time_in_force: TimeInForce::Day,
+        quantity,
+    };
+    let busy = |symbol: &str| {
+        book.portfolio.quantity(symbol) > 0
+            || book.working_orders().any(|r| r.order.symbol == symbol)
+    };
+    let mut confident: Vec<&Signal> = signals
+        .iter()
+        .filter(|s| s.confidence.is_finite() && s.confidence >= request.min_confidence)
+        .collect();
+    confident.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut orders: Vec<OrderRequest> = confident
+        .iter()
+        .filter(|s| s.action == Action::Sell)
+        .filter_map(|s| {
+            let held = book.portfolio.quantity(&s.symbol);
+            let selling: u64 = book
+                .working_orders()
+                .filter(|r| r.order.symbol == s.symbol && r.order.side == Side::Sell)
+                .map(|r| r.order.remaining())
+                .sum();
+            let free = held.saturating_sub(selling);
+            (free > 0).then(|| order(&s.symbol, Side::Sell, Some(free)))
+        })
+        .collect();
+    orders.extend(
+        confident
+            .iter()
+            .filter(|s| s.action == Action::Buy && !busy(&s.symbol))
+            .take(request.max_orders)
+            .map(|s| order(&s.symbol, Side::Buy, None)),
+    );
+    orders
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+    use crate::portfolio::Fill;
+
+    fn signal(symbol: &str, action: Action, confidence: f64) -> Signal {
+        Signal {
+            symbol: symbol.into(),
+            action,
+            confidence,
+            probability_up: 0.5 + confidence / 2.0,
+        }
+    }
+
+    #[test]
+    fn buys_the_most_confident_new_names_and_sells_what_is_held() {
+        let mut book = Book::new(Money::units(10_000_000));
+        book.portfolio
+            .apply(
+                "MSFT",
+                &Fill {
+                    side: Side::Buy,
+                    quantity: 40,
+                    price: "25".parse().unwrap(),
+                    commission: Money::ZERO,
+                },
+            )
+            .unwrap();
+        let signals = vec![
+            signal("AAPL", Action::Buy, 0.10),
+            signal("IBM", Action::Buy, 0.30),
+            signal("MSFT", Action::Buy, 0.50),
+            signal("KO", Action::Buy, 0.02),
+            signal("MSFT", Action::Sell, 0.20),
+            signal("XOM", Action::Sell, 0.40),
+            signal("PG", Action::Hold, 0.00),
+            signal("GE", Action::Buy, f64::NAN),
+        ];
+        let day = NaiveDate::from_ymd_opt(2010, 8, 20).unwrap();
+        let request = CycleRequest {
+            min_confidence: 0.05,
+            max_orders: 2,
+            ..CycleRequest::default()
+        };
+        let orders = plan(&book, &signals, day, &request);
+        let got: Vec<(&str, Side, Option<u64>, &str)> = orders
+            .iter()
+            .map(|o| {
+                (
+                    o.symbol.as_str(),
+                    o.side,
+                    o.quantity,
+                    o.client_order_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("MSFT", Side::Sell, Some(40), "cycle-2010-08-20-MSFT-sell"),
+                ("IBM", Side::Buy, None, "cycle-2010-08-20-IBM-buy"),
+                ("AAPL", Side::Buy, None, "cycle-2010-08-20-AAPL-buy"),
+            ],
+            "XOM is not held; MSFT is held so not bought; KO under the bar; GE not a number"
+        );
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        assert!(CycleRequest::default().validate().is_ok());
+        for bad in [
+            CycleRequest {
+                universe: 0,
+                ..CycleRequest::default()
+            },
+            CycleRequest {
+                min_confidence: 1.5,
+                ..CycleRequest::default()
+            },
+            CycleRequest {
+                max_orders: 51,
+                ..CycleRequest::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
