@@ -36,7 +36,8 @@ clippy:
 
 ## Benchmarks (print figures): host req/s, latency, instantiation, RSS; indicator
 ## throughput natively and in Wasm; data-service and symbol-service latencies;
-## ml-service: tract native, in the component (fresh / reused), onnxruntime.
+## ml-service: tract native, in the component (fresh / reused), onnxruntime;
+## execution-service: orders/s (library, through the host), fills, the cycle.
 bench: components host
 	$(CARGO) run --release -p runtime-host --example bench
 	$(CARGO) run --release -p market-data --example indicators_bench
@@ -44,6 +45,7 @@ bench: components host
 	$(CARGO) run --release -p runtime-host --example run_command -- target/wasm32-wasip2/release/examples/indicators_bench.wasm
 	$(CARGO) run --release -p runtime-host --example services_bench
 	$(CARGO) run --release -p runtime-host --example ml_bench
+	$(CARGO) run --release -p runtime-host --example execution_bench
 
 clean-state:
 	rm -rf .spin

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use crate::common::*;
+use daytrade_contract::wit_check::assert_projects;
 use market_data::Price;
 use serde_json::{Value, json};
 use trading::{FillModel, RiskLimits, Side};
@@ -211,6 +212,7 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     assert_eq!(placed["status"], "accepted");
     assert_eq!(placed["works_from"], "2010-08-23", "the next session");
     assert_eq!(placed["replayed"], false);
+    assert_projects(&placed, "execution", "order-record");
     let id = placed["id"].as_str().unwrap().to_string();
 
     advance_clock(&base).await;
@@ -230,6 +232,8 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     let entry = model.slipped(Side::Buy, open);
     assert_eq!(price(&order["fills"][0]["price"]), entry);
     assert_eq!(order["fills"][0]["date"], "2010-08-23");
+    assert_projects(&order, "execution", "order-record");
+    assert_projects(&order["fills"][0], "execution", "execution-fill");
 
     // That day AAPL fell more than 2% below the entry: the automatic stop
     // sold the position inside the same bar, at the stop less slippage.
@@ -262,6 +266,9 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
         "a point per market day"
     );
     assert!(pnl["realised"].as_str().unwrap().starts_with('-'), "{pnl}");
+    assert_projects(&pnl, "execution", "pnl");
+    assert_projects(&pnl["equity_curve"][0], "execution", "equity-point");
+    assert_projects(&positions, "execution", "positions");
     assert_ne!(
         pnl["commissions"], "0.0000",
         "the commission schedule applies"
@@ -381,6 +388,8 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
         "{denied}"
     );
     assert_eq!(denied["order"]["status"], "rejected");
+    assert_projects(&denied, "execution", "denied");
+    assert_projects(&denied["denial"], "execution", "denial");
     let (status, again) = trade(&base, TRADER, market_buy("huge", "AAPL", 100_000)).await;
     assert_eq!(status, 422);
     assert_eq!(
@@ -454,6 +463,11 @@ async fn the_kill_switch_halts_reduces_and_is_recorded() {
         (200, Some(true)),
         "{halted}"
     );
+    assert_projects(&halted, "execution", "state-answer");
+    assert_projects(&halted["state_changes"][0], "execution", "state-change");
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_projects(&positions["positions"][0], "execution", "position-view");
+    assert_projects(&positions["positions"][0]["exits"], "execution", "exits");
     let (status, body) = trade(&base, TRADER, market_buy("k-2", "AAPL", 10)).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("halted")));
     let sell = json!({ "client_order_id": "k-3", "symbol": "AAPL", "side": "sell", "type": "market", "quantity": 10 });
@@ -486,6 +500,9 @@ async fn the_kill_switch_halts_reduces_and_is_recorded() {
         .collect();
     assert_eq!(changes, ["HALTED", "REDUCING", "ACTIVE"]);
     assert_eq!(status["state_changes"][0]["by"], "admin");
+    assert_projects(&status, "execution", "status");
+    assert_projects(&status["limits"], "execution", "risk-limits");
+    assert_projects(&status["fill_model"], "execution", "fill-model");
     assert!(
         status["state_changes"][0]["reason"]
             .as_str()
@@ -709,6 +726,14 @@ async fn replayed_days_of_trading_cycles_trade_on_paper_and_alert_slack() {
         assert_eq!(resp.status(), 200, "day {day}");
         let cycle: Value = resp.json().await.unwrap();
         assert_eq!(cycle["trace_id"], trace_id, "one trace across the cycle");
+        assert_projects(&cycle, "execution", "cycle-answer");
+        for step in cycle["steps"].as_array().unwrap() {
+            assert_projects(step, "execution", "cycle-step");
+        }
+        assert_projects(&cycle["steps"][1]["signals"][0], "execution", "signal");
+        for order in cycle["steps"][2]["orders"].as_array().unwrap() {
+            assert_projects(order, "execution", "cycle-order");
+        }
         let steps: Vec<&str> = cycle["steps"]
             .as_array()
             .unwrap()

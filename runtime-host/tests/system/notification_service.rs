@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::common::*;
 use alerting::{Notification, slack, webhook};
+use daytrade_contract::wit_check::assert_projects;
 use serde_json::{Value, json};
 
 const SECRET: &str = "whsec-test";
@@ -110,6 +111,14 @@ async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
             ("log", "delivered")
         ])
     );
+    assert_projects(&record, "notifications", "notification-record");
+    assert_projects(&record["notification"], "notifications", "notification");
+    assert_projects(&record["deliveries"][0], "notifications", "delivery");
+    assert_projects(
+        &record["deliveries"][0]["attempts"][0],
+        "notifications",
+        "attempt",
+    );
     let id = record["id"].as_str().unwrap();
     let sent: Notification = serde_json::from_value(halted()).unwrap();
 
@@ -159,6 +168,7 @@ async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
         .json::<Value>()
         .await
         .unwrap();
+    assert_projects(&log, "notifications", "notification-log");
     assert_eq!(log["notifications"][0]["id"], id);
     assert_eq!(log["notifications"][0]["deliveries"], record["deliveries"]);
 }

@@ -53,7 +53,7 @@ pub enum TimeInForce {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum OrderStatus {
     New,
     Accepted,

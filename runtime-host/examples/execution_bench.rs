@@ -1,0 +1,281 @@
+//! execution-service benchmark (release build):
+//! - the domain library alone: orders/s through risk check, reservation and
+//!   the ledger's compare-and-swap transaction (in-memory store), as the book
+//!   grows (the whole book is one stored document);
+//! - through the host (SQLite key-value store, data-service for prices):
+//!   `POST /trade` sequentially and from 16 concurrent clients, then the
+//!   paper fills of every working order when the clock moves a day;
+//! - the trading cycle for the default universe (10 symbols), step by step.
+//!
+//! `make bench` runs it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use market_data::Bar;
+use runtime_host::{App, AppSettings, Metrics};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use trading::book::{Context, MarketView, OrderRequest, Origin, SessionPolicy};
+use trading::ledger::{Ledger, MemoryStore};
+use trading::{Book, Money, OrderKind, PaperBroker, RiskLimits, Side, TimeInForce};
+
+const TRADER: &str = "dev-trader-key";
+const ADMIN_TOKEN: &str = "bench";
+
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn relaxed() -> RiskLimits {
+    RiskLimits {
+        max_position_value: Money::units(1_000_000_000),
+        max_order_notional: Money::units(1_000_000_000),
+        max_orders_per_minute: u32::MAX,
+        max_open_positions: 1_000,
+        ..RiskLimits::default()
+    }
+}
+
+fn order(i: usize) -> OrderRequest {
+    OrderRequest {
+        client_order_id: format!("bench-{i}"),
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        kind: OrderKind::Market,
+        time_in_force: TimeInForce::Day,
+        quantity: Some(1),
+    }
+}
+
+/// Orders/s of `Book::submit` inside ledger transactions, per band of book size.
+fn library() {
+    let day = NaiveDate::from_ymd_opt(2010, 8, 20).unwrap();
+    let price = "32.08".parse().unwrap();
+    let bar = Bar {
+        date: day,
+        ts: 0,
+        open: price,
+        high: price,
+        low: price,
+        close: price,
+        volume: 100_000_000,
+    };
+    let ctx = Context {
+        limits: relaxed(),
+        broker: PaperBroker::default(),
+        session_policy: SessionPolicy::Queue,
+        market: MarketView {
+            as_of: Some(day),
+            live: false,
+            now: chrono::DateTime::<Utc>::from(std::time::SystemTime::now()),
+            bars: BTreeMap::from([("AAPL".to_string(), vec![bar])]),
+        },
+    };
+    let store = MemoryStore::default();
+    let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
+    let mut submitted = 0;
+    for band in [100, 1_000, 5_000] {
+        let started = Instant::now();
+        let count = band - submitted;
+        for i in submitted..band {
+            ledger
+                .transact(|book| book.submit(&ctx, order(i), Origin::Api))
+                .unwrap()
+                .value
+                .unwrap();
+        }
+        submitted = band;
+        let per = started.elapsed() / count as u32;
+        println!(
+            "trading library: submit in a CAS transaction, book growing to {band} orders: {:.1} µs/order ({:.0} orders/s)",
+            per.as_secs_f64() * 1e6,
+            1.0 / per.as_secs_f64()
+        );
+    }
+}
+
+async fn start(state: &Path) -> runtime_host::RunningHost {
+    let mut settings = AppSettings::new(root().join("spin.toml"));
+    settings.state_dir = Some(state.to_path_buf());
+    settings.cache_dir = Some(root().join("target/bench-compiled"));
+    settings.request_timeout = Duration::from_secs(120);
+    settings.engine.max_instance_memory = 128 << 20;
+    for (name, value) in [
+        ("admin_token", ADMIN_TOKEN),
+        ("execution_max_orders_per_minute", "1000000"),
+        ("execution_max_position_value", "1000000000"),
+        ("execution_max_order_notional", "1000000000"),
+    ] {
+        settings.variables.push((name.into(), value.into()));
+    }
+    let app = App::load(&settings, Metrics::new()).expect("application loads");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    runtime_host::start(
+        app,
+        listener,
+        None,
+        Duration::from_secs(5),
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+async fn trade(client: &reqwest::Client, base: &str, i: usize) -> Duration {
+    let started = Instant::now();
+    let resp = client
+        .post(format!("{base}/api/v1/execution/trade"))
+        .bearer_auth(TRADER)
+        .json(&json!({ "client_order_id": format!("h-{i}"), "symbol": "AAPL", "side": "buy", "type": "market", "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    started.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    library();
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let host = start(state.path()).await;
+    let base = format!("http://{}", host.addr);
+    trade(&client, &base, 0).await;
+
+    let n = 300;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for i in 1..=n {
+        latencies.push(trade(&client, &base, i).await);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "POST /trade, one client, {n} orders: {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms",
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+
+    let clients = 16;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for k in 0..n / clients {
+                    out.push(trade(&client, &base, 10_000 + c * 1_000 + k).await);
+                }
+                out
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "POST /trade, {clients} clients, {} orders (every one a compare-and-swap on one book): {:.0} orders/s, p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+
+    let resp = client
+        .post(format!("{base}/api/v1/data/clock/advance"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let started = Instant::now();
+    let status: Value = client
+        .get(format!("{base}/api/v1/execution/status"))
+        .bearer_auth(TRADER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!(
+        "paper fills of {} working orders on the next bar (one request): {:.1} ms; working after: {}",
+        status["orders"],
+        started.elapsed().as_secs_f64() * 1e3,
+        status["working_orders"]
+    );
+    drop(host);
+
+    // The cycle, on a fresh account inside the S&P 500 window.
+    let state = tempfile::tempdir().unwrap();
+    let host = start(state.path()).await;
+    let base = format!("http://{}", host.addr);
+    let resp = client
+        .put(format!("{base}/api/v1/data/clock"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .json(&json!({ "mode": "replay", "as_of": "2010-05-03" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let days = 10;
+    let mut totals = Vec::new();
+    let mut steps: BTreeMap<String, f64> = BTreeMap::new();
+    for _ in 0..days {
+        let started = Instant::now();
+        let cycle: Value = client
+            .post(format!("{base}/api/v1/execution/cycle"))
+            .bearer_auth(TRADER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        totals.push(started.elapsed());
+        for step in cycle["steps"].as_array().unwrap() {
+            if let Some(ms) = step["ms"].as_f64() {
+                *steps
+                    .entry(step["step"].as_str().unwrap().to_string())
+                    .or_default() += ms;
+            }
+        }
+        client
+            .post(format!("{base}/api/v1/data/clock/advance"))
+            .header("x-admin-token", ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+    }
+    totals.sort();
+    let breakdown: Vec<String> = steps
+        .iter()
+        .map(|(name, ms)| format!("{name} {:.1} ms", ms / days as f64))
+        .collect();
+    println!(
+        "POST /cycle, default universe (10 of 525 screened), {days} replayed days: p50 {:.1} ms, max {:.1} ms; mean per step: {}",
+        percentile(&totals, 0.5),
+        percentile(&totals, 1.0),
+        breakdown.join(", ")
+    );
+}
