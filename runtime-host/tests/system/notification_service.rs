@@ -23,6 +23,7 @@ async fn project(
     state: &std::path::Path,
     slack: Responder,
     hook: Responder,
+    extra: &[(&str, String)],
 ) -> (runtime_host::RunningHost, Receivers) {
     let slack = Recorder::serve(slack).await;
     let hook = Recorder::serve(hook).await;
@@ -46,6 +47,9 @@ async fn project(
         ("notification_retry_budget_ms", "3000".to_string()),
     ] {
         settings.variables.push((name.into(), value));
+    }
+    for (name, value) in extra {
+        settings.variables.push((name.to_string(), value.clone()));
     }
     (start(&settings).await, Receivers { slack, hook })
 }
@@ -100,7 +104,7 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
     let dir = tempfile::tempdir().unwrap();
-    let (host, rx) = project(dir.path(), ok(), ok()).await;
+    let (host, rx) = project(dir.path(), ok(), ok(), &[]).await;
     let (status, record) = send(&host, Some(TRADER), halted()).await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(
@@ -185,7 +189,7 @@ async fn retries_honour_retry_after_and_stop_on_client_errors() {
             _ => (200, "ok".into()),
         })
     };
-    let (host, rx) = project(dir.path(), slack, Arc::new(|_| (503, "down".into()))).await;
+    let (host, rx) = project(dir.path(), slack, Arc::new(|_| (503, "down".into())), &[]).await;
     let (status, record) = send(&host, Some(TRADER), halted()).await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(
@@ -211,7 +215,7 @@ async fn retries_honour_retry_after_and_stop_on_client_errors() {
     assert_eq!(rx.hook.count(), 4);
 
     let dir = tempfile::tempdir().unwrap();
-    let (host, rx) = project(dir.path(), Arc::new(|_| (400, "bad".into())), ok()).await;
+    let (host, rx) = project(dir.path(), Arc::new(|_| (400, "bad".into())), ok(), &[]).await;
     let (_, record) = send(&host, Some(TRADER), halted()).await;
     assert_eq!(record["deliveries"][0]["status"], "failed");
     assert_eq!(rx.slack.count(), 1, "a 400 is not retried");
@@ -220,7 +224,7 @@ async fn retries_honour_retry_after_and_stop_on_client_errors() {
 #[tokio::test]
 async fn duplicates_are_delivered_once_and_channels_are_throttled() {
     let dir = tempfile::tempdir().unwrap();
-    let (host, rx) = project(dir.path(), ok(), ok()).await;
+    let (host, rx) = project(dir.path(), ok(), ok(), &[]).await;
     let mut fill = json!({
         "type": "order-filled", "severity": "info", "title": "Bought 100 AAPL",
         "message": "", "dedup_key": "fill-ord-00000001", "channels": ["slack"]
@@ -260,7 +264,7 @@ async fn duplicates_are_delivered_once_and_channels_are_throttled() {
 #[tokio::test]
 async fn bad_requests_get_stable_codes_and_deliver_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (host, rx) = project(dir.path(), ok(), ok()).await;
+    let (host, rx) = project(dir.path(), ok(), ok(), &[]).await;
     let with = |patch: Value| {
         let mut n = halted();
         for (k, v) in patch.as_object().unwrap() {
@@ -337,4 +341,65 @@ async fn bad_requests_get_stable_codes_and_deliver_nothing() {
         json!([]),
         "nothing refused was logged"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_url_outside_its_granted_origin_is_refused_by_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = Recorder::start().await;
+    let (host, rx) = project(
+        dir.path(),
+        ok(),
+        ok(),
+        &[(
+            "alert_webhook_url",
+            format!("http://{}/exfiltrate", elsewhere.addr),
+        )],
+    )
+    .await;
+    let mut n = halted();
+    n["channels"] = json!(["webhook"]);
+    let (status, record) = send(&host, Some(TRADER), n).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["deliveries"][0]["status"], "failed");
+    assert!(record["deliveries"][0]["attempts"][0]["error"].is_string());
+    let denied = metric_value(
+        &metrics(&host).await,
+        "runtime_host_outbound_denied_total{component=\"notification-service\",kind=\"http\"}",
+    );
+    assert!(denied >= 1.0, "the host refused it: {denied}");
+    assert_eq!(
+        elsewhere.count() + rx.hook.count(),
+        0,
+        "nothing left the host"
+    );
+
+    // The log's `since` filter.
+    let created_at = record["created_at"].as_i64().unwrap();
+    let later = client()
+        .get(url(
+            &host,
+            &format!("/api/v1/notifications?since={}", created_at + 1),
+        ))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(later["notifications"], json!([]));
+    let now = client()
+        .get(url(
+            &host,
+            &format!("/api/v1/notifications?since={created_at}"),
+        ))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(now["notifications"].as_array().unwrap().len(), 1);
 }

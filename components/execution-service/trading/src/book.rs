@@ -492,6 +492,17 @@ impl Book {
         } else {
             return;
         };
+        // The exit sells everything: working sells of the symbol are superseded.
+        let superseded: Vec<String> = self
+            .working_orders()
+            .filter(|r| r.order.symbol == symbol && r.order.side == Side::Sell)
+            .map(|r| r.order.id.clone())
+            .collect();
+        for id in superseded {
+            if let Some(record) = self.orders.get_mut(&id) {
+                let _ = record.order.apply(&OrderEvent::Cancel);
+            }
+        }
         let id = self.allocate_id();
         let request = OrderRequest {
             client_order_id: format!("{}-{id}", origin_label(origin)),
@@ -562,6 +573,9 @@ impl Book {
                 let o = &self.orders[id];
                 (o.order.symbol.clone(), o.order.side, o.origin)
             };
+            if side == Side::Sell {
+                execution.quantity = execution.quantity.min(self.portfolio.quantity(&symbol));
+            }
             if side == Side::Buy {
                 let affordable =
                     affordable_shares(&ctx.broker, self.portfolio.cash, execution.price, lot);

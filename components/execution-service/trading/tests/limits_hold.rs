@@ -81,3 +81,113 @@ proptest! {
         }
     }
 }
+
+mod book {
+    //! The same property over the whole book: orders queue, reserve, fill on
+    //! the next bars (with slippage and commissions), exits fire; after every
+    //! step nothing accepted has taken the account beyond a limit.
+
+    use super::*;
+    use chrono::{Duration, NaiveDate, TimeZone, Utc};
+    use market_data::Bar;
+    use trading::book::{Context, MarketView, OrderRequest, Origin, SessionPolicy};
+    use trading::{Book, OrderKind, PaperBroker, TimeInForce};
+
+    #[derive(Debug, Clone)]
+    struct Day {
+        orders: Vec<(usize, bool, u64)>,
+        /// Per symbol, the day's move in bps of the previous close.
+        moves: Vec<i64>,
+    }
+
+    fn day() -> impl Strategy<Value = Day> {
+        (
+            prop::collection::vec((0..5usize, any::<bool>(), 1u64..6), 0..6),
+            prop::collection::vec(-800i64..800, 5),
+        )
+            .prop_map(|(orders, moves)| Day { orders, moves })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_book_never_breaches_a_limit(days in prop::collection::vec(day(), 1..25)) {
+            let limits = RiskLimits::default();
+            let start = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let mut closes: Vec<i64> = vec![2_500, 1_800, 3_100, 900, 4_200]
+                .into_iter()
+                .map(|y| y * Price::SCALE)
+                .collect();
+            let mut bars: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
+            let mut book = Book::new(Money::units(5_000_000));
+            for (n, d) in days.iter().enumerate() {
+                let date = start + Duration::days(n as i64);
+                for (i, symbol) in SYMBOLS[..5].iter().enumerate() {
+                    let open = closes[i];
+                    let close = (open + open * d.moves[i] / 10_000).max(Price::SCALE);
+                    closes[i] = close;
+                    bars.entry(symbol.to_string()).or_default().push(Bar {
+                        date,
+                        ts: 0,
+                        open: Price::from_ticks(open),
+                        high: Price::from_ticks(open.max(close) + open / 200),
+                        low: Price::from_ticks(open.min(close) - open / 200),
+                        close: Price::from_ticks(close),
+                        volume: 10_000_000,
+                    });
+                }
+                let ctx = Context {
+                    limits: limits.clone(),
+                    broker: PaperBroker::default(),
+                    session_policy: SessionPolicy::Queue,
+                    market: MarketView {
+                        as_of: Some(date),
+                        live: false,
+                        now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+                            + Duration::minutes(n as i64 * 10),
+                        bars: bars.clone(),
+                    },
+                };
+                book.sync(&ctx);
+                for (k, (i, buy, lots)) in d.orders.iter().enumerate() {
+                    let request = OrderRequest {
+                        client_order_id: format!("p-{n}-{k}"),
+                        symbol: SYMBOLS[*i].to_string(),
+                        side: if *buy { Side::Buy } else { Side::Sell },
+                        kind: OrderKind::Market,
+                        time_in_force: TimeInForce::Day,
+                        quantity: Some(lots * 100),
+                    };
+                    let symbol = request.symbol.clone();
+                    book.sync(&ctx);
+                    let before = book.exposure(&ctx, &symbol);
+                    let accepted = book.submit(&ctx, request, Origin::Api);
+                    // An accepted buy: the symbol's reserved exposure (position
+                    // plus working orders) at the price it was checked at is
+                    // within the position limit.
+                    if let Ok(placed) = &accepted
+                        && placed.record.order.side == Side::Buy
+                    {
+                        let exposure = book.exposure(&ctx, &symbol);
+                        let value = Money::notional(placed.record.reference_price, exposure.position as u64).unwrap();
+                        prop_assert!(value <= limits.max_position_value, "{symbol}: {value}");
+                        // And no loss limit had been reached.
+                        prop_assert!(before.daily_pnl > -limits.max_daily_loss);
+                        prop_assert!(
+                            risk::drawdown_bps(before.equity, before.peak_equity) < limits.max_drawdown_bps
+                        );
+                        prop_assert_eq!(before.state, TradingState::Active);
+                    }
+                    for symbol in &SYMBOLS[..5] {
+                        let exposure = book.exposure(&ctx, symbol);
+                        prop_assert!(exposure.position >= 0, "{symbol}: short");
+                        prop_assert!(exposure.open_positions <= limits.max_open_positions);
+                        prop_assert!(!exposure.cash.is_negative(), "reserved beyond the cash");
+                    }
+                    prop_assert!(!book.portfolio.cash.is_negative(), "cash {}", book.portfolio.cash);
+                }
+            }
+        }
+    }
+}
