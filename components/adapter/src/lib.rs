@@ -25,6 +25,10 @@ pub struct Service {
     pub version: &'static str,
     /// Services this one calls; `GET health?deep=true` checks each of them.
     pub upstreams: &'static [ServiceId],
+    /// Checks the service's configuration (its variables): `GET health`
+    /// reports `degraded` with the reason while it fails, so a readiness
+    /// probe keeps a misconfigured instance out of service.
+    pub check_config: Option<fn() -> Result<(), String>>,
 }
 
 /// What a service's own router returns for a request.
@@ -131,6 +135,15 @@ pub fn upstream_url(upstream: &ServiceId) -> anyhow::Result<String> {
 
 async fn health(service: &Service, deep: bool) -> Health {
     let mut dependencies = Vec::new();
+    if let Some(check) = service.check_config {
+        dependencies.push(Dependency {
+            service: "configuration".to_string(),
+            status: match check() {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e,
+            },
+        });
+    }
     if deep {
         for upstream in service.upstreams {
             dependencies.push(Dependency {

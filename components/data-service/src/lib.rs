@@ -24,6 +24,7 @@ static SERVICE: Service = Service {
     id: market_data::SERVICE,
     version: env!("CARGO_PKG_VERSION"),
     upstreams: market_data::UPSTREAMS,
+    check_config: None,
 };
 
 #[http_component]

@@ -35,6 +35,7 @@ static SERVICE: Service = Service {
     id: trading::SERVICE,
     version: env!("CARGO_PKG_VERSION"),
     upstreams: trading::UPSTREAMS,
+    check_config: Some(check_config),
 };
 
 /// The key of the account's book in the store.
@@ -75,6 +76,10 @@ impl CasStore for SpinCas {
             Err(atomics::CasError::StoreError(e)) => Err(format!("{e:?}")),
         }
     }
+}
+
+fn check_config() -> Result<(), String> {
+    Config::from_vars(|name| spin_sdk::variables::get(name).ok()).map(|_| ())
 }
 
 fn config() -> Result<Config, Route> {

@@ -30,6 +30,7 @@ static SERVICE: Service = Service {
     id: forecasting::SERVICE,
     version: env!("CARGO_PKG_VERSION"),
     upstreams: forecasting::UPSTREAMS,
+    check_config: None,
 };
 
 /// data-service's batch limit.

@@ -24,6 +24,7 @@ static SERVICE: Service = Service {
     id: alerting::SERVICE,
     version: env!("CARGO_PKG_VERSION"),
     upstreams: alerting::UPSTREAMS,
+    check_config: Some(check_config),
 };
 
 /// Log records kept (older ones are deleted as new ones arrive).
@@ -103,6 +104,13 @@ fn settings() -> Result<Settings, Route> {
         ));
     }
     Ok(settings)
+}
+
+fn check_config() -> Result<(), String> {
+    settings().map(|_| ()).map_err(|route| match route {
+        Route::Error(_, error) => error.message,
+        _ => "invalid configuration".to_string(),
+    })
 }
 
 fn bucket() -> Result<store::Bucket, Route> {

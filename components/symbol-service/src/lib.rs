@@ -21,6 +21,7 @@ static SERVICE: Service = Service {
     id: screening::SERVICE,
     version: env!("CARGO_PKG_VERSION"),
     upstreams: screening::UPSTREAMS,
+    check_config: None,
 };
 
 /// Calendar days of history fetched per symbol: enough for the default 60-bar minimum.

@@ -797,3 +797,28 @@ async fn replayed_days_of_trading_cycles_trade_on_paper_and_alert_slack() {
     let status = view(&base, "/api/v1/execution/status").await;
     assert_eq!(status["pending_notices"], 0);
 }
+
+#[tokio::test]
+async fn a_bad_limit_keeps_the_service_unready_and_refuses_every_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings
+        .variables
+        .push(("execution_max_daily_loss".into(), "-5".into()));
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let (status, health) = get_json(&host, "/api/v1/execution/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["dependencies"][0]["service"], "configuration");
+    assert_eq!(
+        health["dependencies"][0]["status"],
+        "max_daily_loss must be positive"
+    );
+    let (status, body) = trade(&base, TRADER, market_buy("x-1", "AAPL", 1)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("configuration"))
+    );
+    assert!(body["message"].as_str().unwrap().contains("max_daily_loss"));
+}

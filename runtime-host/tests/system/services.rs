@@ -62,9 +62,13 @@ async fn services_reach_each_other_by_service_chaining() {
     assert_eq!(
         deps,
         [
-            ("data-service".to_string(), "ok".to_string()),
-            ("notification-service".to_string(), "ok".to_string())
+            ("configuration", "ok"),
+            ("data-service", "ok"),
+            ("symbol-service", "ok"),
+            ("ml-service", "ok"),
+            ("notification-service", "ok")
         ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     let metrics = metrics(&host).await;
     assert_eq!(
