@@ -57,29 +57,125 @@ fn parse_spans(log: &str) -> Vec<ExportedSpan> {
     spans
 }
 
+/// A rotel collector printing every span it receives to `log`.
+struct Collector {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    port: u16,
+}
+
+impl Collector {
+    fn start(dir: &std::path::Path) -> Self {
+        let log = dir.join("rotel.log");
+        let port = free_port();
+        let child = Command::new(rotel_agent())
+            .args(["start", "--exporter", "blackhole", "--debug-log", "traces"])
+            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{port}")])
+            .args([
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rotel did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, log, port }
+    }
+
+    /// The spans of `trace_id` once at least `min` have arrived (or 10 s passed).
+    fn spans(&mut self, trace_id: &str, min: usize, service: &str) -> Vec<ExportedSpan> {
+        let mut spans = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            spans = parse_spans(&log)
+                .into_iter()
+                .filter(|s| s.trace_id == trace_id)
+                .collect();
+            if spans.len() >= min && log.contains(service) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        spans
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_trading_cycle_is_one_trace_across_every_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(dir.path());
+    let mut host = HostProcess::start_with_env(
+        &dir.path().join("state"),
+        &[],
+        "/api/v1/execution/health",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", collector.port),
+            ),
+            ("OTEL_SERVICE_NAME", "cycle-trace".to_string()),
+        ],
+    )
+    .await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let resp = client()
+        .post(format!("{}/api/v1/execution/cycle", host.base))
+        .bearer_auth("dev-trader-key")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    host.terminate();
+
+    let spans = collector.spans(trace_id, 6, "cycle-trace");
+    let root = spans
+        .iter()
+        .find(|s| s.parent_id == caller_span)
+        .unwrap_or_else(|| panic!("no span continues the caller's: {spans:?}"));
+    assert_eq!(root.name, "POST execution-service");
+    // Every span hangs off the cycle's tree, and every service took part.
+    let ids: Vec<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    for span in &spans {
+        assert!(
+            span.parent_id == caller_span || ids.contains(&span.parent_id.as_str()),
+            "{span:?} is outside the cycle's tree"
+        );
+    }
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "GET symbol-service",
+        "GET data-service",
+        "POST data-service",
+        "POST ml-service",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "no `{expected}` span in {names:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn request_spans_are_exported_over_otlp_and_linked_across_chained_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let collector_log = dir.path().join("rotel.log");
-    let http_port = free_port();
-    let mut collector = Command::new(rotel_agent())
-        .args(["start", "--exporter", "blackhole", "--debug-log", "traces"])
-        .args(["--debug-log-verbosity", "detailed"])
-        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
-        .args([
-            "--otlp-grpc-endpoint",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .stdout(std::fs::File::create(&collector_log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut collector = Collector::start(dir.path());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(Instant::now() < deadline, "rotel did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
     let manifest = guest_manifest(
         dir.path(),
         "allowed_outbound_hosts = [\"http://guest.spin.internal\"]",
@@ -96,7 +192,7 @@ async fn request_spans_are_exported_over_otlp_and_linked_across_chained_calls() 
         .args(["--max-instances", "20"])
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{http_port}"),
+            format!("http://127.0.0.1:{}", collector.port),
         )
         .env("OTEL_SERVICE_NAME", "trace-test")
         .stdout(Stdio::null())
@@ -137,21 +233,7 @@ async fn request_spans_are_exported_over_otlp_and_linked_across_chained_calls() 
         .unwrap();
     assert!(host.wait().unwrap().success());
 
-    let mut spans = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let log = std::fs::read_to_string(&collector_log).unwrap_or_default();
-        spans = parse_spans(&log)
-            .into_iter()
-            .filter(|s| s.trace_id == trace_id)
-            .collect();
-        if spans.len() >= 2 && log.contains("trace-test") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = collector.kill();
-    let _ = collector.wait();
+    let spans = collector.spans(trace_id, 2, "trace-test");
 
     let outer = spans
         .iter()

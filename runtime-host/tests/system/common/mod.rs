@@ -337,6 +337,16 @@ impl HostProcess {
     /// Start `runtime-host up` with `args` (components, variables, stores) and
     /// wait until `ready_path` answers.
     pub async fn start(state_dir: &Path, args: &[String], ready_path: &str) -> Self {
+        Self::start_with_env(state_dir, args, ready_path, &[]).await
+    }
+
+    /// [`start`](Self::start) with environment variables for the host.
+    pub async fn start_with_env(
+        state_dir: &Path,
+        args: &[String],
+        ready_path: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_runtime-host"))
             .arg("up")
@@ -349,6 +359,7 @@ impl HostProcess {
             .arg("--cache-dir")
             .arg(cache_dir())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -368,6 +379,17 @@ impl HostProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { base, child }
+    }
+
+    /// SIGTERM, and wait for a clean exit (spans flushed, requests drained).
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "the host exited with {exit}");
     }
 
     /// SIGKILL: no shutdown of any kind.
