@@ -266,3 +266,61 @@ fn an_order_whose_symbol_stops_trading_expires_with_its_session() {
         "nothing reserved"
     );
 }
+
+#[test]
+fn in_session_orders_fill_at_once_and_closed_markets_follow_the_policy() {
+    let bars = week();
+    // Tuesday 2024-03-05 10:00 JST is inside the TSE morning session.
+    let mut live = ctx(&bars[..2]);
+    live.market.live = true;
+    live.market.now = Utc.with_ymd_and_hms(2024, 3, 5, 1, 0, 0).unwrap();
+    let mut book = Book::new(Money::units(10_000_000));
+    let placed = book.submit(&live, buy("live-1", 100), Origin::Api).unwrap();
+    assert_eq!(placed.record.order.status, OrderStatus::Filled);
+    // The last price (2520) plus 5 bps.
+    assert_eq!(placed.record.fills[0].execution.price, px("2521.26"));
+
+    // 12:00 JST is the lunch break: queued by default, refused by the reject policy.
+    live.market.now = Utc.with_ymd_and_hms(2024, 3, 5, 3, 0, 0).unwrap();
+    let queued = book.submit(&live, buy("live-2", 100), Origin::Api).unwrap();
+    assert_eq!(queued.record.order.status, OrderStatus::Accepted);
+    assert_eq!(queued.record.works_from, Some(d(6)));
+    live.session_policy = SessionPolicy::Reject;
+    let refused = book
+        .submit(&live, buy("live-3", 100), Origin::Api)
+        .unwrap_err();
+    assert_eq!(refused.code(), "market-closed");
+}
+
+#[test]
+fn a_resting_limit_order_fills_when_a_later_bar_reaches_it() {
+    let bars = week();
+    let mut book = Book::new(Money::units(10_000_000));
+    let limit = OrderRequest {
+        kind: OrderKind::Limit {
+            limit_price: px("2495"),
+        },
+        ..buy("lim-1", 200)
+    };
+    let placed = book.submit(&ctx(&bars[..1]), limit, Origin::Api).unwrap();
+    // Day 5's low is 2490: the limit is touched, filled at the limit without slippage.
+    book.sync(&ctx(&bars[..2]));
+    let order = &book.orders[&placed.record.order.id];
+    assert_eq!(order.order.status, OrderStatus::Filled);
+    assert_eq!(order.fills[0].execution.price, px("2495"));
+    let untouched = OrderRequest {
+        kind: OrderKind::Limit {
+            limit_price: px("2400"),
+        },
+        ..buy("lim-2", 100)
+    };
+    let placed = book
+        .submit(&ctx(&bars[..2]), untouched, Origin::Api)
+        .unwrap();
+    book.sync(&ctx(&bars[..3]));
+    assert_eq!(
+        book.orders[&placed.record.order.id].order.status,
+        OrderStatus::Expired,
+        "a day order the market never reached expires with its session"
+    );
+}
