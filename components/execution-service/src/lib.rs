@@ -26,7 +26,7 @@ use spin_adapter::{
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
-use trading::book::{Context, MarketView, OrderRequest, Origin};
+use trading::book::{Context, MarketView, OrderRecord, OrderRequest, Origin};
 use trading::cycle::{CycleRequest, Signal};
 use trading::ledger::{CasStore, Ledger, LedgerError, Snapshot};
 use trading::{Book, Config, OrderStatus, PaperBroker, SubmitError, TradingState};
@@ -210,7 +210,58 @@ async fn with_book<T>(
         })
         .map_err(ledger_failed)?;
     let book = flush_outbox(&ledger, committed.book).await;
+    let book = archive(&ledger, config.keep_finished_orders, book);
     Ok((committed.value, book))
+}
+
+/// Order ids `GET /orders` looks through at most (newest first).
+const ORDER_SCAN: u64 = 5_000;
+/// Finished orders leave the book in batches of at least this many.
+const ARCHIVE_BATCH: usize = 25;
+/// Orders archived per request at most.
+const ARCHIVE_LIMIT: usize = 200;
+
+fn archive_key(id: &str) -> String {
+    format!("execution/orders/{id}")
+}
+
+/// Move finished orders beyond the newest `keep` out of the book: each is
+/// written to its own key first, then dropped from the book in a
+/// transaction, so at every moment an order is in the book, the archive or
+/// both — never neither.
+fn archive(ledger: &Ledger<SpinCas>, keep: usize, book: Book) -> Book {
+    let records = book.archivable(keep);
+    if records.len() < ARCHIVE_BATCH {
+        return book;
+    }
+    let mut ids = Vec::new();
+    for record in records.into_iter().take(ARCHIVE_LIMIT) {
+        let Ok(encoded) = serde_json::to_vec(record) else {
+            break;
+        };
+        if ledger
+            .store()
+            .bucket
+            .set(&archive_key(&record.order.id), &encoded)
+            .is_err()
+        {
+            break;
+        }
+        ids.push(record.order.id.clone());
+    }
+    match ledger.transact(|b| b.forget(&ids)) {
+        Ok(committed) => committed.book,
+        Err(_) => book,
+    }
+}
+
+/// An order from the book, or else from the archive.
+fn find_order(ledger: &Ledger<SpinCas>, book: &Book, id: &str) -> Option<OrderRecord> {
+    if let Some(record) = book.orders.get(id) {
+        return Some(record.clone());
+    }
+    let bytes = ledger.store().bucket.get(&archive_key(id)).ok()??;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Notices delivered per request at most; the rest wait for the next one.
@@ -291,26 +342,56 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             authorize(&req, Role::Viewer)?;
             let status = query_param(&req, "status");
             let symbol = query_param(&req, "symbol");
+            let limit = match query_param(&req, "limit") {
+                None => 100,
+                Some(raw) => raw
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000).contains(n))
+                    .ok_or_else(|| {
+                        Route::error(
+                            400,
+                            "invalid-limit",
+                            format!("limit `{raw}` is not 1 to 1000"),
+                        )
+                    })?,
+            };
             let (_, book) = with_book(&[], false, |_, _| ()).await?;
-            let orders: Vec<_> = book
-                .orders
-                .values()
-                .rev()
-                .filter(|r| symbol.as_deref().is_none_or(|s| r.order.symbol == s))
-                .filter(|r| {
-                    status.as_deref().is_none_or(|s| match s {
+            let wanted = |r: &OrderRecord| {
+                symbol.as_deref().is_none_or(|s| r.order.symbol == s)
+                    && status.as_deref().is_none_or(|s| match s {
                         "open" => r.order.status.is_open(),
                         s => status_name(r.order.status) == s,
                     })
-                })
-                .collect();
+            };
+            let ledger = ledger(&config()?)?;
+            // Newest first, from the book or the archive (working orders are
+            // all in the book: `status=open` never reads the archive).
+            let mut orders = Vec::new();
+            let newest = book.next_order.saturating_sub(1);
+            for n in (newest.saturating_sub(ORDER_SCAN)..=newest)
+                .rev()
+                .filter(|n| *n > 0)
+            {
+                let id = format!("ord-{n:08}");
+                let record = match book.orders.get(&id) {
+                    Some(record) => Some(record.clone()),
+                    None if status.as_deref() == Some("open") => None,
+                    None => find_order(&ledger, &book, &id),
+                };
+                if let Some(record) = record.filter(|r| wanted(r)) {
+                    orders.push(record);
+                    if orders.len() == limit {
+                        break;
+                    }
+                }
+            }
             Ok(Route::ok(serde_json::json!({ "orders": orders })))
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
             let (_, book) = with_book(&[], false, |_, _| ()).await?;
-            book.orders
-                .get(*id)
+            find_order(&ledger(&config()?)?, &book, id)
                 .map(Route::ok)
                 .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))
         }
@@ -431,20 +512,50 @@ async fn trade(request: OrderRequest) -> Result<Route, Route> {
             body["replayed"] = serde_json::json!(submitted.replayed);
             Ok(Route::Json(status, body))
         }
-        Err(SubmitError::Denied(record)) => {
-            let denial = record.denial.clone();
-            Ok(Route::Json(
-                422,
-                serde_json::json!({
-                    "code": denial.as_ref().map_or("denied", |d| d.code()),
-                    "message": denial.as_ref().map(ToString::to_string).unwrap_or_default(),
-                    "denial": denial,
-                    "order": record,
-                }),
-            ))
+        Err(SubmitError::Denied(record)) => Ok(denied(&record)),
+        Err(SubmitError::Archived { order_id, .. }) => {
+            let ledger = ledger(&config()?)?;
+            let book = ledger.read().map_err(ledger_failed)?;
+            let record = find_order(&ledger, &book, &order_id).ok_or_else(|| {
+                Route::error(
+                    500,
+                    "ledger-corrupt",
+                    format!("archived order {order_id} is missing"),
+                )
+            })?;
+            if record.request != request {
+                return Err(Route::error(
+                    409,
+                    "idempotency-conflict",
+                    format!(
+                        "client order id `{}` was used for a different order",
+                        request.client_order_id
+                    ),
+                ));
+            }
+            if record.order.status == OrderStatus::Rejected {
+                return Ok(denied(&record));
+            }
+            let mut body = serde_json::to_value(&record).unwrap_or_default();
+            body["replayed"] = serde_json::json!(true);
+            Ok(Route::Json(200, body))
         }
         Err(e) => Err(Route::error(e.status(), e.code(), e.to_string())),
     }
+}
+
+/// The 422 answer for a denied order.
+fn denied(record: &OrderRecord) -> Route {
+    let denial = record.denial.clone();
+    Route::Json(
+        422,
+        serde_json::json!({
+            "code": denial.as_ref().map_or("denied", |d| d.code()),
+            "message": denial.as_ref().map(ToString::to_string).unwrap_or_default(),
+            "denial": denial,
+            "order": record,
+        }),
+    )
 }
 
 fn status_name(status: OrderStatus) -> String {
@@ -650,6 +761,10 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
                     view["order_id"] = submitted.record.order.id.clone().into();
                     view["status"] = serde_json::json!(submitted.record.order.status);
                     view["quantity"] = submitted.record.order.quantity.into();
+                }
+                Err(SubmitError::Archived { order_id, .. }) => {
+                    view["outcome"] = "replayed".into();
+                    view["order_id"] = order_id.clone().into();
                 }
                 Err(e) => {
                     view["outcome"] = "denied".into();

@@ -822,3 +822,130 @@ async fn a_bad_limit_keeps_the_service_unready_and_refuses_every_order() {
     );
     assert!(body["message"].as_str().unwrap().contains("max_daily_loss"));
 }
+
+#[tokio::test]
+async fn orders_are_cancelled_by_traders_and_jwts_carry_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings
+        .variables
+        .push(("jwt_secret".into(), "jwt-test-secret".into()));
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    use daytrade_contract::auth::{Role, sign_jwt};
+    let trader_jwt = sign_jwt(b"jwt-test-secret", "alice", Role::Trader, now + 300);
+    let (status, placed) = trade(&base, &trader_jwt, market_buy("j-1", "AAPL", 10)).await;
+    assert_eq!(status, 201, "a trader's JWT places orders: {placed}");
+    let expired = sign_jwt(b"jwt-test-secret", "alice", Role::Trader, now - 1);
+    let (status, body) = trade(&base, &expired, market_buy("j-2", "AAPL", 10)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid-credentials"))
+    );
+    let forged = sign_jwt(b"another-secret", "mallory", Role::Admin, now + 300);
+    let (status, _) = trade(&base, &forged, market_buy("j-3", "AAPL", 10)).await;
+    assert_eq!(status, 401);
+
+    let id = placed["id"].as_str().unwrap();
+    let path = format!("/api/v1/execution/orders/{id}");
+    let (status, cancelled) = call(
+        &base,
+        reqwest::Method::DELETE,
+        &path,
+        Some(&trader_jwt),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("cancelled")),
+        "{cancelled}"
+    );
+    let (status, again) = call(&base, reqwest::Method::DELETE, &path, Some(TRADER), None).await;
+    assert_eq!(
+        (status, again["code"].as_str()),
+        (409, Some("not-cancellable"))
+    );
+    let (status, missing) = call(
+        &base,
+        reqwest::Method::DELETE,
+        "/api/v1/execution/orders/ord-404",
+        Some(TRADER),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("order-not-found"))
+    );
+    // A cancelled order holds no reservation and never fills.
+    advance_clock(&base).await;
+    let (_, order) = call(&base, reqwest::Method::GET, &path, Some(VIEWER), None).await;
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["fills"], json!([]));
+}
+
+#[tokio::test]
+async fn finished_orders_move_to_the_archive_and_stay_readable_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    for (name, value) in [
+        ("execution_keep_finished_orders", "5"),
+        ("execution_max_orders_per_minute", "1000"),
+    ] {
+        settings.variables.push((name.into(), value.into()));
+    }
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let sell = |i: usize| json!({ "client_order_id": format!("a-{i}"), "symbol": "AAPL", "side": "sell", "type": "market", "quantity": 1 });
+    for i in 0..40 {
+        let (status, _) = trade(&base, TRADER, sell(i)).await;
+        assert_eq!(status, 422, "nothing held: short-sale");
+    }
+    let status = view(&base, "/api/v1/execution/status").await;
+    assert!(
+        status["orders"].as_u64().unwrap() < 40,
+        "the book holds few finished orders: {}",
+        status["orders"]
+    );
+    let all = view(&base, "/api/v1/execution/orders?limit=1000").await;
+    let ids: Vec<&str> = all["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 40, "book and archive together");
+    assert_eq!(
+        (ids[0], ids[39]),
+        ("ord-00000040", "ord-00000001"),
+        "newest first"
+    );
+    let first = view(&base, "/api/v1/execution/orders/ord-00000001").await;
+    assert_eq!(first["client_order_id"], "a-0");
+    // The archived order's id is still the same order.
+    let (status, replay) = trade(&base, TRADER, sell(0)).await;
+    assert_eq!(
+        (status, replay["order"]["id"].as_str()),
+        (422, Some("ord-00000001"))
+    );
+    let mut changed = sell(0);
+    changed["quantity"] = json!(2);
+    let (status, _) = trade(&base, TRADER, changed).await;
+    assert_eq!(status, 409);
+    let limited = view(&base, "/api/v1/execution/orders?limit=3").await;
+    assert_eq!(limited["orders"].as_array().unwrap().len(), 3);
+    let (status, _) = call(
+        &base,
+        reqwest::Method::GET,
+        "/api/v1/execution/orders?limit=0",
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+}

@@ -188,9 +188,11 @@ pub enum Notice {
 pub struct Book {
     pub portfolio: Portfolio,
     pub state: TradingState,
-    /// By order id (`ord-00000001`, ...).
+    /// By order id (`ord-00000001`, ...): the working orders and the most
+    /// recent finished ones; older finished orders are archived out of the
+    /// book (see [`Book::archivable`]) so that it stays small.
     pub orders: BTreeMap<String, OrderRecord>,
-    /// Client order id → order id.
+    /// Client order id → order id, for every order ever (archived ones too).
     pub client_ids: BTreeMap<String, String>,
     pub next_order: u64,
     pub exits: BTreeMap<String, Exits>,
@@ -220,6 +222,13 @@ pub enum SubmitError {
     NoPrice(String),
     #[error("the order was denied: {}", .0.denial.as_ref().map(ToString::to_string).unwrap_or_default())]
     Denied(Box<OrderRecord>),
+    /// The client order id belongs to an archived order: the caller answers
+    /// with it from the archive (and checks the request matches).
+    #[error("client order id `{client_order_id}` is archived order {order_id}")]
+    Archived {
+        client_order_id: String,
+        order_id: String,
+    },
 }
 
 impl SubmitError {
@@ -229,6 +238,7 @@ impl SubmitError {
             Self::Conflict(_) => "idempotency-conflict",
             Self::NoPrice(_) => "no-price",
             Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
+            Self::Archived { .. } => "archived",
         }
     }
 
@@ -237,6 +247,7 @@ impl SubmitError {
             Self::Invalid(_) => 400,
             Self::Conflict(_) => 409,
             Self::NoPrice(_) | Self::Denied(_) => 422,
+            Self::Archived { .. } => 200,
         }
     }
 }
@@ -707,7 +718,12 @@ impl Book {
     ) -> Result<Submitted, SubmitError> {
         validate(&request)?;
         if let Some(id) = self.client_ids.get(&request.client_order_id) {
-            let record = &self.orders[id];
+            let Some(record) = self.orders.get(id) else {
+                return Err(SubmitError::Archived {
+                    client_order_id: request.client_order_id,
+                    order_id: id.clone(),
+                });
+            };
             if record.request != request {
                 return Err(SubmitError::Conflict(request.client_order_id));
             }
@@ -833,6 +849,32 @@ impl Book {
             record: self.orders[&id].clone(),
             replayed: false,
         })
+    }
+
+    /// Finished orders beyond the newest `keep` finished ones: what may
+    /// leave the book for the archive (oldest first).
+    pub fn archivable(&self, keep: usize) -> Vec<&OrderRecord> {
+        let finished: Vec<&OrderRecord> = self
+            .orders
+            .values()
+            .filter(|r| r.order.status.is_terminal())
+            .collect();
+        let surplus = finished.len().saturating_sub(keep);
+        finished.into_iter().take(surplus).collect()
+    }
+
+    /// Drop archived orders from the book (finished ones only; their client
+    /// order ids stay, pointing at the archive).
+    pub fn forget(&mut self, ids: &[String]) {
+        for id in ids {
+            if self
+                .orders
+                .get(id)
+                .is_some_and(|r| r.order.status.is_terminal())
+            {
+                self.orders.remove(id);
+            }
+        }
     }
 
     /// Cancel a working order.

@@ -12,6 +12,8 @@ pub struct Config {
     pub limits: RiskLimits,
     pub fill_model: FillModel,
     pub session_policy: SessionPolicy,
+    /// Finished orders kept in the book; older ones are archived.
+    pub keep_finished_orders: usize,
 }
 
 /// The variables read, with their defaults when unset or empty.
@@ -31,6 +33,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("min_commission", "0"),
     ("participation_bps", "1000"),
     ("session_policy", "queue"),
+    ("keep_finished_orders", "200"),
 ];
 
 impl Config {
@@ -86,11 +89,13 @@ impl Config {
         if starting_cash.ticks() <= 0 {
             return Err("variable `starting_cash` must be positive".into());
         }
+        let keep_finished_orders = parse("keep_finished_orders", &value("keep_finished_orders"))?;
         Ok(Self {
             starting_cash,
             limits,
             fill_model,
             session_policy,
+            keep_finished_orders,
         })
     }
 }

@@ -95,6 +95,11 @@ impl<S: CasStore> Ledger<S> {
         }
     }
 
+    /// The store (for what lives beside the book).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// The book as stored (no write).
     pub fn read(&self) -> Result<Book, LedgerError> {
         let (bytes, _) = self
@@ -117,17 +122,16 @@ impl<S: CasStore> Ledger<S> {
                 .load(&self.key)
                 .map_err(|e| LedgerError::Store(e.to_string()))?;
             let mut book = self.decode(bytes.as_deref())?;
-            let before = book.clone();
             let value = op(&mut book);
-            if book == before && bytes.is_some() {
+            let encoded =
+                serde_json::to_vec(&book).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            if bytes.as_deref() == Some(encoded.as_slice()) {
                 return Ok(Committed {
                     value,
                     book,
                     attempts: attempt,
                 });
             }
-            let encoded =
-                serde_json::to_vec(&book).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
             if self
                 .store
                 .swap(token, encoded)

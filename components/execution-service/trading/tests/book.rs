@@ -324,3 +324,39 @@ fn a_resting_limit_order_fills_when_a_later_bar_reaches_it() {
         "a day order the market never reached expires with its session"
     );
 }
+
+#[test]
+fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
+    let bars = week();
+    let c = ctx(&bars[..1]);
+    let mut book = Book::new(Money::units(10_000_000));
+    for i in 0..10 {
+        let sell = OrderRequest {
+            side: Side::Sell,
+            ..buy(&format!("s-{i}"), 100)
+        };
+        assert!(
+            book.submit(&c, sell, Origin::Api).is_err(),
+            "nothing to sell"
+        );
+    }
+    let working = book.submit(&c, buy("w", 100), Origin::Api).unwrap();
+    let old: Vec<String> = book
+        .archivable(3)
+        .iter()
+        .map(|r| r.order.id.clone())
+        .collect();
+    assert_eq!(old.len(), 7, "ten finished, three kept");
+    assert_eq!(old[0], "ord-00000001", "oldest first");
+    book.forget(&old);
+    book.forget(std::slice::from_ref(&working.record.order.id));
+    assert_eq!(book.orders.len(), 4, "three finished and the working one");
+    let again = OrderRequest {
+        side: Side::Sell,
+        ..buy("s-0", 100)
+    };
+    match book.submit(&c, again, Origin::Api) {
+        Err(SubmitError::Archived { order_id, .. }) => assert_eq!(order_id, "ord-00000001"),
+        other => panic!("expected the archived order, got {other:?}"),
+    }
+}
