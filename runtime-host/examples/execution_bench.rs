@@ -1,7 +1,7 @@
 //! execution-service benchmark (release build):
 //! - the domain library alone: orders/s through risk check, reservation and
-//!   the ledger's compare-and-swap transaction (in-memory store), as the book
-//!   grows (the whole book is one stored document);
+//!   the ledger's compare-and-swap transaction (in-memory store), over 30
+//!   days of 100 orders with finished orders archived as the component does;
 //! - through the host (SQLite key-value store, data-service for prices):
 //!   `POST /trade` sequentially and from 16 concurrent clients, then the
 //!   paper fills of every working order when the clock moves a day;
@@ -53,12 +53,14 @@ fn order(i: usize) -> OrderRequest {
     }
 }
 
-/// Orders/s of `Book::submit` inside ledger transactions, per band of book size.
+/// Orders/s of `Book::submit` inside ledger transactions: 100 orders a day
+/// for 30 days; each day's orders fill on the next bar and finished orders
+/// beyond the newest 200 are archived, as the component does.
 fn library() {
-    let day = NaiveDate::from_ymd_opt(2010, 8, 20).unwrap();
-    let price = "32.08".parse().unwrap();
-    let bar = Bar {
-        date: day,
+    let first = NaiveDate::from_ymd_opt(2010, 1, 4).unwrap();
+    let price: market_data::Price = "32.08".parse().unwrap();
+    let bar = |date| Bar {
+        date,
         ts: 0,
         open: price,
         high: price,
@@ -66,37 +68,50 @@ fn library() {
         close: price,
         volume: 100_000_000,
     };
-    let ctx = Context {
-        limits: relaxed(),
-        broker: PaperBroker::default(),
-        session_policy: SessionPolicy::Queue,
-        market: MarketView {
-            as_of: Some(day),
-            live: false,
-            now: chrono::DateTime::<Utc>::from(std::time::SystemTime::now()),
-            bars: BTreeMap::from([("AAPL".to_string(), vec![bar])]),
-        },
-    };
     let store = MemoryStore::default();
     let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
-    let mut submitted = 0;
-    for band in [100, 1_000, 5_000] {
+    let mut bars = Vec::new();
+    for day in 0..30 {
+        let date = first + chrono::Duration::days(day);
+        bars.push(bar(date));
+        let ctx = Context {
+            limits: relaxed(),
+            broker: PaperBroker::default(),
+            session_policy: SessionPolicy::Queue,
+            market: MarketView {
+                as_of: Some(date),
+                live: false,
+                now: chrono::DateTime::<Utc>::from(std::time::SystemTime::now()),
+                bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
+            },
+        };
+        ledger.transact(|book| book.sync(&ctx)).unwrap();
         let started = Instant::now();
-        let count = band - submitted;
-        for i in submitted..band {
+        for i in 0..100 {
             ledger
-                .transact(|book| book.submit(&ctx, order(i), Origin::Api))
+                .transact(|book| book.submit(&ctx, order(day as usize * 100 + i), Origin::Api))
                 .unwrap()
                 .value
                 .unwrap();
         }
-        submitted = band;
-        let per = started.elapsed() / count as u32;
-        println!(
-            "trading library: submit in a CAS transaction, book growing to {band} orders: {:.1} µs/order ({:.0} orders/s)",
-            per.as_secs_f64() * 1e6,
-            1.0 / per.as_secs_f64()
-        );
+        let per = started.elapsed() / 100;
+        let book = ledger.read().unwrap();
+        let old: Vec<String> = book
+            .archivable(200)
+            .iter()
+            .map(|r| r.order.id.clone())
+            .collect();
+        ledger.transact(|b| b.forget(&old)).unwrap();
+        if day == 0 || day == 29 {
+            println!(
+                "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book): {:.1} µs/order ({:.0} orders/s)",
+                day + 1,
+                (day + 1) * 100,
+                book.orders.len(),
+                per.as_secs_f64() * 1e6,
+                1.0 / per.as_secs_f64()
+            );
+        }
     }
 }
 
