@@ -101,7 +101,14 @@ fn library() {
             .iter()
             .map(|r| r.order.id.clone())
             .collect();
-        ledger.transact(|b| b.forget(&old)).unwrap();
+        // As the component does: archive, and drop the notices once delivered.
+        let sent: Vec<u64> = book.outbox.iter().map(|(n, _)| *n).collect();
+        ledger
+            .transact(|b| {
+                b.forget(&old);
+                b.delivered(&sent);
+            })
+            .unwrap();
         if day == 0 || day == 29 {
             println!(
                 "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book): {:.1} µs/order ({:.0} orders/s)",

@@ -52,6 +52,23 @@ async fn call(
     (status, json)
 }
 
+/// A call that must fail with `status` and the stable `code`.
+async fn expect_error(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    status: u16,
+    code: &str,
+) {
+    let (got, answer) = call(base, method.clone(), path, key, None).await;
+    assert_eq!(
+        (got, answer["code"].as_str()),
+        (status, Some(code)),
+        "{method} {path}: {answer}"
+    );
+}
+
 async fn trade(base: &str, key: &str, order: Value) -> (u16, Value) {
     call(
         base,
@@ -410,18 +427,15 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
         .collect();
     assert_eq!(recorded, ["order-notional", "short-sale"], "newest first");
 
-    let (status, missing) = call(
+    expect_error(
         &base,
         reqwest::Method::GET,
         "/api/v1/execution/orders/ord-9",
         Some(VIEWER),
-        None,
+        404,
+        "order-not-found",
     )
     .await;
-    assert_eq!(
-        (status, missing["code"].as_str()),
-        (404, Some("order-not-found"))
-    );
     let metrics = get(&host, "/api/v1/execution/metrics").await.1;
     promtool_check(&metrics);
     assert_eq!(
@@ -865,23 +879,18 @@ async fn orders_are_cancelled_by_traders_and_jwts_carry_roles() {
         (200, Some("cancelled")),
         "{cancelled}"
     );
-    let (status, again) = call(&base, reqwest::Method::DELETE, &path, Some(TRADER), None).await;
-    assert_eq!(
-        (status, again["code"].as_str()),
-        (409, Some("not-cancellable"))
-    );
-    let (status, missing) = call(
+    let delete = reqwest::Method::DELETE;
+    expect_error(
         &base,
-        reqwest::Method::DELETE,
-        "/api/v1/execution/orders/ord-404",
+        delete.clone(),
+        &path,
         Some(TRADER),
-        None,
+        409,
+        "not-cancellable",
     )
     .await;
-    assert_eq!(
-        (status, missing["code"].as_str()),
-        (404, Some("order-not-found"))
-    );
+    let missing = "/api/v1/execution/orders/ord-404";
+    expect_error(&base, delete, missing, Some(TRADER), 404, "order-not-found").await;
     // A cancelled order holds no reservation and never fills.
     advance_clock(&base).await;
     let (_, order) = call(&base, reqwest::Method::GET, &path, Some(VIEWER), None).await;

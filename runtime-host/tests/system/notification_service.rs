@@ -69,6 +69,19 @@ async fn send(host: &runtime_host::RunningHost, key: Option<&str>, body: Value) 
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
+/// The delivery log, read with the viewer key.
+async fn read_log(host: &runtime_host::RunningHost, query: &str) -> Value {
+    client()
+        .get(url(host, &format!("/api/v1/notifications{query}")))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+}
+
 fn halted() -> Value {
     json!({
         "type": "trading-state",
@@ -163,15 +176,7 @@ async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
 
     let (status, log) = get_json(&host, "/api/v1/notifications").await;
     assert_eq!(status, 401, "the log needs credentials: {log}");
-    let log = client()
-        .get(url(&host, "/api/v1/notifications?severity=critical"))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let log = read_log(&host, "?severity=critical").await;
     assert_projects(&log, "notifications", "notification-log");
     assert_eq!(log["notifications"][0]["id"], id);
     assert_eq!(log["notifications"][0]["deliveries"], record["deliveries"]);
@@ -327,15 +332,7 @@ async fn bad_requests_get_stable_codes_and_deliver_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    let log = client()
-        .get(url(&host, "/api/v1/notifications"))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let log = read_log(&host, "").await;
     assert_eq!(
         log["notifications"],
         json!([]),
@@ -376,30 +373,8 @@ async fn a_webhook_url_outside_its_granted_origin_is_refused_by_the_host() {
 
     // The log's `since` filter.
     let created_at = record["created_at"].as_i64().unwrap();
-    let later = client()
-        .get(url(
-            &host,
-            &format!("/api/v1/notifications?since={}", created_at + 1),
-        ))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let later = read_log(&host, &format!("?since={}", created_at + 1)).await;
     assert_eq!(later["notifications"], json!([]));
-    let now = client()
-        .get(url(
-            &host,
-            &format!("/api/v1/notifications?since={created_at}"),
-        ))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = read_log(&host, &format!("?since={created_at}")).await;
     assert_eq!(now["notifications"].as_array().unwrap().len(), 1);
 }
