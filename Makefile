@@ -9,7 +9,7 @@ TEST_COMPONENTS := host-test-guest
 LISTEN ?= 127.0.0.1:3000
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
-.PHONY: up test components host check fmt clippy bench clean-state
+.PHONY: up test components host check fmt clippy k8s bench clean-state
 
 ## Build every component for wasm32-wasip2 (profile `component`: release, opt-level "s").
 components:
@@ -25,7 +25,12 @@ test: components
 	$(CARGO) test
 	$(MAKE) check
 
-check: fmt clippy
+check: fmt clippy k8s
+
+## Kubernetes manifests: yamllint, strict schemas, cross-references (and the validator's own tests).
+k8s:
+	python3 k8s/validate.py
+	python3 -m unittest k8s/test_validate.py
 
 fmt:
 	$(CARGO) fmt --all -- --check

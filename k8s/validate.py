@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Validate every manifest under k8s/ offline, and what no validator sees.
+
+1. yamllint (k8s/.yamllint).
+2. Each document against a schema, strictly (unknown fields are errors):
+   Kubernetes kinds with kubernetes-validate's schemas; SpinApp with
+   k8s/schemas/spinapp.schema.json. A kind with no schema fails: nothing is
+   waved through unchecked.
+3. Cross-references, against the manifests and spin.toml:
+   - a SpinApp's components exist in spin.toml;
+   - every variable a SpinApp's components read has a value: a spin.toml
+     default or one the SpinApp sets; service URLs must be set (Spin's local
+     `*.spin.internal` chaining does not cross pods); spin.toml's secret
+     variables must come from a Secret (their defaults are development keys);
+   - ConfigMap keys referenced exist; ServiceAccounts named exist;
+   - a Service's selector matches the pod labels of some workload.
+
+Exit status 0 when everything holds; every problem is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "k8s"
+KUBERNETES_VERSION = "1.33.0"
+TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+def documents() -> list[tuple[Path, dict]]:
+    docs = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                docs.append((path, doc))
+    return docs
+
+
+def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
+    spinapp_schema = json.loads((K8S / "schemas/spinapp.schema.json").read_text())
+    errors = []
+    for path, doc in docs:
+        where = f"{path.relative_to(ROOT)}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        if doc.get("kind") == "SpinApp":
+            validator = jsonschema.Draft202012Validator(spinapp_schema)
+            errors += [f"{where}: {e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            errors.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}")
+        except kubernetes_validate.ValidationError as e:
+            errors.append(f"{where}: {'.'.join(str(p) for p in e.path)}: {e.message}")
+    return errors
+
+
+def component_variables(manifest: dict) -> dict[str, set[str]]:
+    """The application variables each component's templates read."""
+    used = {}
+    for cid, component in manifest["component"].items():
+        names = set()
+        for template in component.get("variables", {}).values():
+            names |= set(TEMPLATE.findall(template))
+        for host in component.get("allowed_outbound_hosts", []):
+            names |= set(TEMPLATE.findall(host))
+        used[cid] = names
+    return used
+
+
+def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    declared = manifest["variables"]
+    used = component_variables(manifest)
+    by_kind: dict[str, list[dict]] = {}
+    for _, doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    config_keys = {
+        cm["metadata"]["name"]: set(cm.get("data", {})) for cm in by_kind.get("ConfigMap", [])
+    }
+    accounts = {sa["metadata"]["name"] for sa in by_kind.get("ServiceAccount", [])}
+    pod_labels = [app["spec"].get("podLabels", {}) for app in by_kind.get("SpinApp", [])]
+    for kind in ("Deployment", "StatefulSet"):
+        pod_labels += [d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind.get(kind, [])]
+
+    errors = []
+    for app in by_kind.get("SpinApp", []):
+        name = f"SpinApp/{app['metadata']['name']}"
+        spec = app["spec"]
+        set_here = {v["name"]: v for v in spec.get("variables", [])}
+        account = spec.get("serviceAccountName")
+        if account and account not in accounts:
+            errors.append(f"{name}: no ServiceAccount `{account}`")
+        for var in set_here.values():
+            ref = var.get("valueFrom", {}).get("configMapKeyRef")
+            if ref and var["name"] not in declared:
+                errors.append(f"{name}: sets `{var['name']}`, which spin.toml does not declare")
+            if ref and ref["key"] not in config_keys.get(ref["name"], set()):
+                errors.append(f"{name}: ConfigMap {ref['name']} has no key `{ref['key']}`")
+        for component in spec.get("components", []):
+            if component not in used:
+                errors.append(f"{name}: spin.toml has no component `{component}`")
+                continue
+            for var in sorted(used[component]):
+                decl = declared.get(var, {})
+                given = set_here.get(var)
+                if var.endswith("_service_url") and given is None:
+                    errors.append(f"{name}: `{var}` must be set (no local chaining across pods)")
+                elif decl.get("secret") and (given is None or "secretKeyRef" not in given.get("valueFrom", {})):
+                    errors.append(f"{name}: secret `{var}` must come from a Secret")
+                elif given is None and "default" not in decl:
+                    errors.append(f"{name}: `{var}` has no default and is not set")
+    for service in by_kind.get("Service", []):
+        selector = service["spec"].get("selector", {})
+        if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
+            errors.append(f"Service/{service['metadata']['name']}: selector {selector} matches no pods")
+    return errors
+
+
+def main() -> int:
+    lint = subprocess.run(
+        [sys.executable, "-m", "yamllint", "--strict", "-c", str(K8S / ".yamllint"), str(K8S)],
+        check=False,
+    )
+    docs = documents()
+    errors = schema_errors(docs) + cross_reference_errors(docs)
+    for error in errors:
+        print(f"error: {error}")
+    print(f"{len(docs)} manifests, {len(errors)} problems, yamllint exit {lint.returncode}")
+    return 1 if errors or lint.returncode else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
