@@ -81,5 +81,48 @@ class ValidatorCatches(unittest.TestCase):
         self.assertTrue(any("matches no pods" in e for e in validate.cross_reference_errors(docs)))
 
 
+def find(docs, kind, name):
+    return next(d for _, d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+class IstioChecks(unittest.TestCase):
+    def setUp(self):
+        self.docs = copy.deepcopy(validate.documents())
+
+    def routes(self):
+        return find(self.docs, "VirtualService", "daytrade")["spec"]["http"]
+
+    def test_canary_weights_must_sum_to_100(self):
+        ml = next(r for r in self.routes() if r["name"] == "ml")
+        ml["route"][1]["weight"] = 5
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("do not sum to 100" in e for e in errors), errors)
+
+    def test_a_subset_must_exist(self):
+        ml = next(r for r in self.routes() if r["name"] == "ml")
+        ml["route"][1]["destination"]["subset"] = "v3"
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("subset v3" in e for e in errors), errors)
+
+    def test_orders_are_never_retried(self):
+        writes = next(r for r in self.routes() if r["name"] == "execution-writes")
+        writes["retries"] = {"attempts": 2}
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("must not be retried" in e for e in errors), errors)
+
+    def test_principals_are_service_accounts(self):
+        policy = find(self.docs, "AuthorizationPolicy", "notification-service")
+        policy["spec"]["rules"][0]["from"][0]["source"]["principals"] = ["cluster.local/ns/daytrade/sa/nobody"]
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("is no ServiceAccount" in e for e in errors), errors)
+
+    def test_unknown_istio_fields_and_values_fail(self):
+        self.routes()[0]["retrys"] = {"attempts": 0}
+        find(self.docs, "PeerAuthentication", "default")["spec"]["mtls"]["mode"] = "STRICTLY"
+        errors = validate.schema_errors(self.docs)
+        self.assertTrue(any("unknown field" in e and "retrys" in e for e in errors), errors)
+        self.assertTrue(any("PeerAuthentication" in e for e in errors), errors)
+
+
 if __name__ == "__main__":
     unittest.main()

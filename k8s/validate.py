@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Validate every manifest under k8s/ offline, and what no validator sees.
+"""Validate every manifest under k8s/ and istio/ offline, and what no validator sees.
 
 1. yamllint (k8s/.yamllint).
 2. Each document against a schema, strictly (unknown fields are errors):
    Kubernetes kinds with kubernetes-validate's schemas; SpinApp with
-   k8s/schemas/spinapp.schema.json. A kind with no schema fails: nothing is
-   waved through unchecked.
+   k8s/schemas/spinapp.schema.json; Istio kinds with cloudcoil-models-istio
+   (its models ignore unknown fields, so anything the model drops is
+   reported). A kind with no schema fails: nothing is waved through unchecked.
 3. Cross-references, against the manifests and spin.toml:
    - a SpinApp's components exist in spin.toml;
    - every variable a SpinApp's components read has a value: a spin.toml
@@ -13,7 +14,11 @@
      `*.spin.internal` chaining does not cross pods); spin.toml's secret
      variables must come from a Secret (their defaults are development keys);
    - ConfigMap keys referenced exist; ServiceAccounts named exist;
-   - a Service's selector matches the pod labels of some workload.
+   - a Service's selector matches the pod labels of some workload;
+   - Istio: route destinations are Services, their subsets exist in a
+     DestinationRule and select pods, weights sum to 100, gateways exist,
+     non-idempotent routes are never retried, AuthorizationPolicy principals
+     are ServiceAccounts (or the ingress gateway) and selectors match pods.
 
 Exit status 0 when everything holds; every problem is printed.
 """
@@ -37,9 +42,44 @@ KUBERNETES_VERSION = "1.33.0"
 TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
+ISTIO = ROOT / "istio"
+NAMESPACE = "daytrade"
+INGRESS = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+# Routes whose requests must never be repeated by a proxy.
+NON_IDEMPOTENT_ROUTES = {"execution-writes", "notifications-send"}
+
+
+def istio_models() -> dict[tuple[str, str], type]:
+    from cloudcoil.models.istio.networking.v1 import DestinationRule, Gateway, VirtualService
+    from cloudcoil.models.istio.security.v1 import AuthorizationPolicy, PeerAuthentication
+
+    models = {}
+    for model in (DestinationRule, Gateway, VirtualService):
+        models[("networking.istio.io/v1", model.__name__)] = model
+    for model in (AuthorizationPolicy, PeerAuthentication):
+        models[("security.istio.io/v1", model.__name__)] = model
+    return models
+
+
+def dropped(given, kept, path="") -> list[str]:
+    """Keys of `given` that the model's dump `kept` lost: unknown fields."""
+    if isinstance(given, dict):
+        kept = kept if isinstance(kept, dict) else {}
+        out = []
+        for key, value in given.items():
+            if key not in kept:
+                out.append(f"{path}.{key}")
+            else:
+                out += dropped(value, kept[key], f"{path}.{key}")
+        return out
+    if isinstance(given, list) and isinstance(kept, list):
+        return [e for i, (g, k) in enumerate(zip(given, kept)) for e in dropped(g, k, f"{path}[{i}]")]
+    return []
+
+
 def documents() -> list[tuple[Path, dict]]:
     docs = []
-    for path in sorted(K8S.rglob("*.yaml")):
+    for path in sorted([*K8S.rglob("*.yaml"), *ISTIO.rglob("*.yaml")]):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 docs.append((path, doc))
@@ -48,12 +88,22 @@ def documents() -> list[tuple[Path, dict]]:
 
 def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
     spinapp_schema = json.loads((K8S / "schemas/spinapp.schema.json").read_text())
+    istio = istio_models()
     errors = []
     for path, doc in docs:
         where = f"{path.relative_to(ROOT)}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
         if doc.get("kind") == "SpinApp":
             validator = jsonschema.Draft202012Validator(spinapp_schema)
             errors += [f"{where}: {e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+            continue
+        model = istio.get((doc.get("apiVersion"), doc.get("kind")))
+        if model is not None:
+            try:
+                kept = model.model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
+            except Exception as e:  # pydantic's ValidationError, whatever its version
+                errors.append(f"{where}: {e}")
+                continue
+            errors += [f"{where}: unknown field {field}" for field in dropped(doc, kept)]
             continue
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -123,12 +173,62 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         selector = service["spec"].get("selector", {})
         if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
             errors.append(f"Service/{service['metadata']['name']}: selector {selector} matches no pods")
+    return errors + istio_reference_errors(by_kind, accounts, pod_labels)
+
+
+def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
+    # SpinKube makes a Service per SpinApp, named after it; others are explicit.
+    services = {s["metadata"]["name"] for s in by_kind.get("Service", [])}
+    services |= {a["metadata"]["name"] for a in by_kind.get("SpinApp", [])}
+    hosts = {f"{s}.{NAMESPACE}.svc.cluster.local": s for s in services}
+    subsets = {}
+    errors = []
+    for rule in by_kind.get("DestinationRule", []):
+        host = rule["spec"]["host"]
+        if host not in hosts:
+            errors.append(f"DestinationRule/{rule['metadata']['name']}: host {host} is no Service")
+        for subset in rule["spec"].get("subsets", []):
+            subsets.setdefault(host, set()).add(subset["name"])
+            labels = {"app": hosts.get(host, ""), **subset.get("labels", {})}
+            if not any(labels.items() <= pod.items() for pod in pod_labels):
+                errors.append(f"DestinationRule/{rule['metadata']['name']}: subset {subset['name']} selects no pods")
+    gateways = {g["metadata"]["name"] for g in by_kind.get("Gateway", [])} | {"mesh"}
+    for vs in by_kind.get("VirtualService", []):
+        name = f"VirtualService/{vs['metadata']['name']}"
+        for gateway in vs["spec"].get("gateways", []):
+            if gateway not in gateways:
+                errors.append(f"{name}: no Gateway `{gateway}`")
+        for route in vs["spec"].get("http", []):
+            destinations = route.get("route", [])
+            weights = [d.get("weight") for d in destinations]
+            if len(destinations) > 1 and sum(w or 0 for w in weights) != 100:
+                errors.append(f"{name}: route {route.get('name')} weights {weights} do not sum to 100")
+            for d in destinations:
+                host, subset = d["destination"]["host"], d["destination"].get("subset")
+                if host not in hosts:
+                    errors.append(f"{name}: route {route.get('name')} goes to {host}, which is no Service")
+                if subset and subset not in subsets.get(host, set()):
+                    errors.append(f"{name}: subset {subset} of {host} is in no DestinationRule")
+            if route.get("name") in NON_IDEMPOTENT_ROUTES and route.get("retries", {}).get("attempts") != 0:
+                errors.append(f"{name}: route {route['name']} is not idempotent and must not be retried")
+    for policy in by_kind.get("AuthorizationPolicy", []):
+        name = f"AuthorizationPolicy/{policy['metadata']['name']}"
+        spec = policy.get("spec") or {}
+        selector = spec.get("selector", {}).get("matchLabels", {})
+        if selector and not any(selector.items() <= pod.items() for pod in pod_labels):
+            errors.append(f"{name}: selector {selector} matches no pods")
+        for rule in spec.get("rules", []):
+            for source in rule.get("from", []):
+                for principal in source.get("source", {}).get("principals", []):
+                    account = principal.removeprefix(f"cluster.local/ns/{NAMESPACE}/sa/")
+                    if principal != INGRESS and account not in accounts:
+                        errors.append(f"{name}: principal {principal} is no ServiceAccount")
     return errors
 
 
 def main() -> int:
     lint = subprocess.run(
-        [sys.executable, "-m", "yamllint", "--strict", "-c", str(K8S / ".yamllint"), str(K8S)],
+        [sys.executable, "-m", "yamllint", "--strict", "-c", str(K8S / ".yamllint"), str(K8S), str(ISTIO)],
         check=False,
     )
     docs = documents()
