@@ -11,7 +11,7 @@ import validate  # noqa: E402
 
 class ValidatorCatches(unittest.TestCase):
     def setUp(self):
-        self.docs = validate.documents()
+        self.docs = validate.documents("spinkube")
 
     def with_app(self, name, change):
         docs = copy.deepcopy(self.docs)
@@ -21,8 +21,9 @@ class ValidatorCatches(unittest.TestCase):
         return docs
 
     def test_the_shipped_manifests_pass(self):
-        self.assertEqual(validate.schema_errors(self.docs), [])
-        self.assertEqual(validate.cross_reference_errors(self.docs), [])
+        self.assertEqual(validate.schema_errors(validate.documents()), [])
+        for mode in validate.MODES:
+            self.assertEqual(validate.cross_reference_errors(validate.documents(mode)), [], mode)
 
     def test_an_unknown_spinapp_field_fails_the_schema(self):
         docs = self.with_app("data-service", lambda d: d["spec"].update(replica=2))
@@ -87,7 +88,7 @@ def find(docs, kind, name):
 
 class IstioChecks(unittest.TestCase):
     def setUp(self):
-        self.docs = copy.deepcopy(validate.documents())
+        self.docs = copy.deepcopy(validate.documents("spinkube"))
 
     def routes(self):
         return find(self.docs, "VirtualService", "daytrade")["spec"]["http"]
@@ -122,6 +123,33 @@ class IstioChecks(unittest.TestCase):
         errors = validate.schema_errors(self.docs)
         self.assertTrue(any("unknown field" in e and "retrys" in e for e in errors), errors)
         self.assertTrue(any("PeerAuthentication" in e for e in errors), errors)
+
+
+class RuntimeHostChecks(unittest.TestCase):
+    def setUp(self):
+        self.docs = copy.deepcopy(validate.documents("runtime-host"))
+
+    def test_a_secret_from_a_configmap_fails(self):
+        deployment = find(self.docs, "Deployment", "execution-service")
+        for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if env["name"] == "SPIN_VARIABLE_JWT_SECRET":
+                env["valueFrom"] = {"configMapKeyRef": {"name": "daytrade-config", "key": "public_url"}}
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertIn("Deployment/execution-service: secret `jwt_secret` must come from a Secret", errors)
+
+    def test_targets_and_ports_must_exist(self):
+        find(self.docs, "HorizontalPodAutoscaler", "ml-service-v1")["spec"]["scaleTargetRef"]["name"] = "ml"
+        find(self.docs, "Service", "data-service")["spec"]["ports"][0]["targetPort"] = "web"
+        find(self.docs, "PodDisruptionBudget", "ml-service")["spec"]["selector"]["matchLabels"] = {"app": "ml"}
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("no Deployment ml" in e for e in errors), errors)
+        self.assertTrue(any("port `web`" in e for e in errors), errors)
+        self.assertTrue(any("PodDisruptionBudget/ml-service" in e for e in errors), errors)
+
+    def test_hardening_is_schema_checked(self):
+        deployment = find(self.docs, "Deployment", "data-service")
+        deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = "yes"
+        self.assertTrue(validate.schema_errors(self.docs))
 
 
 if __name__ == "__main__":

@@ -77,9 +77,16 @@ def dropped(given, kept, path="") -> list[str]:
     return []
 
 
-def documents() -> list[tuple[Path, dict]]:
+# The two deployment modes: what is applied together (Istio applies to both).
+MODES = {"spinkube": ["base", "spinkube"], "runtime-host": ["base", "runtime-host"]}
+
+
+def documents(mode: str | None = None) -> list[tuple[Path, dict]]:
+    """The manifests of one mode, or of both (for the schema checks)."""
+    folders = MODES[mode] if mode else sorted({f for fs in MODES.values() for f in fs})
+    paths = [p for folder in folders for p in sorted((K8S / folder).glob("*.yaml"))]
     docs = []
-    for path in sorted([*K8S.rglob("*.yaml"), *ISTIO.rglob("*.yaml")]):
+    for path in [*paths, *sorted(ISTIO.glob("*.yaml"))]:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 docs.append((path, doc))
@@ -127,6 +134,49 @@ def component_variables(manifest: dict) -> dict[str, set[str]]:
     return used
 
 
+def workloads(by_kind: dict[str, list[dict]]) -> list[dict]:
+    """SpinApps and runtime-host Deployments alike: name, components, service
+    account, variables set (name → source) and pod labels."""
+    out = []
+    for app in by_kind.get("SpinApp", []):
+        spec = app["spec"]
+        out.append(
+            {
+                "name": f"SpinApp/{app['metadata']['name']}",
+                "components": spec.get("components", []),
+                "account": spec.get("serviceAccountName"),
+                "variables": {v["name"]: v for v in spec.get("variables", [])},
+                "labels": spec.get("podLabels", {}),
+                "ports": [],
+            }
+        )
+    for kind in ("Deployment", "CronJob"):
+        for d in by_kind.get(kind, []):
+            template = d["spec"]["template"] if kind == "Deployment" else d["spec"]["jobTemplate"]["spec"]["template"]
+            pod = template["spec"]
+            components, variables, ports = [], {}, []
+            for container in pod["containers"]:
+                for arg in container.get("args", []):
+                    if arg.startswith("--component-id="):
+                        components.append(arg.split("=", 1)[1])
+                for env in container.get("env", []):
+                    if env["name"].startswith("SPIN_VARIABLE_"):
+                        variables[env["name"].removeprefix("SPIN_VARIABLE_").lower()] = env
+                ports += [p.get("name") for p in container.get("ports", [])]
+            out.append(
+                {
+                    "name": f"{kind}/{d['metadata']['name']}",
+                    "components": components,
+                    "account": pod.get("serviceAccountName"),
+                    "variables": variables,
+                    "labels": template["metadata"].get("labels", {}),
+                    "ports": ports,
+                    "env": [e for c in pod["containers"] for e in c.get("env", [])],
+                }
+            )
+    return out
+
+
 def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
     manifest = tomllib.loads((ROOT / "spin.toml").read_text())
     declared = manifest["variables"]
@@ -138,31 +188,28 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         cm["metadata"]["name"]: set(cm.get("data", {})) for cm in by_kind.get("ConfigMap", [])
     }
     accounts = {sa["metadata"]["name"] for sa in by_kind.get("ServiceAccount", [])}
-    pod_labels = [app["spec"].get("podLabels", {}) for app in by_kind.get("SpinApp", [])]
-    for kind in ("Deployment", "StatefulSet"):
-        pod_labels += [d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind.get(kind, [])]
+    loads = workloads(by_kind)
+    pod_labels = [w["labels"] for w in loads]
 
     errors = []
-    for app in by_kind.get("SpinApp", []):
-        name = f"SpinApp/{app['metadata']['name']}"
-        spec = app["spec"]
-        set_here = {v["name"]: v for v in spec.get("variables", [])}
-        account = spec.get("serviceAccountName")
-        if account and account not in accounts:
-            errors.append(f"{name}: no ServiceAccount `{account}`")
-        for var in set_here.values():
-            ref = var.get("valueFrom", {}).get("configMapKeyRef")
-            if ref and var["name"] not in declared:
-                errors.append(f"{name}: sets `{var['name']}`, which spin.toml does not declare")
+    for w in loads:
+        name = w["name"]
+        if w["account"] and w["account"] not in accounts:
+            errors.append(f"{name}: no ServiceAccount `{w['account']}`")
+        for env in [*w["variables"].values(), *w.get("env", [])]:
+            ref = env.get("valueFrom", {}).get("configMapKeyRef")
             if ref and ref["key"] not in config_keys.get(ref["name"], set()):
                 errors.append(f"{name}: ConfigMap {ref['name']} has no key `{ref['key']}`")
-        for component in spec.get("components", []):
+        for var in w["variables"]:
+            if var not in declared:
+                errors.append(f"{name}: sets `{var}`, which spin.toml does not declare")
+        for component in w["components"]:
             if component not in used:
                 errors.append(f"{name}: spin.toml has no component `{component}`")
                 continue
             for var in sorted(used[component]):
                 decl = declared.get(var, {})
-                given = set_here.get(var)
+                given = w["variables"].get(var)
                 if var.endswith("_service_url") and given is None:
                     errors.append(f"{name}: `{var}` must be set (no local chaining across pods)")
                 elif decl.get("secret") and (given is None or "secretKeyRef" not in given.get("valueFrom", {})):
@@ -171,8 +218,26 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
                     errors.append(f"{name}: `{var}` has no default and is not set")
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
-        if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
+        matching = [w for w in loads if selector and selector.items() <= w["labels"].items()]
+        if selector and not matching:
             errors.append(f"Service/{service['metadata']['name']}: selector {selector} matches no pods")
+        for port in service["spec"].get("ports", []):
+            target = port.get("targetPort")
+            if isinstance(target, str) and matching and not all(target in w["ports"] for w in matching):
+                errors.append(f"Service/{service['metadata']['name']}: not every pod has port `{target}`")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        if not any(selector.items() <= labels.items() for labels in pod_labels):
+            errors.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: selector matches no pods")
+    deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        target = hpa["spec"]["scaleTargetRef"]
+        if target["kind"] != "Deployment" or target["name"] not in deployments:
+            errors.append(f"HorizontalPodAutoscaler/{hpa['metadata']['name']}: no Deployment {target['name']}")
+    for policy in by_kind.get("NetworkPolicy", []):
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
+            errors.append(f"NetworkPolicy/{policy['metadata']['name']}: selects no pods")
     return errors + istio_reference_errors(by_kind, accounts, pod_labels)
 
 
@@ -232,7 +297,9 @@ def main() -> int:
         check=False,
     )
     docs = documents()
-    errors = schema_errors(docs) + cross_reference_errors(docs)
+    errors = schema_errors(docs)
+    for mode in MODES:
+        errors += [f"[{mode}] {e}" for e in cross_reference_errors(documents(mode))]
     for error in errors:
         print(f"error: {error}")
     print(f"{len(docs)} manifests, {len(errors)} problems, yamllint exit {lint.returncode}")
