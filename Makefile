@@ -31,6 +31,7 @@ check: fmt clippy k8s
 k8s:
 	python3 k8s/validate.py
 	python3 -m unittest k8s/test_validate.py
+	checkov -d k8s --config-file k8s/.checkov.yaml
 	promtool check config k8s/monitoring/prometheus.yml
 	cd k8s/monitoring && promtool test rules rules_test.yml
 
