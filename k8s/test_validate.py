@@ -152,5 +152,29 @@ class RuntimeHostChecks(unittest.TestCase):
         self.assertTrue(validate.schema_errors(self.docs))
 
 
+class ChartChecks(unittest.TestCase):
+    def kinds(self, docs):
+        return {(d["kind"], d["metadata"]["name"]) for _, d in docs}
+
+    def test_each_values_file_renders_what_the_raw_manifests_ship(self):
+        for mode in validate.MODES:
+            rendered = self.kinds(validate.rendered_documents(validate.CHART / f"values-{mode}.yaml"))
+            raw = self.kinds(validate.documents(mode))
+            # The chart leaves out the NetworkPolicies and prometheus-adapter's rule.
+            missing = {k for k in raw - rendered if k[0] not in ("NetworkPolicy", "ConfigMap")}
+            self.assertEqual(missing, set(), mode)
+            self.assertEqual(rendered - raw, set(), mode)
+
+    def test_values_are_checked_against_the_schema(self):
+        helm = validate.os.environ.get("HELM", "helm")
+        for bad in ["mode=cloud", "services.data-service.replicas=0", "image.pullPolicy=Sometimes"]:
+            result = validate.subprocess.run(
+                [helm, "template", "t", str(validate.CHART), "--set", bad],
+                capture_output=True,
+                check=False,
+            )
+            self.assertNotEqual(result.returncode, 0, bad)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -26,6 +26,7 @@ Exit status 0 when everything holds; every problem is printed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -91,6 +92,22 @@ def documents(mode: str | None = None) -> list[tuple[Path, dict]]:
             if doc is not None:
                 docs.append((path, doc))
     return docs
+
+
+CHART = K8S / "helm" / "daytrade"
+
+
+def rendered_documents(values: Path) -> list[tuple[Path, dict]]:
+    """The chart rendered with `values` (helm template), with istio/."""
+    helm = os.environ.get("HELM", "helm")
+    out = subprocess.run(
+        [helm, "template", "daytrade", str(CHART), "-f", str(values)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    docs = [(values, d) for d in yaml.safe_load_all(out) if d]
+    return docs + [(p, d) for p in sorted(ISTIO.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
 
 
 def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
@@ -293,13 +310,23 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
 
 def main() -> int:
     lint = subprocess.run(
-        [sys.executable, "-m", "yamllint", "--strict", "-c", str(K8S / ".yamllint"), str(K8S), str(ISTIO)],
+        [sys.executable, "-m", "yamllint", "--strict", "-c", "k8s/.yamllint", "k8s", "istio"],
         check=False,
+        cwd=ROOT,
     )
     docs = documents()
     errors = schema_errors(docs)
     for mode in MODES:
         errors += [f"[{mode}] {e}" for e in cross_reference_errors(documents(mode))]
+    # The Helm chart: lint, render each values file, check the result the same way.
+    for values in sorted(CHART.glob("values-*.yaml")):
+        helm = os.environ.get("HELM", "helm")
+        linted = subprocess.run([helm, "lint", "--strict", str(CHART), "-f", str(values)], check=False)
+        if linted.returncode:
+            errors.append(f"helm lint --strict fails with {values.name}")
+        rendered = rendered_documents(values)
+        errors += [f"[chart {values.name}] {e}" for e in schema_errors(rendered) + cross_reference_errors(rendered)]
+        docs += rendered
     for error in errors:
         print(f"error: {error}")
     print(f"{len(docs)} manifests, {len(errors)} problems, yamllint exit {lint.returncode}")

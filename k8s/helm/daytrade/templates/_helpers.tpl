@@ -1,0 +1,23 @@
+{{/* Every workload: the four services, and ml-service once per model version. */}}
+{{- define "daytrade.workloads" -}}
+{{- $out := list -}}
+{{- range $name, $svc := .Values.services -}}
+{{- $out = append $out (dict "name" $name "component" $name "version" "v1" "replicas" $svc.replicas "resources" $svc.resources "config" $svc.config "secrets" $svc.secrets "literal" dict) -}}
+{{- end -}}
+{{- range $version, $v := .Values.ml.versions -}}
+{{- $out = append $out (dict "name" (printf "ml-service-%s" $version) "component" "ml-service" "version" $version "replicas" $v.replicas "resources" $.Values.ml.resources "config" $.Values.ml.config "secrets" list "literal" (dict "ml_model_version" $version)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Service URLs through the cluster, for the ConfigMap. */}}
+{{- define "daytrade.serviceUrls" -}}
+{{- range $id := list "data" "symbol" "ml" "execution" "notification" }}
+{{ $id }}_service_url: "http://{{ $id }}-service.{{ $.Values.namespace }}.svc.cluster.local"
+{{- end }}
+{{- end -}}
+
+{{/* The four services and ml-service: the Services and identities. */}}
+{{- define "daytrade.components" -}}
+{{- toJson (append (keys .Values.services | sortAlpha) "ml-service" | sortAlpha) -}}
+{{- end -}}
