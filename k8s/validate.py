@@ -53,8 +53,9 @@ NON_IDEMPOTENT_ROUTES = {"execution-writes", "notifications-send"}
 def istio_models() -> dict[tuple[str, str], type]:
     from cloudcoil.models.istio.networking.v1 import DestinationRule, Gateway, VirtualService
     from cloudcoil.models.istio.security.v1 import AuthorizationPolicy, PeerAuthentication
+    from cloudcoil.models.istio.telemetry.v1 import Telemetry
 
-    models = {}
+    models = {("telemetry.istio.io/v1", "Telemetry"): Telemetry}
     for model in (DestinationRule, Gateway, VirtualService):
         models[("networking.istio.io/v1", model.__name__)] = model
     for model in (AuthorizationPolicy, PeerAuthentication):
@@ -293,6 +294,10 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
                     errors.append(f"{name}: subset {subset} of {host} is in no DestinationRule")
             if route.get("name") in NON_IDEMPOTENT_ROUTES and route.get("retries", {}).get("attempts") != 0:
                 errors.append(f"{name}: route {route['name']} is not idempotent and must not be retried")
+    for telemetry in by_kind.get("Telemetry", []):
+        selector = telemetry["spec"].get("selector", {}).get("matchLabels", {})
+        if selector and not any(selector.items() <= pod.items() for pod in pod_labels):
+            errors.append(f"Telemetry/{telemetry['metadata']['name']}: selector {selector} matches no pods")
     for policy in by_kind.get("AuthorizationPolicy", []):
         name = f"AuthorizationPolicy/{policy['metadata']['name']}"
         spec = policy.get("spec") or {}
