@@ -176,5 +176,21 @@ class ChartChecks(unittest.TestCase):
             self.assertNotEqual(result.returncode, 0, bad)
 
 
+class DashboardChecks(unittest.TestCase):
+    def test_the_dashboard_reads_only_emitted_metrics_in_valid_promql(self):
+        self.assertEqual(validate.dashboard_errors(), [])
+        import json
+        import tempfile
+
+        dashboard = json.loads((validate.K8S / "monitoring/dashboard.json").read_text())
+        dashboard["panels"][0]["targets"][0]["expr"] = "max(execution_kill_switch)"
+        dashboard["panels"][1]["targets"][0]["expr"] = "sum(rate(ml_prediction_accuracy[5m]"
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(dashboard, f)
+        errors = validate.dashboard_errors(Path(f.name))
+        self.assertTrue(any("execution_kill_switch" in e for e in errors), errors)
+        self.assertTrue(any("dashboard queries" in e for e in errors), errors)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -30,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -109,6 +110,45 @@ def rendered_documents(values: Path) -> list[tuple[Path, dict]]:
     ).stdout
     docs = [(values, d) for d in yaml.safe_load_all(out) if d]
     return docs + [(p, d) for p in sorted(ISTIO.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels or keywords)."""
+    bare = re.sub(r"\{[^}]*\}", "", expr)
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\[[^\]]*\]", "", bare)
+    names = set(re.findall(r"(?<![\w:])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()", bare))
+    return {n for n in names if n not in PROMQL_WORDS and not n[0].isdigit()}
+
+
+def dashboard_errors(path: Path | None = None) -> list[str]:
+    """The Grafana dashboard: every panel queries Prometheus, every query is
+    valid PromQL (promtool checks them as recording rules), and every metric
+    it reads is one the platform emits or records."""
+    dashboard = json.loads((path or K8S / "monitoring/dashboard.json").read_text())
+    rules_text = (K8S / "monitoring/rules.yml").read_text()
+    known = set(re.findall(r"record: (\S+)", rules_text))
+    emitted = (ROOT / "components").rglob("*.rs")
+    source = "\n".join(p.read_text() for p in emitted) + (ROOT / "runtime-host/src/metrics.rs").read_text()
+    errors, rules = [], []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            rules.append({"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr})
+            for metric in metric_names(expr):
+                candidates = {metric, metric.removeprefix("runtime_host_")}
+                candidates |= {c.removesuffix(x) for c in set(candidates) for x in ("_bucket", "_sum", "_count")}
+                if metric not in known and not any(re.search(rf"\b{re.escape(c)}\b", source) for c in candidates):
+                    errors.append(f"dashboard panel {panel['title']!r}: `{metric}` is not emitted")
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+    checked = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True, check=False)
+    if checked.returncode:
+        errors.append(f"dashboard queries: {checked.stdout}{checked.stderr}")
+    return errors
 
 
 def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
@@ -320,7 +360,7 @@ def main() -> int:
         cwd=ROOT,
     )
     docs = documents()
-    errors = schema_errors(docs)
+    errors = schema_errors(docs) + dashboard_errors()
     for mode in MODES:
         errors += [f"[{mode}] {e}" for e in cross_reference_errors(documents(mode))]
     # The Helm chart: lint, render each values file, check the result the same way.
