@@ -5,9 +5,10 @@ the mesh out locally on a real Envoy (runtime-host/tests/system/mesh.rs).
 What is translated, as Istio's sidecar would program it: the edge
 VirtualService's HTTP routes in order (URI prefix/exact and method matches,
 weighted destinations by subset, timeouts, retries with retryOn and
-perTryTimeout, `attempts: 0` as no retries) and each DestinationRule's
-traffic policy (outlier detection, connection-pool limits as circuit
-breakers). mTLS, authorization and the gateway's TLS are not: locally the
+perTryTimeout, `attempts: 0` as no retries), each DestinationRule's traffic
+policy (outlier detection, connection-pool limits as circuit breakers), and
+the gateway EnvoyFilters' HTTP filters and per-route configuration (the
+local rate limits), which are Envoy configuration already. mTLS, authorization and the gateway's TLS are not: locally the
 endpoints are plain HTTP processes.
 
 Usage: envoy.py LISTEN_PORT ADMIN_PORT ENDPOINTS_JSON
@@ -152,6 +153,23 @@ def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]]) -> dict:
     clusters = [cluster(name, endpoints[name], policies.get(name.split("|")[0], {})) for name in sorted(used) if name in endpoints]
     missing = sorted(used - set(endpoints))
     routes = [r for r in routes if not (set(route_clusters(r)) & set(missing))]
+    http_filters = [
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }
+    ]
+    for envoy_filter in load("EnvoyFilter"):
+        for patch in envoy_filter["spec"]["configPatches"]:
+            if patch["match"].get("context") != "GATEWAY":
+                continue
+            if patch["applyTo"] == "HTTP_FILTER" and patch["patch"]["operation"] == "INSERT_BEFORE":
+                http_filters.insert(len(http_filters) - 1, patch["patch"]["value"])
+            if patch["applyTo"] == "HTTP_ROUTE" and patch["patch"]["operation"] == "MERGE":
+                name = patch["match"]["routeConfiguration"]["vhost"]["route"]["name"]
+                for route in routes:
+                    if route["name"] == name:
+                        route.update(patch["patch"]["value"])
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
@@ -172,14 +190,7 @@ def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]]) -> dict:
                                             "name": "daytrade",
                                             "virtual_hosts": [{"name": "daytrade", "domains": ["*"], "routes": routes}],
                                         },
-                                        "http_filters": [
-                                            {
-                                                "name": "envoy.filters.http.router",
-                                                "typed_config": {
-                                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                                },
-                                            }
-                                        ],
+                                        "http_filters": http_filters,
                                     },
                                 }
                             ]

@@ -56,7 +56,12 @@ def istio_models() -> dict[tuple[str, str], type]:
     from cloudcoil.models.istio.security.v1 import AuthorizationPolicy, PeerAuthentication
     from cloudcoil.models.istio.telemetry.v1 import Telemetry
 
-    models = {("telemetry.istio.io/v1", "Telemetry"): Telemetry}
+    from cloudcoil.models.istio.networking.v1alpha3 import EnvoyFilter
+
+    models = {
+        ("telemetry.istio.io/v1", "Telemetry"): Telemetry,
+        ("networking.istio.io/v1alpha3", "EnvoyFilter"): EnvoyFilter,
+    }
     for model in (DestinationRule, Gateway, VirtualService):
         models[("networking.istio.io/v1", model.__name__)] = model
     for model in (AuthorizationPolicy, PeerAuthentication):

@@ -273,3 +273,51 @@ async fn route_timeouts_fire_as_configured() {
             .await;
     assert!(per_try >= 2, "per-try timeouts: {per_try}");
 }
+
+#[tokio::test]
+async fn orders_are_rate_limited_at_the_edge_and_reads_are_not() {
+    let execution = Recorder::serve(Arc::new(|_| (201, "{}".into()))).await;
+    let envoy = Envoy::start(json!({ "execution-service": [execution.addr.to_string()] }));
+    let burst = |method: reqwest::Method, path: &'static str| {
+        let base = envoy.base.clone();
+        async move {
+            let sends: Vec<_> = (0..60)
+                .map(|_| {
+                    let (base, method) = (base.clone(), method.clone());
+                    tokio::spawn(async move {
+                        let resp = client()
+                            .request(method, format!("{base}{path}"))
+                            .send()
+                            .await
+                            .unwrap();
+                        let limited = resp.headers().get("x-local-rate-limit").is_some();
+                        (resp.status().as_u16(), limited)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for send in sends {
+                out.push(send.await.unwrap());
+            }
+            out
+        }
+    };
+    // 60 orders at once against a bucket of 20 a second (istio/ratelimit.yaml).
+    let orders = burst(reqwest::Method::POST, "/api/v1/execution/trade").await;
+    let passed = orders.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<_> = orders.iter().filter(|(s, _)| *s == 429).collect();
+    assert!((20..=40).contains(&passed), "{passed} orders passed");
+    assert_eq!(passed + refused.len(), 60);
+    assert!(
+        refused.iter().all(|(_, header)| *header),
+        "429s carry x-local-rate-limit"
+    );
+    assert_eq!(
+        execution.count(),
+        passed,
+        "refused orders never reached the service"
+    );
+    // Reads share only the gateway-wide bucket of 200 a second.
+    let reads = burst(reqwest::Method::GET, "/api/v1/execution/status").await;
+    assert!(reads.iter().all(|(s, _)| *s == 201), "{reads:?}");
+}
