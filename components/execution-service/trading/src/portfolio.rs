@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::money::Money;
 use crate::order::Side;
 
+/// `part / whole` of `amount`, rounded down to a tick; all of it when `part == whole`.
+fn pro_rata(amount: Money, part: u64, whole: u64) -> Money {
+    if part == whole {
+        return amount;
+    }
+    let ticks = i128::from(amount.ticks()) * i128::from(part) / i128::from(whole);
+    Money::from_ticks(ticks as i64)
+}
+
 /// Shares of one symbol and what they cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
@@ -116,20 +125,8 @@ impl Portfolio {
                     .get_mut(symbol)
                     .ok_or(PortfolioError::Overflow)?;
                 // The cost of the shares sold, pro rata (exact when selling everything).
-                let sold_cost = if fill.quantity == position.quantity {
-                    position.cost
-                } else {
-                    let cost = i128::from(position.cost.ticks()) * i128::from(fill.quantity)
-                        / i128::from(position.quantity);
-                    Money::from_ticks(cost as i64)
-                };
-                let sold_entry = if fill.quantity == position.quantity {
-                    position.entry_cost
-                } else {
-                    let cost = i128::from(position.entry_cost.ticks()) * i128::from(fill.quantity)
-                        / i128::from(position.quantity);
-                    Money::from_ticks(cost as i64)
-                };
+                let sold_cost = pro_rata(position.cost, fill.quantity, position.quantity);
+                let sold_entry = pro_rata(position.entry_cost, fill.quantity, position.quantity);
                 position.quantity -= fill.quantity;
                 position.cost -= sold_cost;
                 position.entry_cost -= sold_entry;
