@@ -8,12 +8,16 @@ weighted destinations by subset, timeouts, retries with retryOn and
 perTryTimeout, `attempts: 0` as no retries), each DestinationRule's traffic
 policy (outlier detection, connection-pool limits as circuit breakers), and
 the gateway EnvoyFilters' HTTP filters and per-route configuration (the
-local rate limits), which are Envoy configuration already. mTLS, authorization and the gateway's TLS are not: locally the
-endpoints are plain HTTP processes.
+local rate limits), which are Envoy configuration already, and the gateway's
+RequestAuthentication as Envoy's jwt_authn filter the way istiod programs it
+(the JWKS fetched by istiod and inlined; a token that is present must verify,
+a request without one passes on). mTLS, authorization and the gateway's TLS
+are not: locally the endpoints are plain HTTP processes.
 
-Usage: envoy.py LISTEN_PORT ADMIN_PORT ENDPOINTS_JSON
+Usage: envoy.py LISTEN_PORT ADMIN_PORT ENDPOINTS_JSON JWKS_JSON
 ENDPOINTS_JSON maps a cluster (`<service>` or `<service>|<subset>`) to a list
-of `host:port`. Prints the bootstrap as JSON.
+of `host:port`; JWKS_JSON maps a RequestAuthentication's `jwksUri` to the JWKS
+document istiod would have fetched from it. Prints the bootstrap as JSON.
 """
 
 from __future__ import annotations
@@ -144,7 +148,39 @@ def cluster(name: str, endpoints: list[str], policy: dict) -> dict:
     return out
 
 
-def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]]) -> dict:
+def jwt_filter(jwks: dict[str, str]) -> dict | None:
+    """The ingress gateway's RequestAuthentication as Envoy's jwt_authn."""
+    rules = [
+        rule
+        for auth in load("RequestAuthentication")
+        if auth["metadata"]["namespace"] == "istio-system"
+        and auth["spec"].get("selector", {}).get("matchLabels") == {"istio": "ingressgateway"}
+        for rule in auth["spec"]["jwtRules"]
+    ]
+    if not rules:
+        return None
+    providers = {}
+    for i, rule in enumerate(rules):
+        if rule["jwksUri"] not in jwks:
+            sys.exit(f"no JWKS given for {rule['jwksUri']} (istiod would fetch it)")
+        providers[f"origins-{i}"] = {
+            "issuer": rule["issuer"],
+            "audiences": rule.get("audiences", []),
+            "local_jwks": {"inline_string": jwks[rule["jwksUri"]]},
+            "forward": rule.get("forwardOriginalToken", False),
+        }
+    requirements = [{"provider_name": name} for name in providers] + [{"allow_missing": {}}]
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": providers,
+            "rules": [{"match": {"prefix": "/"}, "requires": {"requires_any": {"requirements": requirements}}}],
+        },
+    }
+
+
+def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]], jwks: dict[str, str]) -> dict:
     edge = next(vs for vs in load("VirtualService") if vs["spec"].get("gateways") != ["mesh"])
     policies = {service_of(dr["spec"]["host"]): dr["spec"].get("trafficPolicy", {}) for dr in load("DestinationRule")}
     routes = [route_entry(http) for http in edge["spec"]["http"]]
@@ -159,6 +195,9 @@ def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]]) -> dict:
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }
     ]
+    authn = jwt_filter(jwks)
+    if authn:
+        http_filters.insert(0, authn)
     for envoy_filter in load("EnvoyFilter"):
         for patch in envoy_filter["spec"]["configPatches"]:
             if patch["match"].get("context") != "GATEWAY":
@@ -210,5 +249,6 @@ def route_clusters(route: dict) -> list[str]:
 
 
 if __name__ == "__main__":
-    listen, admin, endpoints = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
-    json.dump(bootstrap(listen, admin, endpoints), sys.stdout, indent=1)
+    listen, admin = int(sys.argv[1]), int(sys.argv[2])
+    endpoints, jwks = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    json.dump(bootstrap(listen, admin, endpoints, jwks), sys.stdout, indent=1)

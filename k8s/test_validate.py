@@ -117,6 +117,22 @@ class IstioChecks(unittest.TestCase):
         errors = validate.cross_reference_errors(self.docs)
         self.assertTrue(any("is no ServiceAccount" in e for e in errors), errors)
 
+    def test_the_mesh_and_the_components_accept_the_same_tokens(self):
+        edge, namespace = [d for _, d in self.docs if d["kind"] == "RequestAuthentication"]
+        edge["spec"]["jwtRules"][0]["issuer"] = "https://other.example.com/"
+        namespace["spec"]["jwtRules"][0]["forwardOriginalToken"] = False
+        find(self.docs, "ConfigMap", "daytrade-config")["data"]["jwt_audience"] = "grafana"
+        errors = validate.cross_reference_errors(self.docs)
+        for expected in (
+            "is not the components' jwt_issuer",
+            "lack the components' jwt_audience",
+            "forwardOriginalToken must be true",
+            "the edge and the namespace check different rules",
+        ):
+            self.assertTrue(any(expected in e for e in errors), (expected, errors))
+        edge["spec"]["jwtRules"][0]["jwksUrl"] = "https://id.example.com/jwks"
+        self.assertTrue(any("jwksUrl" in e for e in validate.schema_errors(self.docs)))
+
     def test_unknown_istio_fields_and_values_fail(self):
         self.routes()[0]["retrys"] = {"attempts": 0}
         find(self.docs, "PeerAuthentication", "default")["spec"]["mtls"]["mode"] = "STRICTLY"

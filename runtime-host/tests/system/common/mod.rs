@@ -404,3 +404,62 @@ impl Drop for HostProcess {
         self.kill();
     }
 }
+
+/// The identity provider of `istio/security.yaml`'s RequestAuthentication,
+/// acted out: its issuer, audience and JWKS URI as that file names them, and
+/// a key of ours in place of its signing key.
+pub struct TestIdp {
+    pub key: daytrade_contract::auth::RsaPrivateKey,
+    /// The JWKS document it publishes.
+    pub jwks: String,
+}
+
+pub const IDP_ISSUER: &str = "https://id.example.com/";
+pub const IDP_AUDIENCE: &str = "daytrade";
+pub const IDP_JWKS_URI: &str = "https://id.example.com/.well-known/jwks.json";
+
+impl TestIdp {
+    /// A token for `role`, valid for the next minute, with these claims
+    /// changed (`iss`, `aud`, `exp`, ...).
+    pub fn token(&self, role: &str, changes: serde_json::Value) -> String {
+        self.token_signed_by(&self.key, role, changes)
+    }
+
+    pub fn token_signed_by(
+        &self,
+        key: &daytrade_contract::auth::RsaPrivateKey,
+        role: &str,
+        changes: serde_json::Value,
+    ) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut claims = serde_json::json!({
+            "sub": "carol", "role": role, "iss": IDP_ISSUER, "aud": IDP_AUDIENCE, "exp": now + 60,
+        });
+        for (name, value) in changes.as_object().into_iter().flatten() {
+            claims[name] = value.clone();
+        }
+        daytrade_contract::auth::sign_rs256(key, "idp-1", &claims)
+    }
+}
+
+/// An RSA key from a fixed seed (deterministic, so failures reproduce).
+pub fn rsa_key(seed: u64) -> daytrade_contract::auth::RsaPrivateKey {
+    use rand::SeedableRng;
+    daytrade_contract::auth::RsaPrivateKey::new(&mut rand::rngs::StdRng::seed_from_u64(seed), 2048)
+        .unwrap()
+}
+
+pub fn test_idp() -> &'static TestIdp {
+    static IDP: std::sync::OnceLock<TestIdp> = std::sync::OnceLock::new();
+    IDP.get_or_init(|| {
+        let key = rsa_key(7);
+        let jwks = serde_json::json!({
+            "keys": [daytrade_contract::auth::jwk(&key.to_public_key(), "idp-1")]
+        })
+        .to_string();
+        TestIdp { key, jwks }
+    })
+}
