@@ -3,7 +3,7 @@
 the mesh out locally on a real Envoy (runtime-host/tests/system/mesh.rs).
 
 What is translated, as Istio's sidecar would program it: the edge
-VirtualService's HTTP routes in order (URI prefix/exact and method matches,
+VirtualService's HTTP routes in order, delegated routes merged in (URI prefix/exact and method matches,
 weighted destinations by subset, timeouts, retries with retryOn and
 perTryTimeout, `attempts: 0` as no retries), each DestinationRule's traffic
 policy (outlier detection, connection-pool limits as circuit breakers), and
@@ -39,8 +39,10 @@ def seconds(duration: str) -> str:
 
 
 def load(kind: str) -> list[dict]:
+    """istio/ as the SpinKube mode applies it: the ml canary's subsets are its
+    (in the runtime-host mode Flagger writes that VirtualService at run time)."""
     docs = []
-    for path in sorted(ISTIO.glob("*.yaml")):
+    for path in [*sorted(ISTIO.glob("*.yaml")), *sorted((ISTIO / "spinkube").glob("*.yaml"))]:
         docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == kind]
     return docs
 
@@ -148,6 +150,19 @@ def cluster(name: str, endpoints: list[str], policy: dict) -> dict:
     return out
 
 
+def resolve(http: list[dict], delegates: dict[str, dict]) -> list[dict]:
+    """Routes with a `delegate` replaced by the delegate's routes under the
+    root's match, as istiod merges them (one level, as Istio allows)."""
+    out = []
+    for route in http:
+        if "delegate" not in route:
+            out.append(route)
+            continue
+        for inner in delegates[route["delegate"]["name"]]["spec"]["http"]:
+            out.append({**inner, "name": route.get("name", inner.get("name")), "match": route.get("match", [{}])})
+    return out
+
+
 def jwt_filter(jwks: dict[str, str]) -> dict | None:
     """The ingress gateway's RequestAuthentication as Envoy's jwt_authn."""
     rules = [
@@ -183,7 +198,8 @@ def jwt_filter(jwks: dict[str, str]) -> dict | None:
 def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]], jwks: dict[str, str]) -> dict:
     edge = next(vs for vs in load("VirtualService") if vs["spec"].get("gateways") != ["mesh"])
     policies = {service_of(dr["spec"]["host"]): dr["spec"].get("trafficPolicy", {}) for dr in load("DestinationRule")}
-    routes = [route_entry(http) for http in edge["spec"]["http"]]
+    delegates = {vs["metadata"]["name"]: vs for vs in load("VirtualService") if not vs["spec"].get("hosts")}
+    routes = [route_entry(http) for http in resolve(edge["spec"]["http"], delegates)]
     used = {r["route"]["cluster"] for r in routes if "cluster" in r["route"]}
     used |= {c["name"] for r in routes for c in r["route"].get("weighted_clusters", {}).get("clusters", [])}
     clusters = [cluster(name, endpoints[name], policies.get(name.split("|")[0], {})) for name in sorted(used) if name in endpoints]

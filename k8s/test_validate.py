@@ -94,13 +94,13 @@ class IstioChecks(unittest.TestCase):
         return find(self.docs, "VirtualService", "daytrade")["spec"]["http"]
 
     def test_canary_weights_must_sum_to_100(self):
-        ml = next(r for r in self.routes() if r["name"] == "ml")
+        ml = find(self.docs, "VirtualService", "ml-service")["spec"]["http"][0]
         ml["route"][1]["weight"] = 5
         errors = validate.cross_reference_errors(self.docs)
         self.assertTrue(any("do not sum to 100" in e for e in errors), errors)
 
     def test_a_subset_must_exist(self):
-        ml = next(r for r in self.routes() if r["name"] == "ml")
+        ml = find(self.docs, "VirtualService", "ml-service")["spec"]["http"][0]
         ml["route"][1]["destination"]["subset"] = "v3"
         errors = validate.cross_reference_errors(self.docs)
         self.assertTrue(any("subset v3" in e for e in errors), errors)
@@ -133,6 +133,15 @@ class IstioChecks(unittest.TestCase):
         edge["spec"]["jwtRules"][0]["jwksUrl"] = "https://id.example.com/jwks"
         self.assertTrue(any("jwksUrl" in e for e in validate.schema_errors(self.docs)))
 
+    def test_delegates_must_exist_and_be_used(self):
+        find(self.docs, "VirtualService", "ml-service-mesh")["spec"]["http"][0]["delegate"]["name"] = "ml"
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertTrue(any("delegates to ml, which is no delegate" in e for e in errors), errors)
+        self.assertFalse(any("no route delegates to it" in e for e in errors), "the edge still delegates")
+        next(r for r in self.routes() if r["name"] == "ml")["delegate"]["name"] = "ml"
+        errors = validate.cross_reference_errors(self.docs)
+        self.assertIn("VirtualService/ml-service: no hosts and no route delegates to it", errors)
+
     def test_unknown_istio_fields_and_values_fail(self):
         self.routes()[0]["retrys"] = {"attempts": 0}
         find(self.docs, "PeerAuthentication", "default")["spec"]["mtls"]["mode"] = "STRICTLY"
@@ -154,7 +163,7 @@ class RuntimeHostChecks(unittest.TestCase):
         self.assertIn("Deployment/execution-service: secret `jwt_secret` must come from a Secret", errors)
 
     def test_targets_and_ports_must_exist(self):
-        find(self.docs, "HorizontalPodAutoscaler", "ml-service-v1")["spec"]["scaleTargetRef"]["name"] = "ml"
+        find(self.docs, "HorizontalPodAutoscaler", "ml-service")["spec"]["scaleTargetRef"]["name"] = "ml"
         find(self.docs, "Service", "data-service")["spec"]["ports"][0]["targetPort"] = "web"
         find(self.docs, "PodDisruptionBudget", "ml-service")["spec"]["selector"]["matchLabels"] = {"app": "ml"}
         errors = validate.cross_reference_errors(self.docs)
@@ -166,6 +175,68 @@ class RuntimeHostChecks(unittest.TestCase):
         deployment = find(self.docs, "Deployment", "data-service")
         deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = "yes"
         self.assertTrue(validate.schema_errors(self.docs))
+
+
+class FlaggerChecks(unittest.TestCase):
+    def setUp(self):
+        self.docs = copy.deepcopy(validate.documents("runtime-host"))
+        self.canary = find(self.docs, "Canary", "ml-service")
+
+    def errors(self):
+        return validate.cross_reference_errors(self.docs)
+
+    def test_the_canary_is_checked_against_flaggers_schema_and_istios(self):
+        self.assertEqual(validate.schema_errors(self.docs), [])
+        self.canary["spec"]["analysis"]["stepWeigths"] = [10]
+        self.canary["spec"]["service"]["retries"]["retryOnn"] = "5xx"
+        self.canary["spec"]["service"]["trafficPolicy"]["tls"]["mode"] = "MUTUALLY"
+        errors = validate.schema_errors(self.docs)
+        self.assertTrue(any("stepWeigths" in e for e in errors), errors)
+        self.assertTrue(any("retryOnn" in e for e in errors), errors)
+        self.assertTrue(any("MUTUALLY" in e for e in errors), errors)
+
+    def test_a_deployment_selected_by_app_would_lose_its_policies(self):
+        deployment = find(self.docs, "Deployment", "ml-service")
+        deployment["spec"]["selector"]["matchLabels"] = {"app": "ml-service"}
+        self.assertTrue(any("selects by `app`, which Flagger renames" in e for e in self.errors()))
+
+    def test_references_and_collisions(self):
+        self.canary["spec"]["autoscalerRef"]["name"] = "ml"
+        self.canary["spec"]["service"]["targetPort"] = "web"
+        self.canary["spec"]["analysis"]["metrics"][2]["templateRef"]["name"] = "nothing"
+        service = copy.deepcopy(find(self.docs, "Service", "data-service"))
+        service["metadata"]["name"] = "ml-service-primary"
+        self.docs.append((Path("x.yaml"), service))
+        errors = self.errors()
+        for expected in (
+            "no HorizontalPodAutoscaler ml",
+            "has no port `web`",
+            "no MetricTemplate nothing",
+            "Flagger makes Service ml-service-primary",
+        ):
+            self.assertTrue(any(expected in e for e in errors), (expected, errors))
+
+    def test_the_accuracy_check_judges_the_model_the_deployment_runs(self):
+        deployment = find(self.docs, "Deployment", "ml-service")
+        for env in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if env["name"] == "SPIN_VARIABLE_ML_MODEL_VERSION":
+                env["value"] = "v2"
+        self.assertIn(
+            "Canary/ml-service: metric hit-rate-below-offline judges model v1; the Deployment runs v2",
+            self.errors(),
+        )
+
+    def test_a_model_is_promoted_through_a_gate(self):
+        self.canary["spec"]["analysis"]["webhooks"] = []
+        self.assertTrue(any("confirm-promotion gate" in e for e in self.errors()))
+
+    def test_metric_template_queries_are_promql_over_emitted_metrics(self):
+        self.assertEqual(validate.metric_template_errors(self.docs), [])
+        template = find(self.docs, "MetricTemplate", "ml-hit-rate-gap")
+        template["spec"]["query"] = "max(ml_hit_ratio{model_version=\"{{ variables.model_version }}\"}) >"
+        errors = validate.metric_template_errors(self.docs)
+        self.assertTrue(any("`ml_hit_ratio` is not emitted" in e for e in errors), errors)
+        self.assertTrue(any("parse error" in e or "unexpected" in e for e in errors), errors)
 
 
 class ChartChecks(unittest.TestCase):
@@ -180,6 +251,16 @@ class ChartChecks(unittest.TestCase):
             missing = {k for k in raw - rendered if k != ("ConfigMap", "prometheus-adapter-rules")}
             self.assertEqual(missing, set(), mode)
             self.assertEqual(rendered - raw, set(), mode)
+
+    def test_the_chart_renders_the_same_rollout(self):
+        rendered = validate.rendered_documents(validate.CHART / "values-runtime-host.yaml")
+        raw = validate.documents("runtime-host")
+        for kind, name in [
+            ("Canary", "ml-service"),
+            ("MetricTemplate", "ml-hit-rate-gap"),
+            ("HorizontalPodAutoscaler", "ml-service"),
+        ]:
+            self.assertEqual(find(rendered, kind, name)["spec"], find(raw, kind, name)["spec"], kind)
 
     def test_values_are_checked_against_the_schema(self):
         helm = validate.os.environ.get("HELM", "helm")

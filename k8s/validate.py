@@ -4,9 +4,11 @@
 1. yamllint (k8s/.yamllint).
 2. Each document against a schema, strictly (unknown fields are errors):
    Kubernetes kinds with kubernetes-validate's schemas; SpinApp with
-   k8s/schemas/spinapp.schema.json; Istio kinds with cloudcoil-models-istio
-   (its models ignore unknown fields, so anything the model drops is
-   reported). A kind with no schema fails: nothing is waved through unchecked.
+   k8s/schemas/spinapp.schema.json; Flagger's Canary and MetricTemplate with
+   k8s/schemas/flagger.schema.json (the Istio objects inside a Canary with
+   the Istio models); Istio kinds with cloudcoil-models-istio (its models
+   ignore unknown fields, so anything the model drops is reported). A kind
+   with no schema fails: nothing is waved through unchecked.
 3. Cross-references, against the manifests and spin.toml:
    - a SpinApp's components exist in spin.toml;
    - every variable a SpinApp's components read has a value: a spin.toml
@@ -22,7 +24,17 @@
      RequestAuthentications agree with each other and with the components:
      the issuer and audience are the ConfigMap's `jwt_issuer` and
      `jwt_audience` (the components check the same tokens) and the original
-     token is forwarded to them.
+     token is forwarded to them;
+   - VirtualService delegates exist (a shipped VirtualService without hosts,
+     or the one a Canary with `delegation` makes);
+   - Flagger: a Canary's Deployment, HPA, port and metric templates exist;
+     the Deployment selects by a label Flagger may rename on the primary
+     (not `app`, which Services and policies select by); nothing shipped
+     collides with what Flagger makes (Services <name>, -primary, -canary,
+     their DestinationRules, the VirtualService); the accuracy check names
+     the model version the Deployment runs; a model is promoted through a
+     confirm-promotion gate; metric template queries are valid PromQL over
+     emitted metrics.
 
 Exit status 0 when everything holds; every problem is printed.
 """
@@ -93,12 +105,19 @@ def dropped(given, kept, path="") -> list[str]:
 MODES = {"spinkube": ["base", "spinkube"], "runtime-host": ["base", "runtime-host"]}
 
 
+def istio_paths(mode: str | None) -> list[Path]:
+    """istio/ for both modes, and istio/<mode>/ for what only one mode has
+    (the SpinKube mode's hand-written ml canary; Flagger writes it in the other)."""
+    modes = [mode] if mode else list(MODES)
+    return sorted(ISTIO.glob("*.yaml")) + [p for m in modes for p in sorted((ISTIO / m).glob("*.yaml"))]
+
+
 def documents(mode: str | None = None) -> list[tuple[Path, dict]]:
     """The manifests of one mode, or of both (for the schema checks)."""
     folders = MODES[mode] if mode else sorted({f for fs in MODES.values() for f in fs})
     paths = [p for folder in folders for p in sorted((K8S / folder).glob("*.yaml"))]
     docs = []
-    for path in [*paths, *sorted(ISTIO.glob("*.yaml"))]:
+    for path in [*paths, *istio_paths(mode)]:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc is not None:
                 docs.append((path, doc))
@@ -118,7 +137,8 @@ def rendered_documents(values: Path) -> list[tuple[Path, dict]]:
         text=True,
     ).stdout
     docs = [(values, d) for d in yaml.safe_load_all(out) if d]
-    return docs + [(p, d) for p in sorted(ISTIO.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    mode = yaml.safe_load(values.read_text())["mode"]
+    return docs + [(p, d) for p in istio_paths(mode) for d in yaml.safe_load_all(p.read_text()) if d]
 
 
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
@@ -133,35 +153,57 @@ def metric_names(expr: str) -> set[str]:
     return {n for n in names if n not in PROMQL_WORDS and not n[0].isdigit()}
 
 
-def dashboard_errors(path: Path | None = None) -> list[str]:
-    """The Grafana dashboard: every panel queries Prometheus, every query is
-    valid PromQL (promtool checks them as recording rules), and every metric
-    it reads is one the platform emits or records."""
-    dashboard = json.loads((path or K8S / "monitoring/dashboard.json").read_text())
+def promql_errors(label: str, queries: list[tuple[str, str]]) -> list[str]:
+    """`(where, expr)`: every query is valid PromQL (promtool checks them as
+    recording rules) and reads only metrics the platform emits or records."""
     rules_text = (K8S / "monitoring/rules.yml").read_text()
     known = set(re.findall(r"record: (\S+)", rules_text))
     emitted = (ROOT / "components").rglob("*.rs")
     source = "\n".join(p.read_text() for p in emitted) + (ROOT / "runtime-host/src/metrics.rs").read_text()
     errors, rules = [], []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            rules.append({"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr})
-            for metric in metric_names(expr):
-                candidates = {metric, metric.removeprefix("runtime_host_")}
-                candidates |= {c.removesuffix(x) for c in set(candidates) for x in ("_bucket", "_sum", "_count")}
-                if metric not in known and not any(re.search(rf"\b{re.escape(c)}\b", source) for c in candidates):
-                    errors.append(f"dashboard panel {panel['title']!r}: `{metric}` is not emitted")
+    for i, (where, expr) in enumerate(queries):
+        rules.append({"record": f"check:query_{i}", "expr": expr})
+        for metric in metric_names(expr):
+            candidates = {metric, metric.removeprefix("runtime_host_")}
+            candidates |= {c.removesuffix(x) for c in set(candidates) for x in ("_bucket", "_sum", "_count")}
+            if metric not in known and not any(re.search(rf"\b{re.escape(c)}\b", source) for c in candidates):
+                errors.append(f"{where}: `{metric}` is not emitted")
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+        yaml.safe_dump({"groups": [{"name": "queries", "rules": rules}]}, f)
     checked = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True, check=False)
     if checked.returncode:
-        errors.append(f"dashboard queries: {checked.stdout}{checked.stderr}")
+        errors.append(f"{label}: {checked.stdout}{checked.stderr}")
     return errors
+
+
+def dashboard_errors(path: Path | None = None) -> list[str]:
+    """The Grafana dashboard: every panel queries Prometheus, in valid PromQL
+    over metrics the platform emits or records."""
+    dashboard = json.loads((path or K8S / "monitoring/dashboard.json").read_text())
+    queries = [
+        (f"dashboard panel {panel['title']!r}", target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
+    return promql_errors("dashboard queries", queries)
+
+
+# What Flagger puts in a MetricTemplate's query, for checking it as PromQL.
+FLAGGER_TEMPLATE = re.compile(r"\{\{\s*(variables\.)?(\w+)\s*\}\}")
+
+
+def metric_template_errors(docs: list[tuple[Path, dict]]) -> list[str]:
+    queries = []
+    for _, doc in docs:
+        if doc.get("kind") == "MetricTemplate":
+            expr = FLAGGER_TEMPLATE.sub(lambda m: "1m" if m.group(2) == "interval" else m.group(2), doc["spec"]["query"])
+            queries.append((f"MetricTemplate/{doc['metadata']['name']}", expr))
+    return promql_errors("MetricTemplate queries", queries) if queries else []
 
 
 def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
     spinapp_schema = json.loads((K8S / "schemas/spinapp.schema.json").read_text())
+    flagger_schema = json.loads((K8S / "schemas/flagger.schema.json").read_text())
     istio = istio_models()
     errors = []
     for path, doc in docs:
@@ -169,6 +211,12 @@ def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         if doc.get("kind") == "SpinApp":
             validator = jsonschema.Draft202012Validator(spinapp_schema)
             errors += [f"{where}: {e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+            continue
+        if doc.get("apiVersion") == "flagger.app/v1beta1":
+            validator = jsonschema.Draft202012Validator(flagger_schema)
+            errors += [f"{where}: {e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+            if doc.get("kind") == "Canary":
+                errors += [f"{where}: {e}" for e in canary_istio_errors(doc, istio)]
             continue
         model = istio.get((doc.get("apiVersion"), doc.get("kind")))
         if model is not None:
@@ -185,6 +233,43 @@ def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
             errors.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}")
         except kubernetes_validate.ValidationError as e:
             errors.append(f"{where}: {'.'.join(str(p) for p in e.path)}: {e.message}")
+    return errors
+
+
+def canary_istio_errors(canary: dict, istio: dict) -> list[str]:
+    """The Istio objects a Canary carries, through the Istio models: its
+    traffic policy as a DestinationRule's, its timeout and retries as a route's."""
+    service = canary.get("spec", {}).get("service", {})
+    host = "canary.check"
+    as_istio = [
+        (
+            "DestinationRule",
+            {"host": host, "trafficPolicy": service.get("trafficPolicy", {})},
+        ),
+        (
+            "VirtualService",
+            {
+                "hosts": [host],
+                "http": [
+                    {
+                        "route": [{"destination": {"host": host}}],
+                        **{k: service[k] for k in ("timeout", "retries") if k in service},
+                    }
+                ],
+            },
+        ),
+    ]
+    errors = []
+    for kind, spec in as_istio:
+        doc = {"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": {"name": "c"}, "spec": spec}
+        try:
+            kept = istio[("networking.istio.io/v1", kind)].model_validate(doc).model_dump(
+                by_alias=True, exclude_none=True, mode="json"
+            )
+        except Exception as e:  # pydantic's ValidationError, whatever its version
+            errors.append(f"service ({kind} fields): {e}")
+            continue
+        errors += [f"unknown field service{field.removeprefix('.spec')}" for field in dropped(doc, kept)]
     return errors
 
 
@@ -306,7 +391,83 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
             errors.append(f"NetworkPolicy/{policy['metadata']['name']}: selects no pods")
     config = {k: v for cm in by_kind.get("ConfigMap", []) for k, v in cm.get("data", {}).items()}
-    return errors + istio_reference_errors(by_kind, accounts, pod_labels) + token_errors(by_kind, config)
+    return (
+        errors
+        + istio_reference_errors(by_kind, accounts, pod_labels)
+        + token_errors(by_kind, config)
+        + flagger_errors(by_kind, loads)
+    )
+
+
+# Flagger renames the first of these its Deployment's selector has on the
+# primary's pods (`<value>-primary`); others are copied as they are.
+FLAGGER_SELECTOR_LABELS = ["app", "name", "app.kubernetes.io/name"]
+
+
+def canary_names(canary: dict) -> tuple[str, str, str]:
+    """The apex, primary and canary Services (and hosts) Flagger makes."""
+    apex = canary["spec"].get("service", {}).get("name") or canary["spec"]["targetRef"]["name"]
+    return apex, f"{apex}-primary", f"{apex}-canary"
+
+
+def flagger_errors(by_kind, loads) -> list[str]:
+    errors = []
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    hpas = {h["metadata"]["name"]: h for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    templates = {t["metadata"]["name"] for t in by_kind.get("MetricTemplate", [])}
+    shipped = {kind: {d["metadata"]["name"] for d in by_kind.get(kind, [])} for kind in ("Service", "VirtualService", "DestinationRule")}
+    for canary in by_kind.get("Canary", []):
+        name = f"Canary/{canary['metadata']['name']}"
+        spec = canary["spec"]
+        target = deployments.get(spec["targetRef"]["name"])
+        if target is None:
+            errors.append(f"{name}: no Deployment {spec['targetRef']['name']}")
+            continue
+        selector = target["spec"]["selector"].get("matchLabels", {})
+        renamed = next((label for label in FLAGGER_SELECTOR_LABELS if label in selector), None)
+        if renamed is None:
+            errors.append(f"{name}: Deployment {target['metadata']['name']} selects by none of {FLAGGER_SELECTOR_LABELS}")
+        elif renamed == "app":
+            errors.append(
+                f"{name}: Deployment {target['metadata']['name']} selects by `app`, which Flagger renames on the "
+                "primary's pods while Services and policies select by it; select by app.kubernetes.io/name"
+            )
+        load = next(w for w in loads if w["name"] == f"Deployment/{target['metadata']['name']}")
+        target_port = spec.get("service", {}).get("targetPort")
+        if isinstance(target_port, str) and target_port not in load["ports"]:
+            errors.append(f"{name}: Deployment {target['metadata']['name']} has no port `{target_port}`")
+        scaler = spec.get("autoscalerRef")
+        if scaler:
+            hpa = hpas.get(scaler["name"])
+            if hpa is None:
+                errors.append(f"{name}: no HorizontalPodAutoscaler {scaler['name']}")
+            elif hpa["spec"]["scaleTargetRef"]["name"] != target["metadata"]["name"]:
+                errors.append(f"{name}: HorizontalPodAutoscaler {scaler['name']} scales another Deployment")
+        apex, primary, canary_svc = canary_names(canary)
+        for service in (apex, primary, canary_svc):
+            if service in shipped["Service"]:
+                errors.append(f"{name}: Flagger makes Service {service}; a shipped one would fight it")
+        for rule in (primary, canary_svc):
+            if rule in shipped["DestinationRule"]:
+                errors.append(f"{name}: Flagger makes DestinationRule {rule}; a shipped one would fight it")
+        if apex in shipped["VirtualService"]:
+            errors.append(f"{name}: Flagger makes VirtualService {apex}; a shipped one would fight it")
+        analysis = spec["analysis"]
+        for metric in analysis.get("metrics", []):
+            ref = metric.get("templateRef")
+            if ref is None and metric["name"] not in ("request-success-rate", "request-duration"):
+                errors.append(f"{name}: metric {metric['name']} is no Flagger builtin and has no templateRef")
+            if ref is not None and ref["name"] not in templates:
+                errors.append(f"{name}: no MetricTemplate {ref['name']}")
+            version = metric.get("templateVariables", {}).get("model_version")
+            runs = load["variables"].get("ml_model_version", {}).get("value")
+            if version is not None and version != runs:
+                errors.append(f"{name}: metric {metric['name']} judges model {version}; the Deployment runs {runs}")
+        if "ml-service" in load["components"] and not any(
+            hook["type"] == "confirm-promotion" for hook in analysis.get("webhooks", [])
+        ):
+            errors.append(f"{name}: a model is promoted through a confirm-promotion gate (its hit rate takes days)")
+    return errors
 
 
 def token_errors(by_kind, config: dict[str, str]) -> list[str]:
@@ -332,7 +493,12 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
     # SpinKube makes a Service per SpinApp, named after it; others are explicit.
     services = {s["metadata"]["name"] for s in by_kind.get("Service", [])}
     services |= {a["metadata"]["name"] for a in by_kind.get("SpinApp", [])}
+    services |= {s for c in by_kind.get("Canary", []) for s in canary_names(c)}
     hosts = {f"{s}.{NAMESPACE}.svc.cluster.local": s for s in services}
+    # Delegates: shipped VirtualServices without hosts, and those Canaries make.
+    delegates = {vs["metadata"]["name"] for vs in by_kind.get("VirtualService", []) if not vs["spec"].get("hosts")}
+    delegates |= {canary_names(c)[0] for c in by_kind.get("Canary", []) if c["spec"].get("service", {}).get("delegation")}
+    referenced = set()
     subsets = {}
     errors = []
     for rule in by_kind.get("DestinationRule", []):
@@ -350,7 +516,18 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
         for gateway in vs["spec"].get("gateways", []):
             if gateway not in gateways:
                 errors.append(f"{name}: no Gateway `{gateway}`")
+        if not vs["spec"].get("hosts") and vs["spec"].get("gateways"):
+            errors.append(f"{name}: a delegate VirtualService has no gateways")
         for route in vs["spec"].get("http", []):
+            delegate = route.get("delegate")
+            if delegate is not None:
+                referenced.add(delegate["name"])
+                if delegate["name"] not in delegates or delegate.get("namespace", NAMESPACE) != NAMESPACE:
+                    errors.append(f"{name}: route {route.get('name')} delegates to {delegate['name']}, which is no delegate")
+                if "route" in route or "redirect" in route:
+                    errors.append(f"{name}: route {route.get('name')} delegates and routes at once")
+                if route.get("name") in NON_IDEMPOTENT_ROUTES:
+                    errors.append(f"{name}: route {route['name']} is not idempotent: its retries must show here")
             destinations = route.get("route", [])
             weights = [d.get("weight") for d in destinations]
             if len(destinations) > 1 and sum(w or 0 for w in weights) != 100:
@@ -363,6 +540,9 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
                     errors.append(f"{name}: subset {subset} of {host} is in no DestinationRule")
             if route.get("name") in NON_IDEMPOTENT_ROUTES and route.get("retries", {}).get("attempts") != 0:
                 errors.append(f"{name}: route {route['name']} is not idempotent and must not be retried")
+    for vs in by_kind.get("VirtualService", []):
+        if not vs["spec"].get("hosts") and vs["metadata"]["name"] not in referenced:
+            errors.append(f"VirtualService/{vs['metadata']['name']}: no hosts and no route delegates to it")
     for telemetry in by_kind.get("Telemetry", []):
         selector = telemetry["spec"].get("selector", {}).get("matchLabels", {})
         if selector and not any(selector.items() <= pod.items() for pod in pod_labels):
@@ -389,7 +569,7 @@ def main() -> int:
         cwd=ROOT,
     )
     docs = documents()
-    errors = schema_errors(docs) + dashboard_errors()
+    errors = schema_errors(docs) + dashboard_errors() + metric_template_errors(docs)
     for mode in MODES:
         errors += [f"[{mode}] {e}" for e in cross_reference_errors(documents(mode))]
     # The Helm chart: lint, render each values file, check the result the same way.
