@@ -32,6 +32,9 @@ k8s:
 	python3 k8s/validate.py
 	python3 -m unittest k8s/test_validate.py
 	checkov -d k8s --config-file k8s/.checkov.yaml
+	hadolint Dockerfile
+	checkov -f Dockerfile --framework dockerfile --quiet --compact
+	amtool check-config k8s/monitoring/alertmanager.yml
 	promtool check config k8s/monitoring/prometheus.yml
 	cd k8s/monitoring && promtool test rules rules_test.yml
 

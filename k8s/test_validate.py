@@ -1,9 +1,13 @@
 """The validator finds what it is there to find (python3 -m unittest k8s/test_validate.py)."""
 
 import copy
+import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate  # noqa: E402
@@ -271,6 +275,58 @@ class ChartChecks(unittest.TestCase):
                 check=False,
             )
             self.assertNotEqual(result.returncode, 0, bad)
+
+
+class AlertmanagerChecks(unittest.TestCase):
+    CONFIG = validate.K8S / "monitoring/alertmanager.yml"
+    # Where each alert of rules.yml must end up.
+    RECEIVER = {
+        "ServiceErrorRateHigh": "trading-critical",
+        "KillSwitchEngaged": "trading-critical",
+        "LatencyObjectiveMissed": "trading-alerts",
+        "DataFetchSuccessLow": "trading-alerts",
+        "GuestTraps": "trading-alerts",
+        "MlAccuracyBelowOffline": "ml-owners",
+    }
+
+    def amtool(self, *args, config=None):
+        return subprocess.run(
+            ["amtool", *args, f"--config.file={config or self.CONFIG}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def test_the_config_is_valid_and_an_unknown_receiver_is_not(self):
+        checked = subprocess.run(["amtool", "check-config", str(self.CONFIG)], capture_output=True, text=True, check=False)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        broken = yaml.safe_load(self.CONFIG.read_text())
+        broken["route"]["routes"][0]["receiver"] = "nobody"
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            yaml.safe_dump(broken, f)
+            checked = subprocess.run(["amtool", "check-config", f.name], capture_output=True, text=True, check=False)
+        self.assertNotEqual(checked.returncode, 0)
+
+    def test_every_alert_reaches_its_receiver(self):
+        rules = yaml.safe_load((validate.K8S / "monitoring/rules.yml").read_text())
+        alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+        self.assertEqual({a["alert"] for a in alerts}, set(self.RECEIVER), "every alert has an expected route")
+        for alert in alerts:
+            labels = [f"alertname={alert['alert']}", f"severity={alert['labels']['severity']}", "component=ml-service"]
+            routed = self.amtool("config", "routes", "test", f"--verify.receivers={self.RECEIVER[alert['alert']]}", *labels)
+            self.assertEqual(routed.returncode, 0, (alert["alert"], routed.stdout))
+        # And the test can fail: a critical alert does not go to the default.
+        routed = self.amtool("config", "routes", "test", "--verify.receivers=trading-alerts", "severity=critical")
+        self.assertNotEqual(routed.returncode, 0)
+
+    def test_no_secret_is_written_in_the_config(self):
+        self.assertEqual(validate.alertmanager_errors(self.CONFIG), [])
+        config = yaml.safe_load(self.CONFIG.read_text())
+        config["receivers"][0]["slack_configs"][0]["api_url"] = "https://hooks.slack.com/services/T0/B0/x"
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            yaml.safe_dump(config, f)
+            errors = validate.alertmanager_errors(Path(f.name))
+        self.assertTrue(any("api_url" in e for e in errors), errors)
 
 
 class DashboardChecks(unittest.TestCase):

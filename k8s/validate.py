@@ -176,6 +176,35 @@ def promql_errors(label: str, queries: list[tuple[str, str]]) -> list[str]:
     return errors
 
 
+# Alertmanager fields that would hold a secret inline; their `_file` forms
+# read it from a mounted Secret.
+ALERTMANAGER_SECRETS = {"api_url", "url", "credentials", "password", "bearer_token"}
+
+
+def alertmanager_errors(path: Path | None = None) -> list[str]:
+    """No secret written in Alertmanager's config: Slack's URL and
+    credentials come from files (a mounted Secret). A webhook `url` is allowed
+    only without a secret in it (no userinfo, no query string)."""
+    config = yaml.safe_load((path or K8S / "monitoring/alertmanager.yml").read_text())
+    errors = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{where}.{key}"
+                if key in ALERTMANAGER_SECRETS and isinstance(value, str):
+                    inline_url = key == "url" and ("@" in value or "?" in value)
+                    if key != "url" or inline_url:
+                        errors.append(f"alertmanager.yml {here}: a secret written inline; use {key}_file")
+                walk(value, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(config.get("receivers", []), "receivers")
+    return errors
+
+
 def dashboard_errors(path: Path | None = None) -> list[str]:
     """The Grafana dashboard: every panel queries Prometheus, in valid PromQL
     over metrics the platform emits or records."""
@@ -569,7 +598,7 @@ def main() -> int:
         cwd=ROOT,
     )
     docs = documents()
-    errors = schema_errors(docs) + dashboard_errors() + metric_template_errors(docs)
+    errors = schema_errors(docs) + dashboard_errors() + metric_template_errors(docs) + alertmanager_errors()
     for mode in MODES:
         errors += [f"[{mode}] {e}" for e in cross_reference_errors(documents(mode))]
     # The Helm chart: lint, render each values file, check the result the same way.
