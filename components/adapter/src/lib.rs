@@ -217,13 +217,8 @@ impl Store for KvStore {
 /// who exists. 401 without valid credentials, 403 with too
 /// small a role; the handler runs only on `Ok`.
 pub fn authorize(req: &Request, need: Role) -> Result<Principal, Route> {
-    let var = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
     let refuse = |e: AuthError| Route::error(e.status(), e.code(), e.to_string());
-    let auth = Authenticator::from_config(&var("api_keys"), &var("jwt_secret"))
-        .and_then(|auth| {
-            auth.with_issuer(&var("jwt_jwks"), &var("jwt_issuer"), &var("jwt_audience"))
-        })
-        .map_err(refuse)?;
+    let auth = authenticator().map_err(refuse)?;
     let bearer = req
         .header("authorization")
         .and_then(|v| v.as_str())
@@ -233,6 +228,22 @@ pub fn authorize(req: &Request, need: Role) -> Result<Principal, Route> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     auth.authorize(credential, need, now).map_err(refuse)
+}
+
+/// The credentials the component's variables configure.
+fn authenticator() -> Result<Authenticator, AuthError> {
+    let var = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
+    Authenticator::from_config(&var("api_keys"), &var("jwt_secret"))?.with_issuer(
+        &var("jwt_jwks"),
+        &var("jwt_issuer"),
+        &var("jwt_audience"),
+    )
+}
+
+/// For a service's `check_config`: the credential variables are usable (a
+/// malformed key list or JWKS shows in health, not only as 500s).
+pub fn check_auth_config() -> Result<(), String> {
+    authenticator().map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// GET another service's JSON (see [`call_json`]).

@@ -79,7 +79,8 @@ impl CasStore for SpinCas {
 }
 
 fn check_config() -> Result<(), String> {
-    Config::from_vars(|name| spin_sdk::variables::get(name).ok()).map(|_| ())
+    Config::from_vars(|name| spin_sdk::variables::get(name).ok())?;
+    spin_adapter::check_auth_config()
 }
 
 fn config() -> Result<Config, Route> {

@@ -107,10 +107,11 @@ fn settings() -> Result<Settings, Route> {
 }
 
 fn check_config() -> Result<(), String> {
-    settings().map(|_| ()).map_err(|route| match route {
+    settings().map_err(|route| match route {
         Route::Error(_, error) => error.message,
         _ => "invalid configuration".to_string(),
-    })
+    })?;
+    spin_adapter::check_auth_config()
 }
 
 fn bucket() -> Result<store::Bucket, Route> {

@@ -838,6 +838,32 @@ async fn a_bad_limit_keeps_the_service_unready_and_refuses_every_order() {
 }
 
 #[tokio::test]
+async fn an_unusable_jwks_shows_in_health_and_refuses_credentials_with_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    for (name, value) in [
+        ("jwt_jwks", r#"{"keys":[{"kty":"EC","crv":"P-256"}]}"#),
+        ("jwt_issuer", IDP_ISSUER),
+    ] {
+        settings.variables.push((name.into(), value.into()));
+    }
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let (_, health) = get_json(&host, "/api/v1/execution/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        health["dependencies"][0]["status"],
+        "authentication is misconfigured: `jwt_jwks` has no RS256 signing key"
+    );
+    // Nobody gets in on a broken configuration, and it says why.
+    let (status, body) = trade(&base, TRADER, market_buy("x-1", "AAPL", 1)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (500, Some("auth-misconfigured"))
+    );
+}
+
+#[tokio::test]
 async fn orders_are_cancelled_by_traders_and_jwts_carry_roles() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = project(dir.path());
