@@ -5,7 +5,10 @@
 //! - through the host (SQLite key-value store, data-service for prices):
 //!   `POST /trade` sequentially and from 16 concurrent clients, then the
 //!   paper fills of every working order when the clock moves a day;
-//! - the trading cycle for the default universe (10 symbols), step by step.
+//! - the trading cycle for the default universe (10 symbols), step by step;
+//! - what each kind of credential costs a request: an API key, an HS256 JWT
+//!   and an identity provider's RS256 JWT (verified against its JWKS inside
+//!   the component), on the same cheap read.
 //!
 //! `make bench` runs it.
 
@@ -24,6 +27,24 @@ use trading::{Book, Money, OrderKind, PaperBroker, RiskLimits, Side, TimeInForce
 
 const TRADER: &str = "dev-trader-key";
 const ADMIN_TOKEN: &str = "bench";
+const JWT_SECRET: &str = "bench-jwt-secret";
+const ISSUER: &str = "https://id.example.com/";
+
+/// The identity provider's key (RSA 2048, as most issue) and its JWKS.
+fn idp() -> &'static (daytrade_contract::auth::RsaPrivateKey, String) {
+    static IDP: std::sync::OnceLock<(daytrade_contract::auth::RsaPrivateKey, String)> =
+        std::sync::OnceLock::new();
+    IDP.get_or_init(|| {
+        use rand::SeedableRng;
+        let key = daytrade_contract::auth::RsaPrivateKey::new(
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+            2048,
+        )
+        .unwrap();
+        let jwks = json!({ "keys": [daytrade_contract::auth::jwk(&key.to_public_key(), "k1")] });
+        (key, jwks.to_string())
+    })
+}
 
 fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -133,6 +154,9 @@ async fn start(state: &Path) -> runtime_host::RunningHost {
         ("execution_max_orders_per_minute", "1000000"),
         ("execution_max_position_value", "1000000000"),
         ("execution_max_order_notional", "1000000000"),
+        ("jwt_secret", JWT_SECRET),
+        ("jwt_jwks", idp().1.as_str()),
+        ("jwt_issuer", ISSUER),
     ] {
         settings.variables.push((name.into(), value.into()));
     }
@@ -167,6 +191,57 @@ async fn trade(client: &reqwest::Client, base: &str, i: usize) -> Duration {
     started.elapsed()
 }
 
+/// p50 of a cheap authorised read (the notification log, one entry) with
+/// each kind of credential.
+async fn credential_costs(client: &reqwest::Client, base: &str) {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    let claims = json!({ "sub": "bench", "role": "viewer", "iss": ISSUER, "exp": exp });
+    let credentials = [
+        ("API key", "dev-viewer-key".to_string()),
+        (
+            "HS256 JWT",
+            daytrade_contract::auth::sign_jwt(
+                JWT_SECRET.as_bytes(),
+                "bench",
+                daytrade_contract::auth::Role::Viewer,
+                exp,
+            ),
+        ),
+        (
+            "RS256 JWT (JWKS)",
+            daytrade_contract::auth::sign_rs256(&idp().0, "k1", &claims),
+        ),
+    ];
+    let n = 300;
+    let mut figures = Vec::new();
+    for (kind, credential) in &credentials {
+        let mut latencies = Vec::new();
+        for i in 0..=n {
+            let started = Instant::now();
+            let resp = client
+                .get(format!("{base}/api/v1/notifications?limit=1"))
+                .bearer_auth(credential)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{kind}: {:?}", resp.text().await);
+            if i > 0 {
+                latencies.push(started.elapsed());
+            }
+        }
+        latencies.sort();
+        figures.push(format!("{kind} p50 {:.2} ms", percentile(&latencies, 0.5)));
+    }
+    println!(
+        "GET /notifications?limit=1 by credential, {n} each: {}",
+        figures.join(", ")
+    );
+}
+
 #[tokio::main]
 async fn main() {
     library();
@@ -179,6 +254,7 @@ async fn main() {
     let host = start(state.path()).await;
     let base = format!("http://{}", host.addr);
     trade(&client, &base, 0).await;
+    credential_costs(&client, &base).await;
 
     let n = 300;
     let started = Instant::now();
