@@ -185,13 +185,22 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
     Ok(view)
 }
 
+/// What [`with_book`] leaves: `op`'s value, the committed book, and the
+/// configuration and ledger it worked with (for answers and the archive).
+struct Booked<T> {
+    value: T,
+    book: Book,
+    config: Config,
+    ledger: Ledger<SpinCas>,
+}
+
 /// Load the book (to know its symbols), see the market, then run `op` on
 /// the synced book in one transaction.
 async fn with_book<T>(
     extra: &[String],
     strict: bool,
     op: impl Fn(&mut Book, &Context) -> T,
-) -> Result<(T, Book), Route> {
+) -> Result<Booked<T>, Route> {
     let config = config()?;
     let ledger = ledger(&config)?;
     let snapshot = ledger.read().map_err(ledger_failed)?;
@@ -212,7 +221,12 @@ async fn with_book<T>(
         .map_err(ledger_failed)?;
     let book = flush_outbox(&ledger, committed.book).await;
     let book = archive(&ledger, config.keep_finished_orders, book);
-    Ok((committed.value, book))
+    Ok(Booked {
+        value: committed.value,
+        book,
+        config,
+        ledger,
+    })
 }
 
 /// Order ids `GET /orders` looks through at most (newest first).
@@ -359,7 +373,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                         )
                     })?,
             };
-            let (_, book) = with_book(&[], false, |_, _| ()).await?;
+            let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
             let wanted = |r: &OrderRecord| {
                 symbol.as_deref().is_none_or(|s| r.order.symbol == s)
                     && status.as_deref().is_none_or(|s| match s {
@@ -367,7 +381,6 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                         s => status_name(r.order.status) == s,
                     })
             };
-            let ledger = ledger(&config()?)?;
             // Newest first, from the book or the archive (working orders are
             // all in the book: `status=open` never reads the archive).
             let mut orders = Vec::new();
@@ -393,15 +406,15 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(&[], false, |_, _| ()).await?;
-            find_order(&ledger(&config()?)?, &book, id)
+            let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
+            find_order(&ledger, &book, id)
                 .map(Route::ok)
                 .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))
         }
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;
-            let (result, _) = with_book(&[], false, |book, _| book.cancel(id)).await?;
-            match result {
+            let Booked { value, .. } = with_book(&[], false, |book, _| book.cancel(id)).await?;
+            match value {
                 Ok(record) => Ok(Route::ok(record)),
                 Err(trading::book::CancelError::NotFound) => Err(Route::error(
                     404,
@@ -415,18 +428,22 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["positions"]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(&[], false, |_, _| ()).await?;
+            let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(positions(&book)))
         }
         (Method::Get, ["pnl"]) => {
             authorize(&req, Role::Viewer)?;
-            let (_, book) = with_book(&[], false, |_, _| ()).await?;
+            let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(pnl(&book)))
         }
         (Method::Get, ["status"]) => {
             authorize(&req, Role::Viewer)?;
-            let config = config()?;
-            let (as_of, book) = with_book(&[], false, |_, ctx| ctx.market.as_of).await?;
+            let Booked {
+                value: as_of,
+                book,
+                config,
+                ..
+            } = with_book(&[], false, |_, ctx| ctx.market.as_of).await?;
             Ok(Route::ok(serde_json::json!({
                 "state": book.state,
                 "as_of": as_of,
@@ -464,7 +481,11 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 },
                 principal.subject
             );
-            let (changed, book) = with_book(&[], false, |book, ctx| {
+            let Booked {
+                value: changed,
+                book,
+                ..
+            } = with_book(&[], false, |book, ctx| {
                 book.set_state(ctx, asked.state, reason.clone())
             })
             .await?;
@@ -504,11 +525,16 @@ async fn trade(request: OrderRequest) -> Result<Route, Route> {
     let symbol = request.symbol.clone();
     market_data::Symbol::parse(&symbol)
         .map_err(|e| Route::error(400, "invalid-symbol", e.to_string()))?;
-    let (result, _) = with_book(std::slice::from_ref(&symbol), true, |book, ctx| {
+    let Booked {
+        value,
+        book,
+        ledger,
+        ..
+    } = with_book(std::slice::from_ref(&symbol), true, |book, ctx| {
         book.submit(ctx, request.clone(), Origin::Api)
     })
     .await?;
-    match result {
+    match value {
         Ok(submitted) => {
             let status = if submitted.replayed { 200 } else { 201 };
             let mut body = serde_json::to_value(&submitted.record).unwrap_or_default();
@@ -517,8 +543,6 @@ async fn trade(request: OrderRequest) -> Result<Route, Route> {
         }
         Err(SubmitError::Denied(record)) => Ok(denied(&record)),
         Err(SubmitError::Archived { order_id, .. }) => {
-            let ledger = ledger(&config()?)?;
-            let book = ledger.read().map_err(ledger_failed)?;
             let record = find_order(&ledger, &book, &order_id).ok_or_else(|| {
                 Route::error(
                     500,
@@ -734,7 +758,11 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
 
     let step = Instant::now();
     let candidates: Vec<String> = signals.iter().map(|s| s.symbol.clone()).collect();
-    let (results, book) = with_book(&candidates, false, |book, ctx| {
+    let Booked {
+        value: results,
+        book,
+        ..
+    } = with_book(&candidates, false, |book, ctx| {
         let as_of = ctx.market.as_of.unwrap_or(clock.as_of);
         trading::cycle::plan(book, &signals, as_of, &request)
             .into_iter()
