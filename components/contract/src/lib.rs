@@ -66,6 +66,16 @@ impl ApiError {
     }
 }
 
+/// WIT `ml.action`: what a forecast advises, as ml-service sends it and
+/// execution-service's cycle reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Buy,
+    Sell,
+    Hold,
+}
+
 /// WIT `types.health-report`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {

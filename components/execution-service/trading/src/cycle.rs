@@ -12,13 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::book::{Book, OrderRequest};
 use crate::order::{OrderKind, Side, TimeInForce};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Buy,
-    Sell,
-    Hold,
-}
+pub use daytrade_contract::Action;
 
 /// One symbol's forecast, as ml-service gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,13 +9,7 @@ pub enum Direction {
     Down,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Buy,
-    Sell,
-    Hold,
-}
+pub use daytrade_contract::Action;
 
 /// Buy at or above `buy_at`, sell at or below `sell_at`, hold between.
 ///
