@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 use market_data::Bar;
-use runtime_host::{App, AppSettings, Metrics};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use trading::book::{Context, MarketView, OrderRequest, Origin, SessionPolicy};
 use trading::ledger::{Ledger, MemoryStore};
 use trading::{Book, Money, OrderKind, PaperBroker, RiskLimits, Side, TimeInForce};
@@ -46,12 +44,7 @@ fn idp() -> &'static (daytrade_contract::auth::RsaPrivateKey, String) {
     })
 }
 
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
 
 fn relaxed() -> RiskLimits {
     RiskLimits {
@@ -144,9 +137,7 @@ fn library() {
 }
 
 async fn start(state: &Path) -> runtime_host::RunningHost {
-    let mut settings = AppSettings::new(root().join("spin.toml"));
-    settings.state_dir = Some(state.to_path_buf());
-    settings.cache_dir = Some(root().join("target/bench-compiled"));
+    let mut settings = support::settings(state);
     settings.request_timeout = Duration::from_secs(120);
     settings.engine.max_instance_memory = 128 << 20;
     for (name, value) in [
@@ -160,17 +151,7 @@ async fn start(state: &Path) -> runtime_host::RunningHost {
     ] {
         settings.variables.push((name.into(), value.into()));
     }
-    let app = App::load(&settings, Metrics::new()).expect("application loads");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    runtime_host::start(
-        app,
-        listener,
-        None,
-        Duration::from_secs(5),
-        std::future::pending(),
-    )
-    .await
-    .unwrap()
+    support::serve(&settings).await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

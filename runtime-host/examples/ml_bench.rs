@@ -10,20 +10,14 @@
 //!
 //! `make bench` runs it.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use forecasting::{Model, Registry};
-use runtime_host::{App, AppSettings, Metrics};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
+
+use support::root;
 
 fn golden(version: &str) -> Vec<Vec<f64>> {
     let path = root().join(format!(
@@ -68,24 +62,11 @@ fn native(version: &str) -> (Duration, Duration, Duration) {
 
 async fn start(reuse: u32) -> (runtime_host::RunningHost, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
-    let mut settings = AppSettings::new(root().join("spin.toml"));
+    let mut settings = support::settings(state.path());
     settings.components = vec!["data-service".into(), "ml-service".into()];
-    settings.state_dir = Some(state.path().to_path_buf());
-    settings.cache_dir = Some(root().join("target/bench-compiled"));
     settings.max_instance_reuse_count = reuse;
     settings.engine.max_instance_memory = 128 << 20;
-    let app = App::load(&settings, Metrics::new()).expect("application loads");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = runtime_host::start(
-        app,
-        listener,
-        None,
-        Duration::from_secs(5),
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    (host, state)
+    (support::serve(&settings).await, state)
 }
 
 /// Client-side mean latency and the component's own mean inference and load times.

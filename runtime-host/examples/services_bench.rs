@@ -12,29 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use market_data::History;
-use runtime_host::{App, AppSettings, Metrics};
+use runtime_host::AppSettings;
 use tokio::net::TcpListener;
 
-fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
+mod support;
 
-async fn start(settings: &AppSettings) -> runtime_host::RunningHost {
-    let app = App::load(settings, Metrics::new()).expect("application loads");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    runtime_host::start(
-        app,
-        listener,
-        None,
-        Duration::from_secs(5),
-        std::future::pending(),
-    )
-    .await
-    .unwrap()
-}
+use support::serve as start;
 
 async fn timed_get(client: &reqwest::Client, url: &str) -> (Duration, usize) {
     let started = Instant::now();
@@ -118,9 +101,7 @@ fn yahoo_answer(history: &History, path: &str, query: &str) -> String {
 }
 
 fn settings(state: &Path) -> AppSettings {
-    let mut settings = AppSettings::new(root().join("spin.toml"));
-    settings.state_dir = Some(state.to_path_buf());
-    settings.cache_dir = Some(root().join("target/bench-compiled"));
+    let mut settings = support::settings(state);
     settings.components = vec!["data-service".into(), "symbol-service".into()];
     settings.request_timeout = Duration::from_secs(120);
     settings
