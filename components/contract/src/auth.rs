@@ -198,8 +198,8 @@ struct Jwks {
 struct Issuer {
     name: String,
     audience: Option<String>,
-    /// `(kid, key)`: the JWKS's RSA signing keys.
-    keys: Vec<(Option<String>, RsaPublicKey)>,
+    /// `(kid, key)`: the JWKS's RSA signing keys, ready to verify with.
+    keys: Vec<(Option<String>, VerifyingKey<Sha256>)>,
 }
 
 impl Issuer {
@@ -235,7 +235,7 @@ impl Issuer {
                     key.n().bits()
                 )));
             }
-            keys.push((jwk.kid, key));
+            keys.push((jwk.kid, VerifyingKey::new(key)));
         }
         if keys.is_empty() {
             return Err(misconfigured("`jwt_jwks` has no RS256 signing key".into()));
@@ -260,11 +260,7 @@ impl Issuer {
             return Err(AuthError::Invalid("unknown key id".into()));
         }
         candidates
-            .any(|(_, key)| {
-                VerifyingKey::<Sha256>::new(key.clone())
-                    .verify(signed.as_bytes(), &signature)
-                    .is_ok()
-            })
+            .any(|(_, key)| key.verify(signed.as_bytes(), &signature).is_ok())
             .then_some(())
             .ok_or_else(|| AuthError::Invalid("bad signature".into()))
     }
