@@ -13,7 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate  # noqa: E402
 
 
-class ValidatorCatches(unittest.TestCase):
+class Checks(unittest.TestCase):
+    def assertReported(self, errors, *texts):
+        """Each of `texts` is part of some error."""
+        for text in texts:
+            self.assertTrue(any(text in e for e in errors), (text, errors))
+
+
+class ValidatorCatches(Checks):
     def setUp(self):
         self.docs = validate.documents("spinkube")
 
@@ -31,7 +38,7 @@ class ValidatorCatches(unittest.TestCase):
 
     def test_an_unknown_spinapp_field_fails_the_schema(self):
         docs = self.with_app("data-service", lambda d: d["spec"].update(replica=2))
-        self.assertTrue(any("replica" in e for e in validate.schema_errors(docs)))
+        self.assertReported(validate.schema_errors(docs), "replica")
 
     def test_replicas_and_autoscaling_together_fail(self):
         docs = self.with_app("data-service", lambda d: d["spec"].update(enableAutoscaling=True))
@@ -74,23 +81,21 @@ class ValidatorCatches(unittest.TestCase):
             doc["spec"]["variables"][0]["valueFrom"]["configMapKeyRef"]["key"] = "missing"
 
         errors = validate.cross_reference_errors(self.with_app("data-service", break_refs))
-        self.assertTrue(any("no component" in e for e in errors), errors)
-        self.assertTrue(any("no ServiceAccount" in e for e in errors), errors)
-        self.assertTrue(any("has no key" in e for e in errors), errors)
+        self.assertReported(errors, "no component", "no ServiceAccount", "has no key")
 
     def test_a_service_selecting_no_pods_fails(self):
         docs = copy.deepcopy(self.docs)
         for _, doc in docs:
             if doc["kind"] == "Service":
                 doc["spec"]["selector"] = {"app": "ml-sevrice"}
-        self.assertTrue(any("matches no pods" in e for e in validate.cross_reference_errors(docs)))
+        self.assertReported(validate.cross_reference_errors(docs), "matches no pods")
 
 
 def find(docs, kind, name):
     return next(d for _, d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
-class IstioChecks(unittest.TestCase):
+class IstioChecks(Checks):
     def setUp(self):
         self.docs = copy.deepcopy(validate.documents("spinkube"))
 
@@ -101,25 +106,25 @@ class IstioChecks(unittest.TestCase):
         ml = find(self.docs, "VirtualService", "ml-service")["spec"]["http"][0]
         ml["route"][1]["weight"] = 5
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("do not sum to 100" in e for e in errors), errors)
+        self.assertReported(errors, "do not sum to 100")
 
     def test_a_subset_must_exist(self):
         ml = find(self.docs, "VirtualService", "ml-service")["spec"]["http"][0]
         ml["route"][1]["destination"]["subset"] = "v3"
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("subset v3" in e for e in errors), errors)
+        self.assertReported(errors, "subset v3")
 
     def test_orders_are_never_retried(self):
         writes = next(r for r in self.routes() if r["name"] == "execution-writes")
         writes["retries"] = {"attempts": 2}
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("must not be retried" in e for e in errors), errors)
+        self.assertReported(errors, "must not be retried")
 
     def test_principals_are_service_accounts(self):
         policy = find(self.docs, "AuthorizationPolicy", "notification-service")
         policy["spec"]["rules"][0]["from"][0]["source"]["principals"] = ["cluster.local/ns/daytrade/sa/nobody"]
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("is no ServiceAccount" in e for e in errors), errors)
+        self.assertReported(errors, "is no ServiceAccount")
 
     def test_the_mesh_and_the_components_accept_the_same_tokens(self):
         edge, namespace = [d for _, d in self.docs if d["kind"] == "RequestAuthentication"]
@@ -127,20 +132,20 @@ class IstioChecks(unittest.TestCase):
         namespace["spec"]["jwtRules"][0]["forwardOriginalToken"] = False
         find(self.docs, "ConfigMap", "daytrade-config")["data"]["jwt_audience"] = "grafana"
         errors = validate.cross_reference_errors(self.docs)
-        for expected in (
+        self.assertReported(
+            errors,
             "is not the components' jwt_issuer",
             "lack the components' jwt_audience",
             "forwardOriginalToken must be true",
             "the edge and the namespace check different rules",
-        ):
-            self.assertTrue(any(expected in e for e in errors), (expected, errors))
+        )
         edge["spec"]["jwtRules"][0]["jwksUrl"] = "https://id.example.com/jwks"
-        self.assertTrue(any("jwksUrl" in e for e in validate.schema_errors(self.docs)))
+        self.assertReported(validate.schema_errors(self.docs), "jwksUrl")
 
     def test_delegates_must_exist_and_be_used(self):
         find(self.docs, "VirtualService", "ml-service-mesh")["spec"]["http"][0]["delegate"]["name"] = "ml"
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("delegates to ml, which is no delegate" in e for e in errors), errors)
+        self.assertReported(errors, "delegates to ml, which is no delegate")
         self.assertFalse(any("no route delegates to it" in e for e in errors), "the edge still delegates")
         next(r for r in self.routes() if r["name"] == "ml")["delegate"]["name"] = "ml"
         errors = validate.cross_reference_errors(self.docs)
@@ -151,10 +156,10 @@ class IstioChecks(unittest.TestCase):
         find(self.docs, "PeerAuthentication", "default")["spec"]["mtls"]["mode"] = "STRICTLY"
         errors = validate.schema_errors(self.docs)
         self.assertTrue(any("unknown field" in e and "retrys" in e for e in errors), errors)
-        self.assertTrue(any("PeerAuthentication" in e for e in errors), errors)
+        self.assertReported(errors, "PeerAuthentication")
 
 
-class RuntimeHostChecks(unittest.TestCase):
+class RuntimeHostChecks(Checks):
     def setUp(self):
         self.docs = copy.deepcopy(validate.documents("runtime-host"))
 
@@ -171,9 +176,7 @@ class RuntimeHostChecks(unittest.TestCase):
         find(self.docs, "Service", "data-service")["spec"]["ports"][0]["targetPort"] = "web"
         find(self.docs, "PodDisruptionBudget", "ml-service")["spec"]["selector"]["matchLabels"] = {"app": "ml"}
         errors = validate.cross_reference_errors(self.docs)
-        self.assertTrue(any("no Deployment ml" in e for e in errors), errors)
-        self.assertTrue(any("port `web`" in e for e in errors), errors)
-        self.assertTrue(any("PodDisruptionBudget/ml-service" in e for e in errors), errors)
+        self.assertReported(errors, "no Deployment ml", "port `web`", "PodDisruptionBudget/ml-service")
 
     def test_hardening_is_schema_checked(self):
         deployment = find(self.docs, "Deployment", "data-service")
@@ -181,7 +184,7 @@ class RuntimeHostChecks(unittest.TestCase):
         self.assertTrue(validate.schema_errors(self.docs))
 
 
-class FlaggerChecks(unittest.TestCase):
+class FlaggerChecks(Checks):
     def setUp(self):
         self.docs = copy.deepcopy(validate.documents("runtime-host"))
         self.canary = find(self.docs, "Canary", "ml-service")
@@ -195,14 +198,12 @@ class FlaggerChecks(unittest.TestCase):
         self.canary["spec"]["service"]["retries"]["retryOnn"] = "5xx"
         self.canary["spec"]["service"]["trafficPolicy"]["tls"]["mode"] = "MUTUALLY"
         errors = validate.schema_errors(self.docs)
-        self.assertTrue(any("stepWeigths" in e for e in errors), errors)
-        self.assertTrue(any("retryOnn" in e for e in errors), errors)
-        self.assertTrue(any("MUTUALLY" in e for e in errors), errors)
+        self.assertReported(errors, "stepWeigths", "retryOnn", "MUTUALLY")
 
     def test_a_deployment_selected_by_app_would_lose_its_policies(self):
         deployment = find(self.docs, "Deployment", "ml-service")
         deployment["spec"]["selector"]["matchLabels"] = {"app": "ml-service"}
-        self.assertTrue(any("selects by `app`, which Flagger renames" in e for e in self.errors()))
+        self.assertReported(self.errors(), "selects by `app`, which Flagger renames")
 
     def test_references_and_collisions(self):
         self.canary["spec"]["autoscalerRef"]["name"] = "ml"
@@ -212,13 +213,13 @@ class FlaggerChecks(unittest.TestCase):
         service["metadata"]["name"] = "ml-service-primary"
         self.docs.append((Path("x.yaml"), service))
         errors = self.errors()
-        for expected in (
+        self.assertReported(
+            errors,
             "no HorizontalPodAutoscaler ml",
             "has no port `web`",
             "no MetricTemplate nothing",
             "Flagger makes Service ml-service-primary",
-        ):
-            self.assertTrue(any(expected in e for e in errors), (expected, errors))
+        )
 
     def test_the_accuracy_check_judges_the_model_the_deployment_runs(self):
         deployment = find(self.docs, "Deployment", "ml-service")
@@ -232,18 +233,18 @@ class FlaggerChecks(unittest.TestCase):
 
     def test_a_model_is_promoted_through_a_gate(self):
         self.canary["spec"]["analysis"]["webhooks"] = []
-        self.assertTrue(any("confirm-promotion gate" in e for e in self.errors()))
+        self.assertReported(self.errors(), "confirm-promotion gate")
 
     def test_metric_template_queries_are_promql_over_emitted_metrics(self):
         self.assertEqual(validate.metric_template_errors(self.docs), [])
         template = find(self.docs, "MetricTemplate", "ml-hit-rate-gap")
         template["spec"]["query"] = "max(ml_hit_ratio{model_version=\"{{ variables.model_version }}\"}) >"
         errors = validate.metric_template_errors(self.docs)
-        self.assertTrue(any("`ml_hit_ratio` is not emitted" in e for e in errors), errors)
+        self.assertReported(errors, "`ml_hit_ratio` is not emitted")
         self.assertTrue(any("parse error" in e or "unexpected" in e for e in errors), errors)
 
 
-class ChartChecks(unittest.TestCase):
+class ChartChecks(Checks):
     def kinds(self, docs):
         return {(d["kind"], d["metadata"]["name"]) for _, d in docs}
 
@@ -277,7 +278,7 @@ class ChartChecks(unittest.TestCase):
             self.assertNotEqual(result.returncode, 0, bad)
 
 
-class AlertmanagerChecks(unittest.TestCase):
+class AlertmanagerChecks(Checks):
     CONFIG = validate.K8S / "monitoring/alertmanager.yml"
     # Where each alert of rules.yml must end up.
     RECEIVER = {
@@ -326,10 +327,10 @@ class AlertmanagerChecks(unittest.TestCase):
         with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
             yaml.safe_dump(config, f)
             errors = validate.alertmanager_errors(Path(f.name))
-        self.assertTrue(any("api_url" in e for e in errors), errors)
+        self.assertReported(errors, "api_url")
 
 
-class DashboardChecks(unittest.TestCase):
+class DashboardChecks(Checks):
     def test_the_dashboard_reads_only_emitted_metrics_in_valid_promql(self):
         self.assertEqual(validate.dashboard_errors(), [])
         import json
@@ -341,8 +342,7 @@ class DashboardChecks(unittest.TestCase):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(dashboard, f)
         errors = validate.dashboard_errors(Path(f.name))
-        self.assertTrue(any("execution_kill_switch" in e for e in errors), errors)
-        self.assertTrue(any("dashboard queries" in e for e in errors), errors)
+        self.assertReported(errors, "execution_kill_switch", "dashboard queries")
 
 
 if __name__ == "__main__":

@@ -249,12 +249,7 @@ def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
             continue
         model = istio.get((doc.get("apiVersion"), doc.get("kind")))
         if model is not None:
-            try:
-                kept = model.model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
-            except Exception as e:  # pydantic's ValidationError, whatever its version
-                errors.append(f"{where}: {e}")
-                continue
-            errors += [f"{where}: unknown field {field}" for field in dropped(doc, kept)]
+            errors += [f"{where}: {e}" for e in istio_model_errors(model, doc)]
             continue
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -263,6 +258,16 @@ def schema_errors(docs: list[tuple[Path, dict]]) -> list[str]:
         except kubernetes_validate.ValidationError as e:
             errors.append(f"{where}: {'.'.join(str(p) for p in e.path)}: {e.message}")
     return errors
+
+
+def istio_model_errors(model, doc: dict) -> list[str]:
+    """`doc` through its Istio model: what the model refuses, and every field
+    it drops (the models ignore unknown fields, so a dropped one is unknown)."""
+    try:
+        kept = model.model_validate(doc).model_dump(by_alias=True, exclude_none=True, mode="json")
+    except Exception as e:  # pydantic's ValidationError, whatever its version
+        return [str(e)]
+    return [f"unknown field {field}" for field in dropped(doc, kept)]
 
 
 def canary_istio_errors(canary: dict, istio: dict) -> list[str]:
@@ -291,14 +296,8 @@ def canary_istio_errors(canary: dict, istio: dict) -> list[str]:
     errors = []
     for kind, spec in as_istio:
         doc = {"apiVersion": "networking.istio.io/v1", "kind": kind, "metadata": {"name": "c"}, "spec": spec}
-        try:
-            kept = istio[("networking.istio.io/v1", kind)].model_validate(doc).model_dump(
-                by_alias=True, exclude_none=True, mode="json"
-            )
-        except Exception as e:  # pydantic's ValidationError, whatever its version
-            errors.append(f"service ({kind} fields): {e}")
-            continue
-        errors += [f"unknown field service{field.removeprefix('.spec')}" for field in dropped(doc, kept)]
+        model = istio[("networking.istio.io/v1", kind)]
+        errors += [f"service, checked as a {kind}: {e}" for e in istio_model_errors(model, doc)]
     return errors
 
 
@@ -358,6 +357,11 @@ def workloads(by_kind: dict[str, list[dict]]) -> list[dict]:
     return out
 
 
+def selects_any(selector: dict, pods: list[dict]) -> bool:
+    """A label selector matches the labels of at least one of `pods`."""
+    return any(selector.items() <= labels.items() for labels in pods)
+
+
 def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
     manifest = tomllib.loads((ROOT / "spin.toml").read_text())
     declared = manifest["variables"]
@@ -399,7 +403,7 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
                     errors.append(f"{name}: `{var}` has no default and is not set")
     for service in by_kind.get("Service", []):
         selector = service["spec"].get("selector", {})
-        matching = [w for w in loads if selector and selector.items() <= w["labels"].items()]
+        matching = [w for w in loads if selector and selects_any(selector, [w["labels"]])]
         if selector and not matching:
             errors.append(f"Service/{service['metadata']['name']}: selector {selector} matches no pods")
         for port in service["spec"].get("ports", []):
@@ -408,7 +412,7 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
                 errors.append(f"Service/{service['metadata']['name']}: not every pod has port `{target}`")
     for pdb in by_kind.get("PodDisruptionBudget", []):
         selector = pdb["spec"]["selector"]["matchLabels"]
-        if not any(selector.items() <= labels.items() for labels in pod_labels):
+        if not selects_any(selector, pod_labels):
             errors.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: selector matches no pods")
     deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
@@ -417,7 +421,7 @@ def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
             errors.append(f"HorizontalPodAutoscaler/{hpa['metadata']['name']}: no Deployment {target['name']}")
     for policy in by_kind.get("NetworkPolicy", []):
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
-        if selector and not any(selector.items() <= labels.items() for labels in pod_labels):
+        if selector and not selects_any(selector, pod_labels):
             errors.append(f"NetworkPolicy/{policy['metadata']['name']}: selects no pods")
     config = {k: v for cm in by_kind.get("ConfigMap", []) for k, v in cm.get("data", {}).items()}
     return (
@@ -537,7 +541,7 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
         for subset in rule["spec"].get("subsets", []):
             subsets.setdefault(host, set()).add(subset["name"])
             labels = {"app": hosts.get(host, ""), **subset.get("labels", {})}
-            if not any(labels.items() <= pod.items() for pod in pod_labels):
+            if not selects_any(labels, pod_labels):
                 errors.append(f"DestinationRule/{rule['metadata']['name']}: subset {subset['name']} selects no pods")
     gateways = {g["metadata"]["name"] for g in by_kind.get("Gateway", [])} | {"mesh"}
     for vs in by_kind.get("VirtualService", []):
@@ -574,13 +578,13 @@ def istio_reference_errors(by_kind, accounts, pod_labels) -> list[str]:
             errors.append(f"VirtualService/{vs['metadata']['name']}: no hosts and no route delegates to it")
     for telemetry in by_kind.get("Telemetry", []):
         selector = telemetry["spec"].get("selector", {}).get("matchLabels", {})
-        if selector and not any(selector.items() <= pod.items() for pod in pod_labels):
+        if selector and not selects_any(selector, pod_labels):
             errors.append(f"Telemetry/{telemetry['metadata']['name']}: selector {selector} matches no pods")
     for policy in by_kind.get("AuthorizationPolicy", []):
         name = f"AuthorizationPolicy/{policy['metadata']['name']}"
         spec = policy.get("spec") or {}
         selector = spec.get("selector", {}).get("matchLabels", {})
-        if selector and not any(selector.items() <= pod.items() for pod in pod_labels):
+        if selector and not selects_any(selector, pod_labels):
             errors.append(f"{name}: selector {selector} matches no pods")
         for rule in spec.get("rules", []):
             for source in rule.get("from", []):
