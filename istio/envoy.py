@@ -196,9 +196,10 @@ def jwt_filter(jwks: dict[str, str]) -> dict | None:
 
 
 def bootstrap(listen: int, admin: int, endpoints: dict[str, list[str]], jwks: dict[str, str]) -> dict:
-    edge = next(vs for vs in load("VirtualService") if vs["spec"].get("gateways") != ["mesh"])
+    services = load("VirtualService")
+    edge = next(vs for vs in services if vs["spec"].get("gateways") not in (None, ["mesh"]))
     policies = {service_of(dr["spec"]["host"]): dr["spec"].get("trafficPolicy", {}) for dr in load("DestinationRule")}
-    delegates = {vs["metadata"]["name"]: vs for vs in load("VirtualService") if not vs["spec"].get("hosts")}
+    delegates = {vs["metadata"]["name"]: vs for vs in services if not vs["spec"].get("hosts")}
     routes = [route_entry(http) for http in resolve(edge["spec"]["http"], delegates)]
     used = {r["route"]["cluster"] for r in routes if "cluster" in r["route"]}
     used |= {c["name"] for r in routes for c in r["route"].get("weighted_clusters", {}).get("clusters", [])}
