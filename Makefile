@@ -9,19 +9,38 @@ TEST_COMPONENTS := host-test-guest
 LISTEN ?= 127.0.0.1:3000
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
-.PHONY: up test components host check fmt clippy k8s bench clean-state
+# The tools `scripts/setup.sh test` installs for the tests: the project's own
+# Python environment and bin/ come first on the PATH of every recipe.
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/bin:$(PATH)
+
+.PHONY: up test setup-up setup-test components host compile check fmt clippy k8s bench clean-state
+
+## What the two commands need on this machine, installed when missing (scripts/setup.sh).
+setup-up:
+	@scripts/setup.sh up
+
+setup-test:
+	@scripts/setup.sh test
 
 ## Build every component for wasm32-wasip2 (profile `component`: release, opt-level "s").
 components:
+	@echo "build: the five components and the test guest for wasm32-wasip2 (a first build takes ~10 min on 2 cores; later ones only what changed)"
 	$(CARGO) build --profile component --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS))
 
 host:
+	@echo "build: runtime-host, release (a first build takes ~5 min on 2 cores)"
 	$(CARGO) build --release -p runtime-host
 
-up: components host
+## Compile the components to native code before serving (cached under .spin/compiled:
+## ~40 s the first time, ml-service most of it; milliseconds afterwards).
+compile: components host
+	./target/release/runtime-host compile -f spin.toml
+
+up: setup-up compile
 	./target/release/runtime-host up -f spin.toml --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN)
 
-test: components
+test: setup-test
+	$(MAKE) components
 	$(CARGO) test
 	$(MAKE) check
 
@@ -49,7 +68,7 @@ clippy:
 ## throughput natively and in Wasm; data-service and symbol-service latencies;
 ## ml-service: tract native, in the component (fresh / reused), onnxruntime;
 ## execution-service: orders/s (library, through the host), fills, the cycle.
-bench: components host
+bench: setup-test components host
 	$(CARGO) run --release -p runtime-host --example bench
 	$(CARGO) run --release -p market-data --example indicators_bench
 	$(CARGO) build --release --target wasm32-wasip2 -p market-data --example indicators_bench
