@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -29,11 +32,13 @@ use crate::capabilities::{self, RedisPool};
 use crate::engine::{self, EngineSettings};
 use crate::http_outbound::{CHAINING_SUFFIX, OutboundHttp};
 use crate::key_value::KvStores;
+use crate::limits::{BodyError, Limits};
 use crate::manifest::{Manifest, RouteDecl};
 use crate::metrics::Metrics;
 use crate::outbound::AllowedHosts;
 use crate::routes::Router;
 use crate::runtime_config::RuntimeConfig;
+use crate::sqlite::SqliteDatabases;
 use crate::state::{ComponentConfig, HostState};
 use crate::trace::TraceParent;
 use crate::variables::{VariableSources, Variables};
@@ -57,6 +62,11 @@ pub struct AppSettings {
     pub request_timeout: Duration,
     /// How many requests one instance may serve (1: a fresh instance per request).
     pub max_instance_reuse_count: u32,
+    /// Request bodies, header reads and connections.
+    pub limits: Limits,
+    /// Instances one component may have at once; the pool divided evenly
+    /// between the components when `None`.
+    pub max_instances_per_component: Option<u32>,
 }
 
 impl AppSettings {
@@ -76,6 +86,8 @@ impl AppSettings {
             },
             request_timeout: Duration::from_secs(30),
             max_instance_reuse_count: 1,
+            limits: Limits::default(),
+            max_instances_per_component: None,
         }
     }
 }
@@ -86,6 +98,10 @@ pub struct LoadedComponent {
     pre: ProxyPre<HostState>,
     /// Instances kept for reuse (only when reuse is enabled).
     idle: Mutex<Vec<Reusable>>,
+    /// The instances this component may have alive at once (serving or
+    /// idle), so that one component cannot take every slot of the pool: a
+    /// caller waiting on a chained callee always leaves the callee its own.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -100,15 +116,46 @@ struct Reusable {
     store: Store<HostState>,
     proxy: Proxy,
     served: u32,
+    /// The component's instance slot this idle instance still holds.
+    slot: OwnedSemaphorePermit,
 }
 
 /// Where a request landed, as Spin reports it to the component in headers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
+    /// `spin-matched-route` and `spin-raw-component-route`: the route as written.
     pub raw: String,
-    pub base: String,
+    /// `spin-path-info`: the path below the route.
     pub path_info: String,
+    /// `spin-path-match-<name>`: the `:name` segments' values.
+    pub params: Vec<(String, String)>,
 }
+
+impl RouteInfo {
+    /// A chained request (`http://<id>.spin.internal/path`): Spin routes it
+    /// synthetically, as if matched against `/...` (`RouteMatch::synthetic` in
+    /// Spin's `routes` crate), so the path info is the whole path.
+    pub fn chained(path: &str) -> Self {
+        Self {
+            raw: "/...".into(),
+            path_info: path.to_string(),
+            params: Vec::new(),
+        }
+    }
+
+    /// `spin-component-route`: the route without its trailing wildcard
+    /// (`/api/v1/data` for `/api/v1/data/...`, empty for `/...`).
+    pub fn component_route(&self) -> &str {
+        self.raw.strip_suffix("/...").unwrap_or(&self.raw)
+    }
+}
+
+/// The prefix of Spin's own routes (`health`, `info`).
+pub const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
+
+/// The client address Spin gives a chained request.
+const CHAINED_CLIENT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// How a component call came to be.
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,17 +168,21 @@ pub struct CallInfo {
 /// A loaded application.
 pub struct App {
     pub name: String,
+    /// The manifest's `application.version`.
+    pub version: Option<String>,
     engine: Engine,
     router: Router,
     components: HashMap<String, Arc<LoadedComponent>>,
     /// Each component's public routes, to compute `spin-path-info` for chained calls.
     routes_by_component: HashMap<String, Router>,
     pub kv: KvStores,
+    pub sqlite: SqliteDatabases,
     pub redis: RedisPool,
     pub metrics: Metrics,
     request_timeout: Duration,
     memory_limit: usize,
     max_instance_reuse_count: u32,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for App {
@@ -174,6 +225,14 @@ impl App {
             settings.components.clone()
         };
 
+        settings.limits.check(&selected)?;
+        // Each component's share of the pool, unless set: the shares never add
+        // up to more than the pool, so no component can starve another.
+        let per_component = settings
+            .max_instances_per_component
+            .unwrap_or(settings.engine.max_instances / selected.len().max(1) as u32)
+            .max(1);
+
         let routes: Vec<(&str, &str)> = manifest
             .trigger
             .http
@@ -199,6 +258,7 @@ impl App {
             .clone()
             .unwrap_or_else(|| base.join(".spin"));
         let kv = KvStores::new(&runtime_config.key_value_stores, &state_dir)?;
+        let sqlite = SqliteDatabases::new(&runtime_config.sqlite_databases, &state_dir);
 
         let engine = engine::build_engine(&settings.engine)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -209,7 +269,7 @@ impl App {
         let mut components = HashMap::new();
         for id in &selected {
             let decl = &manifest.component[id];
-            let config = component_config(id, &manifest, &variables, &base, &kv)?;
+            let config = component_config(id, &manifest, &variables, &base, &kv, &sqlite)?;
             for pattern in config.allowed_hosts.patterns() {
                 if let Some(target) = pattern
                     .exact_host()
@@ -252,27 +312,35 @@ impl App {
                     config: Arc::new(config),
                     pre,
                     idle: Mutex::new(Vec::new()),
+                    slots: Arc::new(Semaphore::new(per_component as usize)),
                 }),
             );
         }
 
         Ok(Arc::new(Self {
             name: manifest.application.name.clone(),
+            version: manifest.application.version.clone(),
             engine,
             router,
             components,
             routes_by_component,
             kv,
+            sqlite,
             redis: RedisPool::default(),
             metrics,
             request_timeout: settings.request_timeout,
             memory_limit: settings.engine.max_instance_memory,
             max_instance_reuse_count: settings.max_instance_reuse_count.max(1),
+            limits: settings.limits.clone(),
         }))
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub fn router(&self) -> &Router {
@@ -298,6 +366,9 @@ impl App {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let path = req.uri().path().to_string();
+        if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+            return self.well_known(well_known);
+        }
         let Some(matched) = self.router.route(&path) else {
             return error_response(404, "not-found", &format!("no route for `{path}`"));
         };
@@ -311,26 +382,44 @@ impl App {
         self.call_component(&component, req, info).await
     }
 
-    /// How Spin would describe `path` to `component`: its matching public route,
-    /// or the whole path for a component reached only by chaining.
-    fn route_info(&self, component: &str, path: &str) -> RouteInfo {
-        let matched = self
-            .routes_by_component
+    /// Spin's own routes under `/.well-known/spin/`, answered before any
+    /// component route (a component cannot take them).
+    fn well_known(&self, name: &str) -> http::Response<HyperOutgoingBody> {
+        let (content_type, body) = match name {
+            "health" => ("text/plain", "OK".to_string()),
+            "info" => (
+                "application/json",
+                serde_json::json!({ "name": self.name, "version": self.version }).to_string(),
+            ),
+            _ => return error_response(404, "not-found", "no such well-known route"),
+        };
+        let mut response = http::Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        response
+    }
+
+    /// How Spin describes a request to `component`: from outside, the
+    /// component's route that matched `path`; chained, the synthetic `/...`.
+    fn route_info(&self, component: &str, path: &str, info: CallInfo) -> RouteInfo {
+        if info.depth > 0 {
+            return RouteInfo::chained(path);
+        }
+        self.routes_by_component
             .get(component)
             .and_then(|router| router.route(path))
-            .map(|m| (m.route.clone(), m.path_info));
-        match matched {
-            Some((route, path_info)) => RouteInfo {
-                raw: route.raw,
-                base: route.base,
-                path_info,
-            },
-            None => RouteInfo {
-                raw: "/...".into(),
-                base: "/".into(),
-                path_info: path.to_string(),
-            },
-        }
+            .map(|m| RouteInfo {
+                raw: m.route.raw.clone(),
+                path_info: m.path_info,
+                params: m.params,
+            })
+            .unwrap_or_else(|| RouteInfo::chained(path))
     }
 
     /// Call one component with one request, with the host's limits, and
@@ -364,23 +453,31 @@ impl App {
         );
         let trace = crate::telemetry::continue_trace(&span, parent);
         span.record("trace_id", trace.trace_id_hex());
-        let route = self.route_info(&id, req.uri().path());
-        set_spin_headers(&mut req, &route, &trace, info.client_addr);
+        let route = self.route_info(&id, req.uri().path(), info);
+        set_spin_headers(&mut req, &route, &trace, info);
         // The epoch deadline stops a guest that runs too long; this backstop, a little
         // later, stops one that waits too long in a host call (where epochs do not tick).
         let outcome = tokio::time::timeout(
             self.request_timeout + TIMEOUT_GRACE,
-            self.clone()
-                .invoke(component.clone(), req, trace, info.depth, started)
-                .instrument(span.clone()),
+            async {
+                let req = self.read_request(&id, req).await?;
+                self.clone()
+                    .invoke(component.clone(), req, trace, info.depth, started)
+                    .await
+            }
+            .instrument(span.clone()),
         )
         .await;
+        let trace_id = trace.trace_id_hex();
         let response = match outcome {
             Ok(Ok(response)) => response,
-            Ok(Err(failure)) => failure.into_response(),
+            Ok(Err(failure)) => {
+                span.in_scope(|| failure.log());
+                failure.into_response(&trace_id)
+            }
             Err(_) => {
                 self.metrics.timeout(&id);
-                Failure::Timeout.into_response()
+                Failure::Timeout.into_response(&trace_id)
             }
         };
         let status = response.status().as_u16();
@@ -393,6 +490,27 @@ impl App {
             );
         });
         response
+    }
+
+    /// The request with its body read whole, within the component's limit,
+    /// before an instance is taken for it (see [`crate::limits`]).
+    async fn read_request<B>(
+        &self,
+        component: &str,
+        req: http::Request<B>,
+    ) -> Result<http::Request<Full<Bytes>>, Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let (parts, body) = req.into_parts();
+        let body = body.map_err(|e| format!("{:?}", Into::<wasmtime_wasi_http::Error>::into(e)));
+        let limit = self.limits.body_limit(component);
+        match crate::limits::read_body(&parts.headers, body, limit).await {
+            Ok(bytes) => Ok(http::Request::from_parts(parts, Full::new(bytes))),
+            Err(BodyError::TooLarge { limit }) => Err(Failure::BodyTooLarge(limit)),
+            Err(e @ BodyError::Unreadable(_)) => Err(Failure::BadRequest(e.to_string())),
+        }
     }
 
     async fn invoke<B>(
@@ -414,20 +532,24 @@ impl App {
         } else {
             None
         };
-        let (mut store, proxy, served) = match reused {
+        let (mut store, proxy, served, slot) = match reused {
             Some(mut r) => {
                 let data = r.store.data_mut();
                 data.outbound.trace = trace;
                 data.outbound.depth = depth;
                 data.deadline = deadline;
-                (r.store, Some(r.proxy), r.served)
+                (r.store, Some(r.proxy), r.served, r.slot)
             }
-            None => (
-                self.new_store(&component, trace, depth, deadline)
-                    .map_err(Failure::Host)?,
-                None,
-                0,
-            ),
+            None => {
+                let slot = tokio::time::timeout(SLOT_WAIT, component.slots.clone().acquire_owned())
+                    .await
+                    .map_err(|_| Failure::Overloaded)?
+                    .map_err(|_| Failure::Overloaded)?;
+                let store = self
+                    .new_store(&component, trace, depth, deadline)
+                    .map_err(Failure::Host)?;
+                (store, None, 0, slot)
+            }
         };
         let scheme = if req.uri().scheme_str() == Some("https") {
             Scheme::Https
@@ -470,6 +592,7 @@ impl App {
                             store,
                             proxy,
                             served: served + 1,
+                            slot,
                         });
                     }
                 }
@@ -510,6 +633,29 @@ impl App {
         wasi.inherit_stdout()
             .inherit_stderr()
             .envs(&config.environment);
+        // wasi:sockets: connections as `allowed_outbound_hosts` grants them
+        // (schemes `tcp` and `udp`), as Spin does. The unspecified address
+        // is the implicit bind of a connect; an explicit bind, listen or
+        // accept is not something a request handler does.
+        let grants = component.config.clone();
+        let metrics = self.metrics.clone();
+        wasi.allow_tcp(true).allow_udp(true).socket_addr_check(move |addr, used_for| {
+            let allowed = match used_for {
+                SocketAddrUse::TcpConnect => grants.allowed_hosts.allows_socket("tcp", addr),
+                SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
+                    grants.allowed_hosts.allows_socket("udp", addr)
+                }
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                    addr.ip().is_unspecified() && addr.port() == 0
+                }
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+            };
+            if !allowed && !matches!(used_for, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind) {
+                metrics.outbound_denied(&grants.id, "socket");
+                tracing::warn!(component = %grants.id, %addr, ?used_for, "socket denied by allowed_outbound_hosts");
+            }
+            Box::pin(async move { allowed })
+        });
         for mount in &config.mounts {
             wasi.preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
@@ -564,6 +710,11 @@ impl App {
     }
 }
 
+/// How long a request waits for one of its component's instance slots
+/// before it is answered 503 `overloaded`: a short queue absorbs a burst, a
+/// long one would only pile up clients.
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+
 /// How long after the request timeout the host gives up on a guest waiting in a host call.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
@@ -597,6 +748,8 @@ impl<T> Drop for AbortOnDrop<T> {
 #[derive(Debug)]
 enum Failure {
     BadRequest(String),
+    /// The body passed the component's limit (bytes).
+    BodyTooLarge(u64),
     Guest(String),
     Timeout,
     /// Every instance slot of the pool is taken: back-pressure, not a fault.
@@ -618,39 +771,73 @@ impl Failure {
         }
     }
 
-    fn into_response(self) -> http::Response<HyperOutgoingBody> {
+    /// The details (a trap's wasm backtrace, a host error's chain) belong in
+    /// the log, with the request's trace id; the client gets a generic answer.
+    fn log(&self) {
         match self {
-            Self::BadRequest(msg) => error_response(400, "bad-request", &msg),
-            Self::Guest(msg) => error_response(
-                500,
-                "component-failed",
-                &format!("the component failed: {msg}"),
-            ),
-            Self::Timeout => error_response(
+            Self::BadRequest(detail) => tracing::info!("request refused: {detail}"),
+            Self::BodyTooLarge(limit) => {
+                tracing::info!("request refused: its body is over the limit of {limit} bytes")
+            }
+            Self::Guest(detail) => tracing::error!("component failed: {detail}"),
+            Self::Timeout => tracing::warn!("component timed out"),
+            Self::Overloaded => tracing::warn!("every instance slot is busy"),
+            Self::Host(e) => tracing::error!("host error: {e:#}"),
+        }
+    }
+
+    /// What the client sees: a stable code, a short message and the trace id
+    /// under which the log holds the rest, never the details themselves.
+    fn into_response(self, trace_id: &str) -> http::Response<HyperOutgoingBody> {
+        let too_large;
+        let (status, code, message) = match self {
+            Self::BadRequest(_) => (400, "bad-request", "the request could not be read"),
+            Self::BodyTooLarge(limit) => {
+                too_large =
+                    format!("the request body is larger than this service accepts ({limit} bytes)");
+                (413, "body-too-large", too_large.as_str())
+            }
+            Self::Guest(_) => (500, "component-failed", "the component failed"),
+            Self::Timeout => (
                 500,
                 "component-timeout",
                 "the component did not answer within the request timeout",
             ),
-            Self::Overloaded => {
-                let mut response = error_response(
-                    503,
-                    "overloaded",
-                    "every instance slot is busy; retry shortly",
-                );
-                response.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("1"),
-                );
-                response
-            }
-            Self::Host(e) => error_response(500, "host-error", &format!("{e:#}")),
+            Self::Overloaded => (
+                503,
+                "overloaded",
+                "every instance slot is busy; retry shortly",
+            ),
+            Self::Host(_) => (500, "host-error", "the host could not serve the request"),
+        };
+        let mut response = error_response_traced(status, code, message, Some(trace_id));
+        if status == 503 {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
         }
+        response
     }
 }
 
 /// A JSON error body in the platform's error shape (`{code, message}`).
 pub fn error_response(status: u16, code: &str, message: &str) -> http::Response<HyperOutgoingBody> {
-    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    error_response_traced(status, code, message, None)
+}
+
+/// The platform's error shape with the trace id the log files the details under.
+pub fn error_response_traced(
+    status: u16,
+    code: &str,
+    message: &str,
+    trace_id: Option<&str>,
+) -> http::Response<HyperOutgoingBody> {
+    let mut body = serde_json::json!({ "code": code, "message": message });
+    if let Some(trace_id) = trace_id {
+        body["trace_id"] = trace_id.into();
+    }
+    let body = body.to_string();
     let mut response = http::Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})
@@ -665,20 +852,33 @@ pub fn error_response(status: u16, code: &str, message: &str) -> http::Response<
     response
 }
 
-/// Spin's request headers. Any `spin-*` header a client sent is dropped
-/// first: components trust these to come from the host.
+/// Spin's request headers (its `trigger-http` crate's `compute_default_headers`).
+/// Any `spin-*` header a client sent is dropped first: components trust these
+/// to come from the host.
+///
+/// A chained request reaches the callee as Spin's outbound interceptor hands
+/// it over: without a `Host` header (Spin's outbound HTTP removes it), so the
+/// full URL names `localhost`, and from the client address `0.0.0.0:0`.
 fn set_spin_headers<B>(
     req: &mut http::Request<B>,
     route: &RouteInfo,
     trace: &TraceParent,
-    client_addr: Option<SocketAddr>,
+    info: CallInfo,
 ) {
+    let chained = info.depth > 0;
+    if chained {
+        req.headers_mut().remove(http::header::HOST);
+    }
     let host = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .or_else(|| {
+            (!chained)
+                .then(|| req.uri().authority().map(|a| a.to_string()))
+                .flatten()
+        })
         .unwrap_or_else(|| "localhost".into());
     let path_and_query = req
         .uri()
@@ -707,13 +907,31 @@ fn set_spin_headers<B>(
     set("spin-path-info", route.path_info.clone());
     set("spin-matched-route", route.raw.clone());
     set("spin-raw-component-route", route.raw.clone());
-    set("spin-component-route", route.base.clone());
+    set("spin-component-route", route.component_route().to_string());
     set("spin-base-path", "/".into());
+    let client_addr = if chained {
+        Some(CHAINED_CLIENT_ADDR)
+    } else {
+        info.client_addr
+    };
     if let Some(addr) = client_addr {
         set("spin-client-addr", addr.to_string());
     }
     set("traceparent", trace.to_string());
-    if req.headers().get(http::header::HOST).is_none()
+    for (name, value) in &route.params {
+        let name = format!(
+            "spin-path-match-{}",
+            name.replace('_', "-").to_ascii_lowercase()
+        );
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            req.headers_mut().insert(name, value);
+        }
+    }
+    if !chained
+        && req.headers().get(http::header::HOST).is_none()
         && let Ok(value) = http::HeaderValue::from_str(&host)
     {
         req.headers_mut().insert(http::header::HOST, value);
@@ -726,6 +944,7 @@ fn component_config(
     variables: &Variables,
     base: &Path,
     kv: &KvStores,
+    sqlite: &SqliteDatabases,
 ) -> anyhow::Result<ComponentConfig> {
     let decl = &manifest.component[id];
     let allowed: Vec<String> = decl
@@ -744,6 +963,14 @@ fn component_config(
             );
         }
     }
+    let databases: Vec<&str> = sqlite.labels().collect();
+    for label in &decl.sqlite_databases {
+        if !databases.contains(&label.as_str()) {
+            bail!(
+                "component `{id}` uses sqlite database `{label}`, which the runtime config does not define"
+            );
+        }
+    }
     Ok(ComponentConfig {
         id: id.to_string(),
         variables: variables
@@ -751,6 +978,7 @@ fn component_config(
             .with_context(|| format!("component `{id}`: variables"))?,
         allowed_hosts,
         key_value_stores: decl.key_value_stores.clone(),
+        sqlite_databases: decl.sqlite_databases.clone(),
         environment: decl
             .environment
             .iter()

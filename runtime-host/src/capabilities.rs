@@ -1,6 +1,7 @@
 //! The Spin capabilities a component imports, beside WASI:
-//! `fermyon:spin/variables`, `fermyon:spin/key-value` and `fermyon:spin/redis`
-//! (version 2.0.0, what spin-sdk 5.2 components import), and
+//! `fermyon:spin/variables`, `fermyon:spin/key-value`, `fermyon:spin/redis`
+//! and `fermyon:spin/sqlite` (version 2.0.0, what spin-sdk 5.2 components
+//! import; SQLite is implemented in [`crate::sqlite`]), and
 //! `wasi:keyvalue/store` + `wasi:keyvalue/atomics` (0.2.0-draft2, as in Spin 3)
 //! over the same stores, for compare-and-swap. One `bindgen!` site;
 //! each interface is implemented on [`HostState`] against the grants of the
@@ -15,7 +16,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 use crate::key_value::{KvBackend, KvError};
 use crate::state::HostState;
 
-mod generated {
+pub(crate) mod generated {
     wasmtime::component::bindgen!({
         path: "wit",
         world: "fermyon:spin/spin-host",
@@ -23,6 +24,7 @@ mod generated {
         with: {
             "fermyon:spin/key-value.store": crate::key_value::KvBackend,
             "fermyon:spin/redis.connection": crate::capabilities::RedisConnection,
+            "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConnection,
             "wasi:keyvalue/store.bucket": crate::key_value::KvBackend,
             "wasi:keyvalue/atomics.cas": crate::capabilities::CasHandle,
         },
@@ -103,6 +105,8 @@ fn kv_error(e: KvError) -> key_value::Error {
     match e {
         KvError::NoSuchStore => key_value::Error::NoSuchStore,
         KvError::AccessDenied => key_value::Error::AccessDenied,
+        // A stable prefix the components map to 503 `store-unavailable`.
+        e @ KvError::Unavailable(_) => key_value::Error::Other(format!("store-unavailable: {e}")),
         KvError::Other(msg) => key_value::Error::Other(msg),
     }
 }
@@ -176,6 +180,7 @@ fn wasi_kv_error(e: KvError) -> wasi_kv::Error {
     match e {
         KvError::NoSuchStore => wasi_kv::Error::NoSuchStore,
         KvError::AccessDenied => wasi_kv::Error::AccessDenied,
+        e @ KvError::Unavailable(_) => wasi_kv::Error::Other(format!("store-unavailable: {e}")),
         KvError::Other(msg) => wasi_kv::Error::Other(msg),
     }
 }
@@ -234,17 +239,17 @@ impl wasi_kv::HostBucket for HostState {
         Ok(bucket.exists(&key).await.map_err(wasi_kv_error))
     }
 
-    /// Every key in one page: the stores this host serves are small enough.
+    /// One page of keys and the cursor of the next ([`crate::key_value::KEYS_PAGE`] at most).
     async fn list_keys(
         &mut self,
         bucket: Resource<KvBackend>,
-        _cursor: Option<String>,
+        cursor: Option<String>,
     ) -> wasmtime::Result<Result<wasi_kv::KeyResponse, wasi_kv::Error>> {
         let bucket = self.table.get(&bucket)?.clone();
         Ok(bucket
-            .get_keys()
+            .list_keys(cursor)
             .await
-            .map(|keys| wasi_kv::KeyResponse { keys, cursor: None })
+            .map(|(keys, cursor)| wasi_kv::KeyResponse { keys, cursor })
             .map_err(wasi_kv_error))
     }
 

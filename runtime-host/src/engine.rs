@@ -92,6 +92,11 @@ pub fn load_component(
             }
         }
     }
+    tracing::info!(
+        path = %wasm_path.display(),
+        mib = wasm.len() >> 20,
+        "compiling to native code (once: cached for later starts; ml-service takes ~30 s on 2 cores)"
+    );
     let component = Component::new(engine, &wasm)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("failed to compile {}", wasm_path.display()))?;

@@ -5,13 +5,31 @@
 //! the state directory, as in Spin, so data survives restarts. Backends:
 //! SQLite (file or in-memory) and Redis. A component may open only the
 //! labels its manifest lists in `key_value_stores`.
+//!
+//! Redis keys are stored as Spin stores them (unprefixed), so two labels on
+//! one Redis database would share keys: the host refuses that at start and
+//! asks for a database each (`redis://host/1`). A Redis that stops answering
+//! costs a request at most [`REDIS_COMMAND_TIMEOUT`] and then
+//! [`KvError::Unavailable`]; the connection is rebuilt on the next request
+//! (at most one attempt per [`REDIS_RECONNECT_BACKOFF`]), so the host serves
+//! again by itself once Redis is back.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// The longest one Redis command (or connection attempt) may take.
+pub const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connection attempt, requests fail at once for this long
+/// instead of each waiting for its own attempt.
+pub const REDIS_RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// Keys a `list-keys` page holds at most.
+pub const KEYS_PAGE: usize = 1000;
 
 /// Why a key-value operation failed; mapped to the WIT `error` variant.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +38,9 @@ pub enum KvError {
     NoSuchStore,
     #[error("access denied")]
     AccessDenied,
+    /// The backend did not answer in time or is not reachable; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -65,7 +86,7 @@ impl KvBackend {
                 })
                 .await
             }
-            Self::Redis(r) => r.conn().await?.get(key).await.map_err(KvError::other),
+            Self::Redis(r) => r.run(|mut c| async move { c.get(key).await }).await,
         }
     }
 
@@ -83,12 +104,7 @@ impl KvBackend {
                 })
                 .await
             }
-            Self::Redis(r) => r
-                .conn()
-                .await?
-                .set(key, value)
-                .await
-                .map_err(KvError::other),
+            Self::Redis(r) => r.run(|mut c| async move { c.set(key, value).await }).await,
         }
     }
 
@@ -105,14 +121,14 @@ impl KvBackend {
                 })
                 .await
             }
-            Self::Redis(r) => r.conn().await?.del(key).await.map_err(KvError::other),
+            Self::Redis(r) => r.run(|mut c| async move { c.del(key).await }).await,
         }
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
         match self {
             Self::Sqlite(_) => Ok(self.get(key).await?.is_some()),
-            Self::Redis(r) => r.conn().await?.exists(key).await.map_err(KvError::other),
+            Self::Redis(r) => r.run(|mut c| async move { c.exists(key).await }).await,
         }
     }
 
@@ -153,12 +169,10 @@ impl KvBackend {
                     Some(expected) => invocation.arg(1).arg(expected),
                     None => invocation.arg(0).arg(Vec::<u8>::new()),
                 };
-                invocation
-                    .arg(value)
-                    .invoke_async::<i64>(&mut r.conn().await?)
+                invocation.arg(value);
+                r.run(|mut c| async move { invocation.invoke_async::<i64>(&mut c).await })
                     .await
                     .map(|swapped| swapped == 1)
-                    .map_err(KvError::other)
             }
         }
     }
@@ -206,12 +220,7 @@ impl KvBackend {
                 })
                 .await
             }
-            Self::Redis(r) => r
-                .conn()
-                .await?
-                .incr(key, delta)
-                .await
-                .map_err(KvError::other),
+            Self::Redis(r) => r.run(|mut c| async move { c.incr(key, delta).await }).await,
         }
     }
 
@@ -227,14 +236,63 @@ impl KvBackend {
                     })
                     .await
             }
-            Self::Redis(r) => {
-                let mut conn = r.conn().await?;
-                let mut keys: Vec<String> = Vec::new();
-                let mut iter = conn.scan::<String>().await.map_err(KvError::other)?;
-                while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                    keys.push(key.map_err(KvError::other)?);
+            Self::Redis(_) => {
+                let mut keys = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let (page, next) = self.list_keys(cursor).await?;
+                    keys.extend(page);
+                    match next {
+                        Some(next) => cursor = Some(next),
+                        None => return Ok(keys),
+                    }
                 }
-                Ok(keys)
+            }
+        }
+    }
+
+    /// One page of keys (at most [`KEYS_PAGE`], in no promised order) and the
+    /// cursor of the next page, `None` after the last: SQLite pages by key,
+    /// Redis by its `SCAN` cursor, so no call walks the whole store.
+    pub async fn list_keys(
+        &self,
+        cursor: Option<String>,
+    ) -> Result<(Vec<String>, Option<String>), KvError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.clone()
+                    .blocking(move |conn, label| {
+                        let mut stmt = conn.prepare_cached(
+                            "SELECT key FROM spin_key_value WHERE store = ?1 AND key > ?2
+                             ORDER BY key LIMIT ?3",
+                        )?;
+                        let after = cursor.unwrap_or_default();
+                        let keys: Vec<String> = stmt
+                            .query_map((label, after, KEYS_PAGE as i64), |row| row.get(0))?
+                            .collect::<rusqlite::Result<_>>()?;
+                        let next = (keys.len() == KEYS_PAGE).then(|| keys[KEYS_PAGE - 1].clone());
+                        Ok((keys, next))
+                    })
+                    .await
+            }
+            Self::Redis(r) => {
+                let at: u64 = match cursor.as_deref() {
+                    None => 0,
+                    Some(c) => c
+                        .parse()
+                        .map_err(|_| KvError::other(format!("`{c}` is not a key cursor")))?,
+                };
+                let (next, keys): (u64, Vec<String>) = r
+                    .run(|mut c| async move {
+                        redis::cmd("SCAN")
+                            .arg(at)
+                            .arg("COUNT")
+                            .arg(KEYS_PAGE)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                Ok((keys, (next != 0).then(|| next.to_string())))
             }
         }
     }
@@ -312,7 +370,14 @@ impl SqliteStore {
 pub struct RedisStore {
     url: String,
     client: redis::Client,
-    conn: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
+    link: Arc<tokio::sync::Mutex<RedisLink>>,
+}
+
+/// The shared connection, or when the last attempt to make one failed.
+#[derive(Default)]
+struct RedisLink {
+    conn: Option<ConnectionManager>,
+    failed_at: Option<Instant>,
 }
 
 impl RedisStore {
@@ -322,17 +387,100 @@ impl RedisStore {
         Ok(Self {
             url: url.to_string(),
             client,
-            conn: Arc::default(),
+            link: Arc::default(),
         })
     }
 
-    /// The shared connection, made on first use; it reconnects by itself after failures.
-    async fn conn(&self) -> Result<redis::aio::ConnectionManager, KvError> {
-        self.conn
-            .get_or_try_init(|| self.client.get_connection_manager())
+    /// The server and database this store lives in (`host:port/db`), to
+    /// tell whether two labels would share keys.
+    fn database(&self) -> String {
+        let info = self.client.get_connection_info();
+        format!("{}/{}", info.addr, info.redis.db)
+    }
+
+    /// The shared connection, made on first use and again after a failure,
+    /// with bounded waits throughout.
+    async fn conn(&self) -> Result<ConnectionManager, KvError> {
+        let mut link = self.link.lock().await;
+        if let Some(conn) = &link.conn {
+            return Ok(conn.clone());
+        }
+        if link
+            .failed_at
+            .is_some_and(|at| at.elapsed() < REDIS_RECONNECT_BACKOFF)
+        {
+            return Err(KvError::Unavailable("redis is not reachable".into()));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(REDIS_COMMAND_TIMEOUT)
+            .set_response_timeout(REDIS_COMMAND_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(REDIS_RECONNECT_BACKOFF.as_millis() as u64);
+        let made = tokio::time::timeout(
+            REDIS_COMMAND_TIMEOUT,
+            self.client.get_connection_manager_with_config(config),
+        )
+        .await;
+        match made {
+            Ok(Ok(conn)) => {
+                tracing::info!(url = %self.url, "connected to redis");
+                link.failed_at = None;
+                link.conn = Some(conn.clone());
+                Ok(conn)
+            }
+            Ok(Err(e)) => {
+                link.failed_at = Some(Instant::now());
+                tracing::warn!(url = %self.url, "failed to connect to redis: {e}");
+                Err(KvError::Unavailable("redis is not reachable".into()))
+            }
+            Err(_) => {
+                link.failed_at = Some(Instant::now());
+                tracing::warn!(url = %self.url, "connecting to redis timed out");
+                Err(KvError::Unavailable("redis did not answer".into()))
+            }
+        }
+    }
+
+    /// Run one command on the shared connection within [`REDIS_COMMAND_TIMEOUT`].
+    /// A command that fails for want of a connection drops it, so the next
+    /// request builds a fresh one rather than waiting on a dead one.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, KvError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, op(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e))
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout() =>
+            {
+                self.drop_connection(&format!("{e}")).await;
+                Err(KvError::Unavailable("redis connection lost".into()))
+            }
+            Ok(Err(e)) => Err(KvError::other(e)),
+            Err(_) => {
+                self.drop_connection("command timed out").await;
+                Err(KvError::Unavailable("redis did not answer".into()))
+            }
+        }
+    }
+
+    async fn drop_connection(&self, why: &str) {
+        let mut link = self.link.lock().await;
+        if link.conn.take().is_some() {
+            tracing::warn!(url = %self.url, "dropping the redis connection: {why}");
+        }
+    }
+
+    /// Whether Redis answers a `PING` now (for readiness).
+    pub async fn ping(&self) -> Result<(), KvError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
-            .cloned()
-            .map_err(KvError::other)
+            .map(|_| ())
     }
 }
 
@@ -358,6 +506,7 @@ impl KvStores {
     ) -> anyhow::Result<Self> {
         let mut stores = HashMap::new();
         let mut sqlite_files: HashMap<PathBuf, SqliteStore> = HashMap::new();
+        let mut redis_databases: Vec<(String, String)> = Vec::new();
         let default_path = state_dir.join("sqlite_key_value.db");
         let mut entries: Vec<(String, KvStoreConfig)> = configured
             .iter()
@@ -384,7 +533,20 @@ impl KvStores {
                     KvBackend::Sqlite(store)
                 }
                 KvStoreConfig::Sqlite(None) => KvBackend::Sqlite(SqliteStore::open(None, &label)?),
-                KvStoreConfig::Redis(url) => KvBackend::Redis(RedisStore::new(&url)?),
+                KvStoreConfig::Redis(url) => {
+                    let store = RedisStore::new(&url)?;
+                    let database = store.database();
+                    if let Some((other, _)) = redis_databases.iter().find(|(_, db)| *db == database)
+                    {
+                        bail!(
+                            "key-value stores `{other}` and `{label}` are the same Redis database \
+                             ({database}) and would share keys; give each its own database \
+                             (e.g. redis://host:6379/1)"
+                        );
+                    }
+                    redis_databases.push((label.clone(), database));
+                    KvBackend::Redis(store)
+                }
             };
             stores.insert(label, backend);
         }
@@ -401,6 +563,18 @@ impl KvStores {
 
     pub fn labels(&self) -> impl Iterator<Item = &str> {
         self.stores.keys().map(String::as_str)
+    }
+
+    /// Each Redis-backed label and whether its Redis answers now.
+    pub async fn redis_health(&self) -> Vec<(String, Result<(), KvError>)> {
+        let mut health = Vec::new();
+        for (label, backend) in &self.stores {
+            if let KvBackend::Redis(store) = backend {
+                health.push((label.clone(), store.ping().await));
+            }
+        }
+        health.sort_by(|a, b| a.0.cmp(&b.0));
+        health
     }
 }
 

@@ -12,8 +12,10 @@
 //! - [`app`] loads the components and calls one per request with its limits;
 //!   [`state`] is what a request's `Store` holds.
 //! - [`capabilities`] implements the Spin interfaces (variables, key-value,
-//!   redis) over [`key_value`]; [`http_outbound`] checks outbound HTTP against
+//!   redis) over [`key_value`], and [`sqlite`]; [`http_outbound`] checks outbound HTTP against
 //!   [`outbound`]'s allow-lists and serves `*.spin.internal` in-process.
+//! - [`limits`] is what one client may cost: body size, header-read time,
+//!   connections.
 //! - [`server`] runs the listeners, the admin port and graceful shutdown;
 //!   [`metrics`], [`trace`] and [`telemetry`] (logs, OTLP spans) are its
 //!   observability.
@@ -23,12 +25,14 @@ pub mod capabilities;
 pub mod engine;
 pub mod http_outbound;
 pub mod key_value;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod outbound;
 pub mod routes;
 pub mod runtime_config;
 pub mod server;
+pub mod sqlite;
 pub mod state;
 pub mod telemetry;
 pub mod trace;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use runtime_host::engine::EngineSettings;
+use runtime_host::limits;
 use runtime_host::telemetry::{self, Telemetry};
 use runtime_host::{App, AppSettings, Metrics};
 use tokio::net::TcpListener;
@@ -34,19 +35,29 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct CommonArgs {
     /// The application manifest.
-    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "from",
+        default_value = "spin.toml",
+        env = "RUNTIME_HOST_MANIFEST"
+    )]
     manifest: PathBuf,
 
     /// Run only this component (repeatable); all components when absent.
-    #[arg(short = 'c', long = "component-id")]
+    #[arg(
+        short = 'c',
+        long = "component-id",
+        env = "RUNTIME_HOST_COMPONENT_IDS",
+        value_delimiter = ','
+    )]
     component_ids: Vec<String>,
 
     /// Spin-format runtime config (key-value stores, variable providers).
-    #[arg(long)]
+    #[arg(long, env = "RUNTIME_HOST_RUNTIME_CONFIG_FILE")]
     runtime_config_file: Option<PathBuf>,
 
     /// Directory for the default key-value store [default: <manifest dir>/.spin].
-    #[arg(long)]
+    #[arg(long, env = "RUNTIME_HOST_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
     /// Directory for compiled components [default: <state dir>/compiled].
@@ -54,7 +65,7 @@ struct CommonArgs {
     cache_dir: Option<PathBuf>,
 
     /// Do not cache compiled components.
-    #[arg(long)]
+    #[arg(long, env = "RUNTIME_HOST_NO_CACHE")]
     no_cache: bool,
 
     /// Set an application variable (repeatable): `name=value`.
@@ -62,16 +73,40 @@ struct CommonArgs {
     variables: Vec<(String, String)>,
 
     /// Allocate instances on demand instead of from a pre-reserved pool.
-    #[arg(long)]
+    #[arg(long, env = "RUNTIME_HOST_NO_POOLING")]
     no_pooling: bool,
 
     /// How many instances may be alive at once (pooling allocator).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, env = "RUNTIME_HOST_MAX_INSTANCES")]
     max_instances: u32,
 
+    /// Instances one component may have at once [default: the pool divided
+    /// evenly between the components], so that callers waiting on chained
+    /// callees can never hold every slot.
+    #[arg(long, env = "RUNTIME_HOST_MAX_INSTANCES_PER_COMPONENT")]
+    max_instances_per_component: Option<u32>,
+
     /// The most linear memory one instance may use, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(
+        long,
+        default_value_t = 256,
+        env = "RUNTIME_HOST_MAX_INSTANCE_MEMORY_MIB"
+    )]
     max_instance_memory_mib: usize,
+
+    /// The largest request body a component accepts, in bytes (413 beyond it,
+    /// for a declared Content-Length and a chunked body alike).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_REQUEST_BODY_BYTES, env = "RUNTIME_HOST_MAX_REQUEST_BODY_BYTES")]
+    max_request_body_bytes: u64,
+
+    /// One component's own request-body limit, `component-id=bytes` (repeatable).
+    #[arg(
+        long = "component-max-request-body-bytes",
+        value_parser = parse_component_limit,
+        env = "RUNTIME_HOST_COMPONENT_MAX_REQUEST_BODY_BYTES",
+        value_delimiter = ','
+    )]
+    component_max_request_body_bytes: Vec<(String, u64)>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,29 +115,50 @@ struct UpArgs {
     common: CommonArgs,
 
     /// Address of the application's HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:3000")]
+    #[arg(long, default_value = "127.0.0.1:3000", env = "RUNTIME_HOST_LISTEN")]
     listen: SocketAddr,
 
     /// Address of the admin listener (/healthz, /readyz, /metrics).
-    #[arg(long, default_value = "127.0.0.1:9090")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9090",
+        env = "RUNTIME_HOST_ADMIN_LISTEN"
+    )]
     admin_listen: SocketAddr,
 
     /// Longest time one request may take, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "RUNTIME_HOST_REQUEST_TIMEOUT_SECS")]
     request_timeout_secs: u64,
 
     /// How long to wait for in-flight requests on shutdown, in seconds.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = 25, env = "RUNTIME_HOST_DRAIN_TIMEOUT_SECS")]
     drain_timeout_secs: u64,
+
+    /// A client that has not sent a whole request head within this many
+    /// seconds is closed (also the longest a kept-alive connection may idle).
+    #[arg(long, default_value_t = limits::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), env = "RUNTIME_HOST_HEADER_READ_TIMEOUT_SECS")]
+    header_read_timeout_secs: u64,
+
+    /// Client connections open at once; past it a new one gets 503 and is closed.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS, env = "RUNTIME_HOST_MAX_CONNECTIONS")]
+    max_connections: usize,
 
     /// Requests one instance may serve before it is discarded (1: a fresh
     /// instance per request, Spin's default for WASI 0.2 components).
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        default_value_t = 1,
+        env = "RUNTIME_HOST_MAX_INSTANCE_REUSE_COUNT"
+    )]
     max_instance_reuse_count: u32,
 
     /// Concurrent requests per instance. WASI 0.2 instances serve one request
     /// at a time, so only 1 is meaningful here (kept for parity with `spin up`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(
+        long,
+        default_value_t = 1,
+        env = "RUNTIME_HOST_MAX_INSTANCE_CONCURRENT_REUSE_COUNT"
+    )]
     max_instance_concurrent_reuse_count: u32,
 
     /// Log format.
@@ -119,6 +175,16 @@ struct UpArgs {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_component_limit(s: &str) -> Result<(String, u64), String> {
+    let (id, bytes) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected component-id=bytes, got `{s}`"))?;
+    let bytes = bytes
+        .parse()
+        .map_err(|_| format!("`{bytes}` is not a number of bytes"))?;
+    Ok((id.to_string(), bytes))
 }
 
 fn parse_variable(s: &str) -> Result<(String, String), String> {
@@ -150,6 +216,13 @@ impl CommonArgs {
         };
         settings.variables = self.variables.clone();
         settings.env = std::env::vars().collect();
+        settings.max_instances_per_component = self.max_instances_per_component;
+        settings.limits.max_request_body_bytes = self.max_request_body_bytes;
+        settings.limits.component_max_request_body_bytes = self
+            .component_max_request_body_bytes
+            .iter()
+            .cloned()
+            .collect();
         settings.engine = EngineSettings {
             pooling: !self.no_pooling,
             max_instances: self.max_instances,
@@ -225,6 +298,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut settings = args.common.settings();
     settings.request_timeout = Duration::from_secs(args.request_timeout_secs);
     settings.max_instance_reuse_count = args.max_instance_reuse_count;
+    settings.limits.header_read_timeout = Duration::from_secs(args.header_read_timeout_secs);
+    settings.limits.max_connections = args.max_connections;
 
     let app = App::load(&settings, Metrics::new()).context("failed to load the application")?;
     let listener = TcpListener::bind(args.listen)

@@ -20,6 +20,8 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     outbound_denied: IntCounterVec,
     load_seconds: prometheus::GaugeVec,
+    connections_open: prometheus::IntGauge,
+    connections_refused: prometheus::IntCounter,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -134,8 +136,26 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let connections_open = register(
+            &registry,
+            prometheus::IntGauge::new(
+                "connections_open",
+                "Client connections open on the application listener.",
+            )
+            .expect("valid metric"),
+        );
+        let connections_refused = register(
+            &registry,
+            prometheus::IntCounter::new(
+                "connections_refused_total",
+                "Client connections answered 503 and closed because the connection limit was reached.",
+            )
+            .expect("valid metric"),
+        );
         Self {
             registry,
+            connections_open,
+            connections_refused,
             requests,
             duration,
             instantiation,
@@ -190,6 +210,16 @@ impl Metrics {
         InFlight(gauge)
     }
 
+    /// Count an open client connection until the guard is dropped.
+    pub fn connection(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// Make every per-component series exist (at zero) before the first request,
     /// so rates and alerts see the component from the start.
     pub fn register_component(&self, component: &str) {
@@ -213,6 +243,15 @@ impl Metrics {
 pub struct InFlight(prometheus::IntGauge);
 
 impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[derive(Debug)]
+pub struct OpenConnection(prometheus::IntGauge);
+
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
     }

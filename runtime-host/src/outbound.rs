@@ -1,12 +1,18 @@
 //! `allowed_outbound_hosts`: what a component may connect to.
 //!
 //! Each entry is `scheme://host[:port]` as in Spin: the scheme may be `*`,
-//! the host may be `*` or `*.domain`, the port may be a number, `*` or a
-//! range `a..b` (end exclusive); with no port the scheme's default applies.
-//! A component with no entries may connect nowhere. Anything not granted is
-//! refused before a byte is sent.
+//! the host may be `*`, `*.domain` or an IP range in CIDR notation
+//! (`127.0.0.0/24`, `ff00::/8`; it matches IP addresses, never names), the
+//! port may be a number, `*` or a range `a..b` (end exclusive); with no port
+//! the scheme's default applies. The same grants cover outbound HTTP, Redis
+//! and TCP/UDP sockets (`wasi:sockets`, schemes `tcp` and `udp`). A component
+//! with no entries may connect nowhere. Anything not granted is refused
+//! before a byte is sent.
+
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, bail, ensure};
+use ipnet::IpNet;
 
 /// One `allowed_outbound_hosts` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,8 @@ enum HostMatch {
     Exact(String),
     /// `*.example.com`: any subdomain of `example.com`.
     Subdomain(String),
+    /// `127.0.0.0/24`: any IP address in the range.
+    Cidr(IpNet),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +66,16 @@ impl HostPattern {
         let (scheme, rest) = raw
             .split_once("://")
             .with_context(|| format!("allowed host `{raw}` must be `scheme://host[:port]`"))?;
-        // Spin tolerates a trailing slash; a path beyond that is a mistake.
+        // Spin tolerates a trailing slash; a path beyond that is a mistake,
+        // unless the `/` is a CIDR range's prefix length.
         let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let cidr = cidr_of(rest);
         ensure!(
-            !rest.contains('/'),
+            cidr.is_some() || !is_cidr(rest),
+            "allowed host `{raw}`: an IP range needs a port (`{rest}:PORT`)"
+        );
+        ensure!(
+            cidr.is_some() || !rest.contains('/'),
             "allowed host `{raw}` must not contain a path"
         );
         let scheme = match scheme {
@@ -76,6 +90,13 @@ impl HostPattern {
             None => (rest, None),
         };
         let host = match host {
+            _ if cidr.is_some() => {
+                ensure!(
+                    port.is_some(),
+                    "allowed host `{raw}`: an IP range needs a port (`{rest}:PORT`)"
+                );
+                HostMatch::Cidr(cidr.expect("checked"))
+            }
             "*" => HostMatch::Any,
             h if h.starts_with("*.") => HostMatch::Subdomain(h[2..].to_ascii_lowercase()),
             h if !h.is_empty() && !h.contains('*') => HostMatch::Exact(h.to_ascii_lowercase()),
@@ -123,6 +144,11 @@ impl HostPattern {
             HostMatch::Subdomain(domain) => host
                 .strip_suffix(domain.as_str())
                 .is_some_and(|prefix| prefix.ends_with('.')),
+            HostMatch::Cidr(net) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| net.contains(&ip)),
         };
         let port_ok = match self.port {
             PortMatch::Any => true,
@@ -145,6 +171,29 @@ impl HostPattern {
     }
 }
 
+/// The IP range of `host:port` when its host is written as one
+/// (`127.0.0.1/24` is the range `127.0.0.0/24`, as in Spin).
+fn cidr_of(host_and_port: &str) -> Option<IpNet> {
+    let (host, _port) = host_and_port.rsplit_once(':')?;
+    parse_cidr(host)
+}
+
+/// Whether `host` is an IP range with nothing after it (no port).
+fn is_cidr(host: &str) -> bool {
+    parse_cidr(host).is_some()
+}
+
+fn parse_cidr(host: &str) -> Option<IpNet> {
+    let (addr, len) = host.split_once('/')?;
+    let addr: IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let net = IpNet::new(addr, len.parse().ok()?).ok()?;
+    Some(net.trunc())
+}
+
 impl AllowedHosts {
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> anyhow::Result<Self> {
         let patterns = entries
@@ -161,6 +210,11 @@ impl AllowedHosts {
             return false;
         };
         self.patterns.iter().any(|p| p.allows(&scheme, host, port))
+    }
+
+    /// May a socket connect to `addr` (`scheme` `tcp` or `udp`)?
+    pub fn allows_socket(&self, scheme: &str, addr: SocketAddr) -> bool {
+        self.allows(scheme, &addr.ip().to_string(), Some(addr.port()))
     }
 
     /// May this URL be reached?
@@ -217,6 +271,44 @@ mod tests {
                 "{scheme}://{host}:{port:?}"
             );
         }
+    }
+
+    #[test]
+    fn ip_ranges_match_addresses_in_them() {
+        let a = allowed(&[
+            "*://127.0.0.0/24:7000",
+            "tcp://10.1.2.3/16:*",
+            "http://[::1]/128:80",
+        ]);
+        let cases = [
+            ("tcp", "127.0.0.1", 7000, true),
+            ("http", "127.0.0.255", 7000, true),
+            ("tcp", "127.0.1.1", 7000, false),
+            ("tcp", "127.0.0.1", 7001, false),
+            // A range matches addresses, never names.
+            ("tcp", "localhost", 7000, false),
+            // `10.1.2.3/16` is the range 10.1.0.0/16.
+            ("tcp", "10.1.200.7", 5432, true),
+            ("udp", "10.1.200.7", 5432, false),
+            ("http", "::1", 80, true),
+        ];
+        for (scheme, host, port, expected) in cases {
+            assert_eq!(
+                a.allows(scheme, host, Some(port)),
+                expected,
+                "{scheme}://{host}:{port}"
+            );
+        }
+        let socket: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+        assert!(a.allows_socket("tcp", socket));
+        assert!(
+            HostPattern::parse("*://127.0.0.0/24").is_err(),
+            "a range needs a port"
+        );
+        assert!(
+            HostPattern::parse("*://127.0.0.0/33:80").is_err(),
+            "not a range: a path"
+        );
     }
 
     #[test]

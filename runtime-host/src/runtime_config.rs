@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::key_value::KvStoreConfig;
+use crate::sqlite::SqliteConfig;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +29,17 @@ struct RawConfig {
     key_value_store: BTreeMap<String, RawKvStore>,
     #[serde(default, alias = "variables_provider")]
     config_provider: Vec<RawProvider>,
+    #[serde(default)]
+    sqlite_database: BTreeMap<String, RawSqliteDatabase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSqliteDatabase {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +68,8 @@ struct RawProvider {
 #[derive(Debug, Default, Clone)]
 pub struct RuntimeConfig {
     pub key_value_stores: HashMap<String, KvStoreConfig>,
+    /// `[sqlite_database.<label>]`: databases beside the default one.
+    pub sqlite_databases: HashMap<String, SqliteConfig>,
     /// Variables from `env` providers with a non-default prefix or a dotenv file,
     /// keyed by variable name.
     pub variables: BTreeMap<String, String>,
@@ -88,6 +102,17 @@ impl RuntimeConfig {
                 ),
             };
             key_value_stores.insert(label, config);
+        }
+        let mut sqlite_databases = HashMap::new();
+        for (label, database) in raw.sqlite_database {
+            let config = match (database.kind.as_str(), database.path) {
+                ("spin", Some(path)) => SqliteConfig::File(base.join(path)),
+                ("spin", None) => SqliteConfig::Memory,
+                (other, _) => bail!(
+                    "sqlite_database.{label}: unsupported type `{other}` (use `spin`; libsql needs a remote server)"
+                ),
+            };
+            sqlite_databases.insert(label, config);
         }
         let mut variables = BTreeMap::new();
         for provider in raw.config_provider {
@@ -122,6 +147,7 @@ impl RuntimeConfig {
         }
         Ok(Self {
             key_value_stores,
+            sqlite_databases,
             variables,
         })
     }

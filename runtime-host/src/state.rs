@@ -22,6 +22,7 @@ pub struct ComponentConfig {
     pub variables: HashMap<String, String>,
     pub allowed_hosts: AllowedHosts,
     pub key_value_stores: Vec<String>,
+    pub sqlite_databases: Vec<String>,
     pub environment: Vec<(String, String)>,
     pub mounts: Vec<Mount>,
 }

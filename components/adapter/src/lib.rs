@@ -6,9 +6,11 @@
 //! service's [`Route`] into a response in one place, and gives JSON errors
 //! with stable codes for everything else.
 //!
-//! Routes are matched on Spin's `spin-path-info` header, the part of the
-//! path after the component's route prefix, so the same component works
-//! wherever spin.toml mounts it.
+//! Routes are matched on the path below the service's own prefix, taken
+//! from Spin's `spin-component-route` and `spin-path-info` headers so that
+//! a request from outside and one chained through `<id>.spin.internal`
+//! (which Spin matches as if against `/...`) reach the same route
+//! ([`ServiceId::path_below`]).
 
 pub use daytrade_contract::auth::{Principal, Role};
 
@@ -60,13 +62,13 @@ impl Route {
     }
 }
 
-/// The path below the component's route, from Spin's `spin-path-info` header.
-pub fn path_info(req: &Request) -> String {
-    req.header("spin-path-info")
-        .and_then(|v| v.as_str())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/")
-        .to_string()
+/// The path below the service's prefix (`/symbols`), for a request from
+/// outside or a chained one alike.
+pub fn path_info(service: &Service, req: &Request) -> String {
+    let header = |name| req.header(name).and_then(|v| v.as_str()).unwrap_or("");
+    service
+        .id
+        .path_below(header("spin-component-route"), header("spin-path-info"))
 }
 
 /// A query parameter, percent-decoded.
@@ -82,7 +84,7 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Route>,
 {
-    let path = path_info(&req);
+    let path = path_info(service, &req);
     let outcome = match (req.method(), path.as_str()) {
         (Method::Get, "/health") => {
             let deep = query_param(&req, "deep").is_some_and(|v| v == "true" || v == "1");
@@ -106,12 +108,34 @@ fn respond(outcome: Route, path: &str) -> Response {
             .header("content-type", content_type)
             .body(body)
             .build(),
+        Route::Error(status, error) if store_unavailable(status, &error) => {
+            // The host's key-value store did not answer in time (Redis down or
+            // restarting): the caller may retry, and nothing was half done.
+            let mut response = json(
+                503,
+                &ApiError::new(
+                    "store-unavailable",
+                    "the data store is unavailable; retry shortly",
+                ),
+            );
+            response.set_header("retry-after", "1");
+            response
+        }
         Route::Error(status, error) => json(status, &error),
         Route::NotFound => json(
             404,
             &ApiError::new("not-found", format!("no route for `{path}`")),
         ),
     }
+}
+
+/// Whether an error comes from a key-value store that did not answer: the
+/// host reports that as `store-unavailable: ...` (its `KvError::Unavailable`),
+/// whatever route or library carried it up; an upstream service reports it
+/// as a 503 `store-unavailable`.
+pub fn store_unavailable(status: u16, error: &ApiError) -> bool {
+    error.message.contains("store-unavailable:")
+        || (status == 503 && error.code == "store-unavailable")
 }
 
 /// A JSON response.
@@ -261,7 +285,8 @@ pub async fn post_json(url: &str, body: &serde_json::Value) -> Result<serde_json
 
 /// Send a request to another service. A 200 answer's JSON is returned; an
 /// upstream 4xx with a stable error is the caller's mistake passed through
-/// as is (an unknown symbol stays a 404); anything else is a 502.
+/// as is (an unknown symbol stays a 404), and so is an upstream 503
+/// `store-unavailable`; anything else is a 502.
 pub async fn call_json(req: Request, url: &str) -> Result<serde_json::Value, Route> {
     let resp: Response = spin_sdk::http::send(req)
         .await
@@ -273,6 +298,8 @@ pub async fn call_json(req: Request, url: &str) -> Result<serde_json::Value, Rou
     }
     match serde_json::from_slice::<ApiError>(resp.body()) {
         Ok(error) if (400..500).contains(&status) => Err(Route::Error(status, error)),
+        // The upstream's store is down: so is ours, for the caller's purposes.
+        Ok(error) if store_unavailable(status, &error) => Err(Route::Error(503, error)),
         _ => Err(Route::error(
             502,
             "upstream-error",

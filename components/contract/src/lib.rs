@@ -43,6 +43,30 @@ impl ServiceId {
     pub fn url_variable(&self) -> String {
         format!("{}_url", self.id.replace('-', "_"))
     }
+
+    /// The path a request addresses below this service's own prefix (`/health`),
+    /// from Spin's `spin-component-route` and `spin-path-info` headers, whichever
+    /// way the request arrived.
+    ///
+    /// From outside, Spin matched the component's route (`/api/v1/data/...`):
+    /// the component route is `/api/v1/data` and the path info what follows it.
+    /// Chained through `http://<id>.spin.internal/api/v1/data/health`, Spin
+    /// matches synthetically, as against the route `/...` (`RouteMatch::synthetic`
+    /// in Spin's `routes` crate): the component route is empty and the path info
+    /// is the whole path, from which this service's prefix is taken off. A path
+    /// info that does not start with the prefix is served as it is, so the
+    /// service also answers wherever a manifest mounts it.
+    pub fn path_below(&self, component_route: &str, path_info: &str) -> String {
+        let path_info = if path_info.is_empty() { "/" } else { path_info };
+        if !component_route.trim_end_matches('/').is_empty() {
+            return path_info.to_string();
+        }
+        match path_info.strip_prefix(self.route_prefix) {
+            Some("") => "/".to_string(),
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => path_info.to_string(),
+        }
+    }
 }
 
 /// WIT `types.error`: every error a client sees.
@@ -178,6 +202,34 @@ mod tests {
             contract: CONTRACT.into(),
         };
         assert_projects(&version, "version-info");
+    }
+
+    #[test]
+    fn path_below_the_prefix_for_direct_and_chained_requests() {
+        let data = ServiceId::DATA;
+        let cases = [
+            // (spin-component-route, spin-path-info) → the service's path
+            ("/api/v1/data", "/symbols", "/symbols"),
+            ("/api/v1/data", "", "/"),
+            ("/api/v1/data", "/", "/"),
+            // Chained on Spin: matched as `/...`, the whole path as path info.
+            ("", "/api/v1/data/symbols", "/symbols"),
+            ("", "/api/v1/data", "/"),
+            ("", "/api/v1/data/", "/"),
+            ("", "/api/v1/data/stocks/7203.T", "/stocks/7203.T"),
+            // Not this service's prefix: served as it is (a catch-all mount).
+            ("", "/api/v1/database", "/api/v1/database"),
+            ("", "/health", "/health"),
+            // Mounted elsewhere: the path below that route, whatever it looks like.
+            ("/data", "/api/v1/data/symbols", "/api/v1/data/symbols"),
+        ];
+        for (component_route, path_info, expected) in cases {
+            assert_eq!(
+                data.path_below(component_route, path_info),
+                expected,
+                "component route {component_route:?}, path info {path_info:?}"
+            );
+        }
     }
 
     #[test]

@@ -203,7 +203,7 @@ async fn route(req: Request) -> Route {
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
-    let path = path_info(&req);
+    let path = path_info(&SERVICE, &req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ctx = Context::open()?;
     let md = ctx.service();

@@ -329,7 +329,7 @@ async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
-    let path = path_info(&req);
+    let path = path_info(&SERVICE, &req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
         (Method::Post, ["trade"]) => {

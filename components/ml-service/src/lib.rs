@@ -97,7 +97,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Route>
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
-    let path = path_info(&req);
+    let path = path_info(&SERVICE, &req);
     match (req.method(), path.as_str()) {
         (Method::Post, "/predict") => {
             let asked: PredictRequest = parse_body(&req)?;

@@ -123,7 +123,7 @@ fn store_failed(e: impl std::fmt::Debug) -> Route {
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
-    match (req.method(), path_info(&req).as_str()) {
+    match (req.method(), path_info(&SERVICE, &req).as_str()) {
         (Method::Post, "/send") => {
             authorize(&req, Role::Trader)?;
             let notification: Notification = serde_json::from_slice(req.body())

@@ -55,7 +55,7 @@ struct ScreenRequest {
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
-    let path = path_info(&req);
+    let path = path_info(&SERVICE, &req);
     match (req.method(), path.as_str()) {
         (Method::Get, "/recommend") => {
             let limit = match query_param(&req, "limit") {

@@ -39,6 +39,124 @@ async fn routes_requests_and_sets_spin_headers() {
     host.shutdown().await;
 }
 
+/// A request chained through `http://<id>.spin.internal` carries exactly the
+/// `spin-*` headers `spin up` gives it: Spin routes it synthetically, as
+/// against the route `/...`, so the path info is the whole path, the
+/// component route is empty, the client is `0.0.0.0:0`, and the full URL
+/// names `localhost` (Spin's outbound HTTP drops the `Host` header).
+#[tokio::test]
+async fn chained_requests_carry_spins_synthetic_route_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        "allowed_outbound_hosts = [\"http://guest.spin.internal\"]",
+        "",
+    );
+    let host = start(&settings(&manifest, dir.path())).await;
+    let target = "http://guest.spin.internal/guest/headers?x=1%26y=2";
+    let (status, body) = get(&host, &format!("/guest/fetch?url={target}")).await;
+    assert_eq!(status, 200, "{body}");
+    let headers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let spin: std::collections::BTreeMap<String, String> = headers
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.starts_with("spin-"))
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap().to_string()))
+        .collect();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("spin-full-url", "http://localhost/guest/headers?x=1&y=2"),
+        ("spin-path-info", "/guest/headers"),
+        ("spin-matched-route", "/..."),
+        ("spin-raw-component-route", "/..."),
+        ("spin-component-route", ""),
+        ("spin-base-path", "/"),
+        ("spin-client-addr", "0.0.0.0:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(spin, expected);
+    assert!(headers.get("host").is_none(), "{headers}");
+
+    // The same component from outside: the route that matched, as before.
+    let (status, body) = get(&host, "/guest/headers").await;
+    assert_eq!(status, 200);
+    let direct: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(direct["spin-path-info"], "/headers");
+    assert_eq!(direct["spin-raw-component-route"], "/guest/...");
+    assert_eq!(direct["spin-component-route"], "/guest");
+    assert_eq!(direct["spin-base-path"], "/");
+    host.shutdown().await;
+}
+
+/// Spin's conformance `request-shape`: `:name` segments match one segment
+/// each and reach the component as `spin-path-match-<name>`.
+#[tokio::test]
+async fn route_parameters_are_matched_and_passed_as_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "request-shape"
+version = "0.1.0"
+
+[[trigger.http]]
+route = "/base/:path_segment/:path_end/..."
+component = "guest"
+
+[component.guest]
+source = "{}"
+"#,
+            component_wasm("host-test-guest").display()
+        ),
+    )
+    .unwrap();
+    let host = start(&settings(&manifest, dir.path())).await;
+    let resp = client()
+        .get(url(&host, "/base/path/end/headers?key=value"))
+        .header("host", "example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers: serde_json::Value = resp.json().await.unwrap();
+    let expected = [
+        (
+            "spin-raw-component-route",
+            "/base/:path_segment/:path_end/...",
+        ),
+        ("spin-matched-route", "/base/:path_segment/:path_end/..."),
+        ("spin-component-route", "/base/:path_segment/:path_end"),
+        (
+            "spin-full-url",
+            "http://example.com/base/path/end/headers?key=value",
+        ),
+        ("spin-path-info", "/headers"),
+        ("spin-base-path", "/"),
+        ("spin-path-match-path-segment", "path"),
+        ("spin-path-match-path-end", "end"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(headers[name], value, "{name}: {headers}");
+    }
+    // One segment short of the route: no match.
+    assert_eq!(get(&host, "/base/path").await.0, 404);
+    // Spin's own routes answer whatever the manifest routes.
+    assert_eq!(
+        get(&host, "/.well-known/spin/health").await,
+        (200, "OK".into())
+    );
+    let (status, info) = get_json(&host, "/.well-known/spin/info").await;
+    assert_eq!(status, 200);
+    assert_eq!(info["name"], "request-shape");
+    assert_eq!(info["version"], "0.1.0");
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn variables_come_from_manifest_environment_and_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -254,4 +372,155 @@ async fn a_chaining_loop_is_cut() {
         f64::from(runtime_host::http_outbound::MAX_CHAIN_DEPTH + 1)
     );
     host.shutdown().await;
+}
+
+/// A TCP echo server on loopback, answering every connection once.
+async fn tcp_echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4];
+                if stream.read_exact(&mut buf).await.is_ok() {
+                    let _ = stream.write_all(&buf).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Spin's conformance `tcp-sockets*`: wasi:sockets connections are granted
+/// by `allowed_outbound_hosts`, an address, a port or an IP range at a time;
+/// anything else is `access-denied` before a packet leaves.
+#[tokio::test]
+async fn tcp_sockets_reach_only_granted_addresses_and_ranges() {
+    let port = tcp_echo_server().await;
+    let cases = [
+        (format!("*://127.0.0.1:{port}"), true),
+        (format!("tcp://127.0.0.0/24:{port}"), true),
+        // The conformance suite's variable form: the range from variables.
+        (
+            "*://{{ addr_prefix }}/{{ prefix_len }}:{{ port }}".to_string(),
+            true,
+        ),
+        (format!("*://127.0.0.2:{port}"), false),
+        (format!("*://127.0.0.1:{}", port.wrapping_add(1)), false),
+        (format!("*://10.0.0.0/8:{port}"), false),
+    ];
+    for (grant, allowed) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = guest_manifest(
+            dir.path(),
+            &format!("allowed_outbound_hosts = [\"{grant}\"]"),
+            &format!(
+                "[variables]\naddr_prefix = {{ default = \"127.0.0.1\" }}\n\
+                 prefix_len = {{ default = \"24\" }}\nport = {{ default = \"{port}\" }}"
+            ),
+        );
+        let host = start(&settings(&manifest, dir.path())).await;
+        let (status, body) = get(&host, &format!("/guest/tcp?address=127.0.0.1:{port}")).await;
+        if allowed {
+            assert_eq!((status, body.as_str()), (200, "ping"), "{grant}");
+        } else {
+            assert_eq!(status, 500, "{grant}: {body}");
+            assert!(body.starts_with("PermissionDenied"), "{grant}: {body}");
+            let metrics = metrics(&host).await;
+            assert_eq!(
+                metric_value(
+                    &metrics,
+                    "runtime_host_outbound_denied_total{component=\"guest\",kind=\"socket\"}"
+                ),
+                1.0,
+                "{grant}"
+            );
+        }
+        host.shutdown().await;
+    }
+    // A range without a port is refused at start, as by Spin.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        "allowed_outbound_hosts = [\"*://127.0.0.0/24\"]",
+        "",
+    );
+    let err = crate::common::try_start(&settings(&manifest, dir.path()))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("needs a port"), "{err:#}");
+}
+
+/// Spin's conformance `sqlite` and `sqlite-no-permission`: the `default`
+/// database is a file in the state directory that outlives the host, other
+/// labels come from the runtime config, and an ungranted label is
+/// `AccessDenied`.
+#[tokio::test]
+async fn sqlite_databases_are_granted_per_component_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        "[sqlite_database.scratch]\ntype = \"spin\"\n",
+    )
+    .unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        "sqlite_databases = [\"default\", \"scratch\"]",
+        "",
+    );
+    let mut granted = settings(&manifest, &state);
+    granted.runtime_config = Some(runtime_config.clone());
+    let post = |host: &runtime_host::RunningHost, path: &str, body: &str| {
+        let request = client().post(url(host, path)).body(body.to_string());
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    let host = start(&granted).await;
+    assert_eq!(
+        post(&host, "/guest/sqlite", "a").await,
+        (200, "key,value:a".into())
+    );
+    assert_eq!(
+        post(&host, "/guest/sqlite?db=scratch", "m").await,
+        (200, "key,value:m".into())
+    );
+    host.shutdown().await;
+    assert!(state.join("sqlite_db.db").exists());
+
+    // The default file survives a restart; the in-memory `scratch` does not.
+    let host = start(&granted).await;
+    assert_eq!(
+        post(&host, "/guest/sqlite", "b").await,
+        (200, "key,value:a,b".into())
+    );
+    assert_eq!(
+        post(&host, "/guest/sqlite?db=scratch", "n").await,
+        (200, "key,value:n".into())
+    );
+    host.shutdown().await;
+
+    // Not granted: AccessDenied, and nothing is created.
+    let other = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(other.path(), "", "");
+    let host = start(&settings(&manifest, &other.path().join("state"))).await;
+    let (status, body) = post(&host, "/guest/sqlite", "x").await;
+    assert_eq!((status, body.as_str()), (403, "Error::AccessDenied"));
+    assert!(!other.path().join("state/sqlite_db.db").exists());
+    host.shutdown().await;
+
+    // A granted label the runtime config does not define stops the host at start.
+    let manifest = guest_manifest(other.path(), "sqlite_databases = [\"ledger\"]", "");
+    let err = crate::common::try_start(&settings(&manifest, other.path()))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("sqlite database `ledger`"),
+        "{err:#}"
+    );
 }

@@ -638,6 +638,122 @@ async fn two_host_processes_sharing_redis_never_breach_a_limit_together() {
     );
 }
 
+/// Redis killed for 5 s under a stream of orders: while it is down every
+/// order gets a prompt 503 `store-unavailable` (never a hang), readiness
+/// says so, and once Redis is back the host serves again by itself, with
+/// every acknowledged order in the ledger.
+#[tokio::test]
+async fn a_redis_restart_under_load_fails_fast_recovers_and_loses_nothing() {
+    use std::time::{Duration, Instant};
+    let mut redis = RedisServer::start_durable();
+    let dir = tempfile::tempdir().unwrap();
+    let config = redis_runtime_config(dir.path(), &redis);
+    let mut args = process_args(&[("execution_max_orders_per_minute", "100000")]);
+    args.push("--runtime-config-file".into());
+    args.push(config.display().to_string());
+    let host =
+        HostProcess::start(&dir.path().join("state"), &args, "/api/v1/execution/health").await;
+
+    let base = host.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            // (client order id, status, code, seconds it took)
+            let mut answers: Vec<(String, u16, String, f64)> = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let id = format!("r-{i}");
+                i += 1;
+                let started = Instant::now();
+                let resp = client()
+                    .post(format!("{base}/api/v1/execution/trade"))
+                    .bearer_auth(TRADER)
+                    .json(&market_buy(&id, "AAPL", 1))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let retry_after = resp.headers().contains_key("retry-after");
+                let body: Value = resp.json().await.unwrap();
+                let code = body["code"].as_str().unwrap_or_default().to_string();
+                if status == 503 {
+                    assert!(retry_after, "a 503 says when to retry");
+                }
+                answers.push((id, status, code, started.elapsed().as_secs_f64()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        }
+    });
+    let ready = |admin: String| async move {
+        client()
+            .get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ready(host.admin.clone()).await, 200);
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ready(host.admin.clone()).await,
+        503,
+        "readiness reports the store"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let redis = redis.restart();
+    let back = Instant::now();
+    // Serving again by itself, within seconds.
+    while ready(host.admin.clone()).await != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "not ready 10 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready_after = back.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = stream.await.unwrap();
+
+    let slowest = answers.iter().map(|a| a.3).fold(0.0, f64::max);
+    eprintln!(
+        "redis outage: {} orders, {} refused, slowest answer {slowest:.2} s, ready again {:.2} s after the restart",
+        answers.len(),
+        answers.iter().filter(|a| a.1 != 201).count(),
+        ready_after.as_secs_f64()
+    );
+    assert!(slowest < 8.0, "an order waited {slowest:.1} s");
+    let refused: Vec<_> = answers.iter().filter(|a| a.1 != 201).collect();
+    assert!(!refused.is_empty(), "the outage was seen");
+    for (id, status, code, _) in &refused {
+        assert_eq!((*status, code.as_str()), (503, "store-unavailable"), "{id}");
+    }
+    let last = answers.last().unwrap();
+    assert_eq!(last.1, 201, "orders are accepted again after the restart");
+
+    let orders = view(&host.base, "/api/v1/execution/orders?limit=1000").await;
+    let stored: HashSet<&str> = orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["client_order_id"].as_str().unwrap())
+        .collect();
+    for (id, status, _, _) in &answers {
+        if *status == 201 {
+            assert!(
+                stored.contains(id.as_str()),
+                "{id} was acknowledged and is gone"
+            );
+        }
+    }
+    drop(redis);
+}
+
 #[tokio::test]
 async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
     let dir = tempfile::tempdir().unwrap();

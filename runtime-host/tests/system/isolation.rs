@@ -232,3 +232,94 @@ async fn a_guest_waiting_in_a_host_call_is_stopped_by_the_backstop_and_counted_o
     );
     host.shutdown().await;
 }
+
+/// A pool of four instances, two components: callers of `front`, each
+/// waiting on a chained call to `back`, can take only front's share of the
+/// pool (two), so `back` always has instances left; the other callers wait
+/// briefly for a slot of front's and every call completes. With one shared
+/// pool, four callers would hold every slot and their chained calls fail.
+#[tokio::test]
+async fn callers_waiting_on_a_chained_callee_cannot_take_every_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = component_wasm("host-test-guest");
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "chain"
+
+[[trigger.http]]
+route = "/guest/..."
+component = "front"
+
+[[trigger.http]]
+route = {{ private = true }}
+component = "back"
+
+[component.front]
+source = "{wasm}"
+allowed_outbound_hosts = ["http://back.spin.internal"]
+
+[component.back]
+source = "{wasm}"
+"#,
+            wasm = wasm.display()
+        ),
+    )
+    .unwrap();
+    let mut settings = settings(&manifest, dir.path());
+    settings.engine.max_instances = 4;
+    let host = start(&settings).await;
+
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url(
+                &host,
+                "/guest/fetch?url=http://back.spin.internal/guest/sleep?ms=500",
+            );
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let resp = client().get(url).send().await.unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap(), started.elapsed())
+            })
+        })
+        .collect();
+    let mut took = Vec::new();
+    for call in calls {
+        let (status, body, elapsed) = call.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "slept 500 ms"));
+        took.push(elapsed);
+    }
+    took.sort();
+    // Two at a time: three rounds of half a second.
+    assert!(took[1] < Duration::from_millis(1000), "{took:?}");
+    assert!(
+        took[5] >= Duration::from_millis(1400),
+        "more than two ran at once: {took:?}"
+    );
+    assert!(took[5] < Duration::from_secs(4), "{took:?}");
+
+    // Past the wait for a slot, a caller gets 503 `overloaded`, not a hang.
+    let long: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url(
+                &host,
+                "/guest/fetch?url=http://back.spin.internal/guest/sleep?ms=1500",
+            );
+            tokio::spawn(async move {
+                let resp = client().get(url).send().await.unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for call in long {
+        statuses.push(call.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 503, 503], "{statuses:?}");
+    host.shutdown().await;
+}

@@ -9,6 +9,7 @@ mod capabilities;
 mod data_service;
 mod execution_service;
 mod isolation;
+mod limits;
 mod mesh;
 mod ml_service;
 mod notification_service;

@@ -11,11 +11,7 @@ use spin_sdk::{key_value, redis, variables};
 
 #[http_component]
 async fn handle(req: Request) -> Response {
-    let path = req
-        .header("spin-path-info")
-        .and_then(|v| v.as_str())
-        .unwrap_or("/")
-        .to_string();
+    let path = path_below_route(&req);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match (req.method(), segments.as_slice()) {
         (Method::Get, ["headers"]) => Ok(headers(&req)),
@@ -30,9 +26,25 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["fetch"]) => Ok(fetch(&req).await),
         (Method::Get, ["recurse"]) => Ok(recurse().await),
         (Method::Get, ["redis"]) => redis_route(&req),
+        (Method::Get, ["tcp"]) => Ok(tcp_echo(&req)),
+        (Method::Post, ["sqlite"]) => sqlite_route(&req),
         _ => Ok(text(404, format!("no route {path}"))),
     };
     result.unwrap_or_else(|e| text(500, format!("{e:#}")))
+}
+
+/// The path below `/guest`: from outside, Spin's `spin-path-info`; chained
+/// (`http://guest.spin.internal/guest/...`, matched by Spin as against `/...`,
+/// so with an empty `spin-component-route`), the whole path less `/guest`.
+fn path_below_route(req: &Request) -> String {
+    let header = |name| req.header(name).and_then(|v| v.as_str()).unwrap_or("");
+    let path_info = header("spin-path-info");
+    let path = if header("spin-component-route").is_empty() {
+        path_info.strip_prefix("/guest").unwrap_or(path_info)
+    } else {
+        path_info
+    };
+    if path.is_empty() { "/" } else { path }.to_string()
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -127,6 +139,63 @@ fn redis_route(req: &Request) -> anyhow::Result<Response> {
     };
     let count = conn.incr(&key)?;
     Ok(text(200, count.to_string()))
+}
+
+/// Spin's conformance `sqlite`: `forbidden` is refused, then in the database
+/// `db` (default `default`) a row is inserted and the rows counted back.
+fn sqlite_route(req: &Request) -> anyhow::Result<Response> {
+    use spin_sdk::sqlite::{Connection, Error, Value};
+    if !matches!(Connection::open("forbidden"), Err(Error::AccessDenied)) {
+        return Ok(text(500, "`forbidden` was not refused"));
+    }
+    let label = param(req, "db").unwrap_or_else(|| "default".into());
+    let conn = match Connection::open(&label) {
+        Ok(conn) => conn,
+        Err(e) => return Ok(text(403, format!("{e:?}"))),
+    };
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS test_data(key TEXT NOT NULL, value TEXT NOT NULL)",
+        &[],
+    )?;
+    conn.execute(
+        "INSERT INTO test_data(key, value) VALUES(?, ?)",
+        &[
+            Value::Text("my_key".into()),
+            Value::Text(String::from_utf8_lossy(req.body()).into_owned()),
+        ],
+    )?;
+    let result = conn.execute(
+        "SELECT key, value FROM test_data WHERE key = ?",
+        &[Value::Text("my_key".into())],
+    )?;
+    let values: Vec<&str> = result
+        .rows
+        .iter()
+        .filter_map(|row| row.get::<&str>(1))
+        .collect();
+    Ok(text(
+        200,
+        format!("{}:{}", result.columns.join(","), values.join(",")),
+    ))
+}
+
+/// Connect to `address` over wasi:sockets, send `ping` and answer what comes back.
+fn tcp_echo(req: &Request) -> Response {
+    use std::io::{Read, Write};
+    let Some(address) = param(req, "address") else {
+        return text(400, "address is required");
+    };
+    let exchange = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(address.as_str())?;
+        stream.write_all(b"ping")?;
+        let mut echoed = [0u8; 4];
+        stream.read_exact(&mut echoed)?;
+        Ok(String::from_utf8_lossy(&echoed).into_owned())
+    };
+    match exchange() {
+        Ok(echoed) => text(200, echoed),
+        Err(e) => text(500, format!("{:?}: {e}", e.kind())),
+    }
 }
 
 fn sleep(req: &Request) -> Response {

@@ -4,14 +4,14 @@ runtime-host mode (Flagger makes the primary and canary copies). */}}
 {{- define "daytrade.workloads" -}}
 {{- $out := list -}}
 {{- range $name, $svc := .Values.services -}}
-{{- $out = append $out (dict "name" $name "component" $name "version" "v1" "replicas" $svc.replicas "resources" $svc.resources "config" $svc.config "secrets" $svc.secrets "literal" dict) -}}
+{{- $out = append $out (dict "name" $name "component" $name "version" "v1" "replicas" $svc.replicas "resources" $svc.resources "config" $svc.config "secrets" $svc.secrets "literal" dict "host" dict) -}}
 {{- end -}}
 {{- if eq .Values.mode "runtime-host" -}}
 {{- $r := .Values.ml.rollout -}}
-{{- $out = append $out (dict "name" "ml-service" "component" "ml-service" "version" $r.modelVersion "replicas" $r.replicas "resources" $.Values.ml.resources "config" $.Values.ml.config "secrets" list "literal" (dict "ml_model_version" $r.modelVersion)) -}}
+{{- $out = append $out (dict "name" "ml-service" "component" "ml-service" "version" $r.modelVersion "replicas" $r.replicas "resources" $.Values.ml.resources "config" $.Values.ml.config "secrets" list "literal" (dict "ml_model_version" $r.modelVersion) "host" (dict "RUNTIME_HOST_MAX_INSTANCE_REUSE_COUNT" (toString $r.maxInstanceReuseCount))) -}}
 {{- else -}}
 {{- range $version, $v := .Values.ml.versions -}}
-{{- $out = append $out (dict "name" (printf "ml-service-%s" $version) "component" "ml-service" "version" $version "replicas" $v.replicas "resources" $.Values.ml.resources "config" $.Values.ml.config "secrets" list "literal" (dict "ml_model_version" $version)) -}}
+{{- $out = append $out (dict "name" (printf "ml-service-%s" $version) "component" "ml-service" "version" $version "replicas" $v.replicas "resources" $.Values.ml.resources "config" $.Values.ml.config "secrets" list "literal" (dict "ml_model_version" $version) "host" dict) -}}
 {{- end -}}
 {{- end -}}
 {{- toJson $out -}}

@@ -170,13 +170,28 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
 pub struct RedisServer {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    durable: bool,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
+    /// A throwaway Redis: nothing written to disk.
     pub fn start() -> Self {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
+        Self::spawn(free_port(), tempfile::tempdir().unwrap(), false)
+    }
+
+    /// A Redis that loses nothing it acknowledged (append-only file, fsync
+    /// on every write), so it can be killed and restarted by a test.
+    pub fn start_durable() -> Self {
+        Self::spawn(free_port(), tempfile::tempdir().unwrap(), true)
+    }
+
+    fn spawn(port: u16, dir: tempfile::TempDir, durable: bool) -> Self {
+        let persistence: &[&str] = if durable {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -185,9 +200,8 @@ impl RedisServer {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
             ])
+            .args(persistence)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -197,8 +211,24 @@ impl RedisServer {
         Self {
             port,
             child,
-            _dir: dir,
+            durable,
+            dir,
         }
+    }
+
+    /// SIGKILL: Redis is gone at once, mid-command.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port, from the same files.
+    pub fn restart(self) -> Self {
+        let mut this = self;
+        this.kill();
+        let (port, durable) = (this.port, this.durable);
+        let dir = std::mem::replace(&mut this.dir, tempfile::tempdir().unwrap());
+        Self::spawn(port, dir, durable)
     }
 
     pub fn url(&self) -> String {
@@ -335,6 +365,8 @@ impl Recorder {
 /// port, as a separate process (restart and crash tests, several replicas).
 pub struct HostProcess {
     pub base: String,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: String,
     child: Child,
 }
 
@@ -352,13 +384,26 @@ impl HostProcess {
         ready_path: &str,
         env: &[(&str, String)],
     ) -> Self {
+        let manifest = workspace_root().join("spin.toml");
+        Self::start_manifest(&manifest, state_dir, args, ready_path, env).await
+    }
+
+    /// [`start_with_env`](Self::start_with_env) with another manifest.
+    pub async fn start_manifest(
+        manifest: &Path,
+        state_dir: &Path,
+        args: &[String],
+        ready_path: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let port = free_port();
+        let admin_port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_runtime-host"))
             .arg("up")
             .arg("-f")
-            .arg(workspace_root().join("spin.toml"))
+            .arg(manifest)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--state-dir")
             .arg(state_dir)
             .arg("--cache-dir")
@@ -383,7 +428,21 @@ impl HostProcess {
             assert!(Instant::now() < deadline, "the host did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { base, child }
+        Self {
+            base,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            child,
+        }
+    }
+
+    /// The host's resident memory, in KiB (`VmRSS` of /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
     }
 
     /// SIGTERM, and wait for a clean exit (spans flushed, requests drained).
