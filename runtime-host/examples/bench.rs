@@ -130,9 +130,20 @@ async fn get(
 
 /// Drive the host for `duration`; returns per-request latencies in µs and the error count.
 async fn load(port: u16, connections: usize, duration: Duration) -> (Vec<u32>, usize) {
+    load_paths(port, connections, duration, &["/guest/counter"]).await
+}
+
+/// [`load`] over several paths, each connection taking them in turn.
+async fn load_paths(
+    port: u16,
+    connections: usize,
+    duration: Duration,
+    paths: &[&'static str],
+) -> (Vec<u32>, usize) {
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
+        let paths = paths.to_vec();
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -142,9 +153,12 @@ async fn load(port: u16, connections: usize, duration: Duration) -> (Vec<u32>, u
             tokio::spawn(conn);
             let mut latencies = Vec::with_capacity(100_000);
             let mut errors = 0;
+            let mut next = connection;
             while Instant::now() < deadline {
+                let path = paths[next % paths.len()];
+                next += 1;
                 let started = Instant::now();
-                if get(&mut sender, "/guest/counter").await {
+                if get(&mut sender, path).await {
                     latencies.push(started.elapsed().as_micros() as u32);
                 } else {
                     errors += 1;
@@ -282,4 +296,63 @@ async fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+
+    five_components(&opts, &root).await;
+}
+
+/// The whole application (the project's spin.toml, five components): the
+/// host's memory at rest and under load on every service's routes.
+async fn five_components(opts: &Options, root: &Path) {
+    const PATHS: [&str; 6] = [
+        "/api/v1/data/health",
+        "/api/v1/data/clock",
+        "/api/v1/symbols/health",
+        "/api/v1/ml/health",
+        "/api/v1/execution/health",
+        "/api/v1/notifications/health",
+    ];
+    println!(
+        "\nthe five components (spin.toml): {} connections over {} routes (each service's health, the data clock), {} s",
+        opts.connections,
+        PATHS.len(),
+        opts.duration.as_secs()
+    );
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>8} {:>12} {:>12} {:>10}",
+        "mode", "req/s", "p50 µs", "p99 µs", "errors", "rest MiB", "load MiB", "peak MiB"
+    );
+    let state = std::env::temp_dir().join(format!("runtime-host-bench-app-{}", std::process::id()));
+    let cache = root.join("target/bench-compiled");
+    let modes: [(&str, &[&str]); 2] = [
+        ("fresh instance (Spin's default)", &[]),
+        (
+            "instance reuse (1000 requests)",
+            &["--max-instance-reuse-count", "1000"],
+        ),
+    ];
+    for (name, extra) in modes {
+        let mut args = vec!["--state-dir", state.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let host = Host::start(&opts.host_bin, &root.join("spin.toml"), &cache, &args);
+        let _ = load_paths(host.port, 1, Duration::from_millis(300), &PATHS).await;
+        let (rest, _) = host.rss_mib();
+        let started = Instant::now();
+        let (mut latencies, errors) =
+            load_paths(host.port, opts.connections, opts.duration, &PATHS).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort_unstable();
+        let (under_load, peak) = host.rss_mib();
+        println!(
+            "{:<34} {:>10.0} {:>9} {:>9} {:>8} {:>12.1} {:>12.1} {:>10.1}",
+            name,
+            latencies.len() as f64 / elapsed,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            errors,
+            rest,
+            under_load,
+            peak
+        );
+    }
+    let _ = std::fs::remove_dir_all(&state);
 }
