@@ -393,16 +393,7 @@ impl App {
             ),
             _ => return error_response(404, "not-found", "no such well-known route"),
         };
-        let mut response = http::Response::new(
-            Full::new(Bytes::from(body))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static(content_type),
-        );
-        response
+        text_response(200, content_type, body)
     }
 
     /// How Spin describes a request to `component`: from outside, the
@@ -821,6 +812,26 @@ impl Failure {
     }
 }
 
+/// A whole body of one content type.
+pub fn text_response(
+    status: u16,
+    content_type: &'static str,
+    body: String,
+) -> http::Response<HyperOutgoingBody> {
+    let mut response = http::Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
 /// A JSON error body in the platform's error shape (`{code, message}`).
 pub fn error_response(status: u16, code: &str, message: &str) -> http::Response<HyperOutgoingBody> {
     error_response_traced(status, code, message, None)
@@ -837,19 +848,7 @@ pub fn error_response_traced(
     if let Some(trace_id) = trace_id {
         body["trace_id"] = trace_id.into();
     }
-    let body = body.to_string();
-    let mut response = http::Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+    text_response(status, "application/json", body.to_string())
 }
 
 /// Spin's request headers (its `trigger-http` crate's `compute_default_headers`).

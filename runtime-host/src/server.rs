@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -280,15 +278,5 @@ async fn admin_response(
         "/metrics" => (200, "text/plain; version=0.0.4", app.metrics.render()),
         _ => (404, "text/plain", "not found\n".to_string()),
     };
-    let mut response = http::Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
-    response
+    crate::app::text_response(status, content_type, body)
 }

@@ -95,26 +95,17 @@ async fn chained_requests_carry_spins_synthetic_route_headers() {
 #[tokio::test]
 async fn route_parameters_are_matched_and_passed_as_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "request-shape"
-version = "0.1.0"
-
-[[trigger.http]]
+    let manifest = guest_app(
+        dir.path(),
+        "request-shape",
+        r#"[[trigger.http]]
 route = "/base/:path_segment/:path_end/..."
 component = "guest"
 
 [component.guest]
-source = "{}"
+source = "{guest}"
 "#,
-            component_wasm("host-test-guest").display()
-        ),
-    )
-    .unwrap();
+    );
     let host = start(&settings(&manifest, dir.path())).await;
     let resp = client()
         .get(url(&host, "/base/path/end/headers?key=value"))

@@ -577,6 +577,16 @@ async fn one_client_order_id_sent_100_times_at_once_is_one_order() {
     assert_eq!(orders["orders"].as_array().unwrap().len(), 1);
 }
 
+/// The client order ids of a `GET /orders` answer.
+fn client_order_ids(orders: &Value) -> HashSet<String> {
+    orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["client_order_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn process_args(extra: &[(&str, &str)]) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     for (name, value) in [("admin_token", ADMIN_TOKEN)].iter().chain(extra) {
@@ -737,18 +747,10 @@ async fn a_redis_restart_under_load_fails_fast_recovers_and_loses_nothing() {
     assert_eq!(last.1, 201, "orders are accepted again after the restart");
 
     let orders = view(&host.base, "/api/v1/execution/orders?limit=1000").await;
-    let stored: HashSet<&str> = orders["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["client_order_id"].as_str().unwrap())
-        .collect();
+    let stored = client_order_ids(&orders);
     for (id, status, _, _) in &answers {
         if *status == 201 {
-            assert!(
-                stored.contains(id.as_str()),
-                "{id} was acknowledged and is gone"
-            );
+            assert!(stored.contains(id), "{id} was acknowledged and is gone");
         }
     }
     drop(redis);
@@ -795,17 +797,9 @@ async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
 
     let host = HostProcess::start(&state, &args, ready).await;
     let orders = view(&host.base, "/api/v1/execution/orders").await;
-    let stored: HashSet<&str> = orders["orders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["client_order_id"].as_str().unwrap())
-        .collect();
+    let stored = client_order_ids(&orders);
     for id in &acknowledged {
-        assert!(
-            stored.contains(id.as_str()),
-            "{id} was acknowledged and is gone"
-        );
+        assert!(stored.contains(id), "{id} was acknowledged and is gone");
     }
     assert!(
         stored.len() <= acknowledged.len() + 1,

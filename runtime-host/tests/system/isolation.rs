@@ -241,34 +241,25 @@ async fn a_guest_waiting_in_a_host_call_is_stopped_by_the_backstop_and_counted_o
 #[tokio::test]
 async fn callers_waiting_on_a_chained_callee_cannot_take_every_instance() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = component_wasm("host-test-guest");
-    let manifest = dir.path().join("spin.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "chain"
-
-[[trigger.http]]
+    let manifest = guest_app(
+        dir.path(),
+        "chain",
+        r#"[[trigger.http]]
 route = "/guest/..."
 component = "front"
 
 [[trigger.http]]
-route = {{ private = true }}
+route = { private = true }
 component = "back"
 
 [component.front]
-source = "{wasm}"
+source = "{guest}"
 allowed_outbound_hosts = ["http://back.spin.internal"]
 
 [component.back]
-source = "{wasm}"
+source = "{guest}"
 "#,
-            wasm = wasm.display()
-        ),
-    )
-    .unwrap();
+    );
     let mut settings = settings(&manifest, dir.path());
     settings.engine.max_instances = 4;
     let host = start(&settings).await;

@@ -55,6 +55,20 @@ source = "{wasm}"
     path
 }
 
+/// A manifest of the test guest's own shape: `triggers_and_components` is
+/// written after the `[application]` table, with `{guest}` standing for the
+/// guest's Wasm path.
+pub fn guest_app(dir: &Path, name: &str, triggers_and_components: &str) -> PathBuf {
+    let wasm = component_wasm("host-test-guest");
+    let text = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n{}",
+        triggers_and_components.replace("{guest}", &wasm.display().to_string())
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn settings(manifest: &Path, state_dir: &Path) -> AppSettings {
     let mut settings = AppSettings::new(manifest);
     settings.state_dir = Some(state_dir.to_path_buf());
