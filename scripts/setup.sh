@@ -7,7 +7,8 @@
 #
 #   up    the Rust toolchain of rust-toolchain.toml and its wasm32-wasip2 target
 #   test  the same, plus the Debian packages the tests start (redis-server,
-#         promtool, amtool), the pinned Python tools in .venv/ and helm in bin/
+#         PostgreSQL, mosquitto, promtool, amtool), the pinned Python tools in
+#         .venv/ and helm in bin/
 #
 # Debian packages need root: run as root it installs them with apt-get; as
 # anyone else it prints the exact command to run and stops.
@@ -48,12 +49,21 @@ fi
 # command → package: each is started by the tests themselves on a free port.
 declare -A debian=(
     [redis-server]=redis-server
+    [initdb]=postgresql
+    [mosquitto]=mosquitto
     [promtool]=prometheus
     [amtool]=prometheus-alertmanager
 )
+# Where a command is when it is not on every user's PATH: Debian keeps
+# PostgreSQL's server programs under /usr/lib/postgresql/<version>/bin and
+# mosquitto in /usr/sbin.
+have() {
+    command -v "$1" >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null ||
+        [ -x "/usr/sbin/$1" ]
+}
 missing=()
 for command in "${!debian[@]}"; do
-    command -v "$command" >/dev/null || missing+=("${debian[$command]}")
+    have "$command" || missing+=("${debian[$command]}")
 done
 # The virtual environment is made here, before apt, because whether Python can
 # make one is known only by trying (Debian's python3 needs python3-venv).

@@ -1,7 +1,9 @@
 //! The Spin capabilities a component imports, beside WASI:
 //! `fermyon:spin/variables`, `fermyon:spin/key-value`, `fermyon:spin/redis`
-//! and `fermyon:spin/sqlite` (version 2.0.0, what spin-sdk 5.2 components
-//! import; SQLite is implemented in [`crate::sqlite`]), and
+//! `fermyon:spin/sqlite`, `fermyon:spin/postgres` and `fermyon:spin/mqtt`
+//! (version 2.0.0, what spin-sdk 5.2 components import; SQLite, Postgres and
+//! MQTT are implemented in [`crate::sqlite`], [`crate::postgres`] and
+//! [`crate::mqtt`]), `spin:postgres` 3.0.0 and 4.0.0 (as in Spin 3.x), and
 //! `wasi:keyvalue/store` + `wasi:keyvalue/atomics` (0.2.0-draft2, as in Spin 3)
 //! over the same stores, for compare-and-swap. One `bindgen!` site;
 //! each interface is implemented on [`HostState`] against the grants of the
@@ -25,6 +27,10 @@ pub(crate) mod generated {
             "fermyon:spin/key-value.store": crate::key_value::KvBackend,
             "fermyon:spin/redis.connection": crate::capabilities::RedisConnection,
             "fermyon:spin/sqlite.connection": crate::sqlite::SqliteConnection,
+            "fermyon:spin/mqtt.connection": crate::mqtt::MqttConnection,
+            "fermyon:spin/postgres.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@3.0.0.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@4.0.0.connection": crate::postgres::PgConnection,
             "wasi:keyvalue/store.bucket": crate::key_value::KvBackend,
             "wasi:keyvalue/atomics.cas": crate::capabilities::CasHandle,
         },

@@ -6,8 +6,10 @@
 //! and the engine's compatibility hash, so a new host version or different
 //! settings never load stale code.
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,6 +81,12 @@ pub fn load_component(
         });
     };
     let cached = cache_path(engine, &wasm, cache_dir);
+    // Apps started side by side in one process (components sharing a source,
+    // hosts in tests) compile each source once: the others wait, then load.
+    let entry_lock = compiling(&cached);
+    let _compiling = entry_lock
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if cached.exists() {
         match deserialize(engine, &cached) {
             Ok(component) => {
@@ -108,6 +116,16 @@ pub fn load_component(
         component,
         cache_hit: false,
     })
+}
+
+/// The lock of one cache entry, shared by everything in this process that loads it.
+fn compiling(entry: &Path) -> Arc<Mutex<()>> {
+    static ENTRIES: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut entries = ENTRIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    entries.entry(entry.to_path_buf()).or_default().clone()
 }
 
 fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {

@@ -3,6 +3,7 @@
 //! outbound HTTP and its allow-list, trace propagation.
 
 use crate::common::*;
+use std::time::Duration;
 
 #[tokio::test]
 async fn routes_requests_and_sets_spin_headers() {
@@ -513,5 +514,233 @@ async fn sqlite_databases_are_granted_per_component_and_persist() {
     assert!(
         format!("{err:#}").contains("sqlite database `ledger`"),
         "{err:#}"
+    );
+}
+
+/// Spin's conformance `postgres`, in this project's words: through
+/// `spin:postgres@4.0.0` a component writes a row of every type the
+/// interface knows and reads it back as Postgres stored it; 3.0.0 and
+/// fermyon:spin 2.0.0 query too; wrong parameters and failed statements are
+/// errors the component can read; an address not granted is refused.
+#[tokio::test]
+async fn postgres_round_trips_every_type_through_each_interface_version() {
+    let pg = PostgresServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        &format!(
+            "allowed_outbound_hosts = [\"postgres://127.0.0.1:{}\"]",
+            pg.port
+        ),
+        "",
+    );
+    let host = start(&settings(&manifest, dir.path())).await;
+    let address: String = url::form_urlencoded::byte_serialize(pg.address().as_bytes()).collect();
+    let (status, body) = get(&host, &format!("/guest/pg?address={address}")).await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<&str> = body.lines().collect();
+    let jsonb = format!("{:?}", br#"{"lot":100}"#.to_vec());
+    let expected = [
+        "b:DbDataType::Boolean=DbValue::Boolean(true)".to_string(),
+        "i2:DbDataType::Int16=DbValue::Int16(-2)".into(),
+        "i4:DbDataType::Int32=DbValue::Int32(7203)".into(),
+        "i8:DbDataType::Int64=DbValue::Int64(9007199254740993)".into(),
+        "f4:DbDataType::Floating32=DbValue::Floating32(0.5)".into(),
+        "f8:DbDataType::Floating64=DbValue::Floating64(-1.25)".into(),
+        "t:DbDataType::Str=DbValue::Str(\"トヨタ\")".into(),
+        "c:DbDataType::Str=DbValue::Str(\"7203.T\")".into(),
+        "bin:DbDataType::Binary=DbValue::Binary([0, 255])".into(),
+        "d:DbDataType::Date=DbValue::Date((2026, 12, 2))".into(),
+        "tm:DbDataType::Time=DbValue::Time((15, 25, 0, 500000000))".into(),
+        "ts:DbDataType::Datetime=DbValue::Datetime((2026, 12, 2, 6, 25, 0, 0))".into(),
+        "tstz:DbDataType::Datetime=DbValue::Datetime((2026, 12, 2, 6, 25, 0, 0))".into(),
+        "u:DbDataType::Uuid=DbValue::Uuid(\"12345678-1234-1234-1234-123456789abc\")".into(),
+        format!("j:DbDataType::Jsonb=DbValue::Jsonb({jsonb})"),
+        "n:DbDataType::Decimal=DbValue::Decimal(\"2891.50\")".into(),
+        // Postgres keeps discrete ranges as [lower, upper): (9, 15] is [10, 16).
+        "r4:DbDataType::RangeInt32=DbValue::RangeInt32((Some((10, RangeBoundKind::Inclusive)), Some((16, RangeBoundKind::Exclusive))))".into(),
+        "r8:DbDataType::RangeInt64=DbValue::RangeInt64((Some((1, RangeBoundKind::Inclusive)), None))".into(),
+        "rn:DbDataType::RangeDecimal=DbValue::RangeDecimal((None, Some((\"0.5\", RangeBoundKind::Exclusive))))".into(),
+        "a4:DbDataType::ArrayInt32=DbValue::ArrayInt32([Some(1), None, Some(3)])".into(),
+        "a8:DbDataType::ArrayInt64=DbValue::ArrayInt64([Some(-4)])".into(),
+        "an:DbDataType::ArrayDecimal=DbValue::ArrayDecimal([Some(\"1.10\"), None])".into(),
+        "at:DbDataType::ArrayStr=DbValue::ArrayStr([Some(\"AAPL\"), None])".into(),
+        "iv:DbDataType::Interval=DbValue::Interval(Interval { micros: 1500000, days: 2, months: 1 })".into(),
+        "nothing:DbDataType::Str=DbValue::DbNull".into(),
+        "inserted=1".into(),
+        "v3=[DbValue::Int32(42), DbValue::Date((2026, 12, 2))]".into(),
+        "v2=[DbValue::Int64(42)]".into(),
+        "v2-unsigned=Some(Error::BadParameter(\"Postgres does not support unsigned integers\"))".into(),
+    ];
+    for line in &expected {
+        assert!(
+            lines.contains(&line.as_str()),
+            "missing {line}\nin:\n{body}"
+        );
+    }
+    let other = lines.iter().find(|l| l.starts_with("other:")).unwrap();
+    assert!(
+        other.starts_with("other:DbDataType::Other(\"inet\")=DbValue::Unsupported(["),
+        "{other}"
+    );
+    let missing = lines
+        .iter()
+        .find(|l| l.starts_with("missing-table="))
+        .unwrap();
+    assert!(
+        missing.contains("QueryFailed(QueryError::DbError") && missing.contains("\"42P01\""),
+        "undefined_table, as Postgres coded it: {missing}"
+    );
+    let wrong = lines.iter().find(|l| l.starts_with("wrong-type=")).unwrap();
+    assert!(
+        wrong.starts_with("wrong-type=Error::BadParameter(\"parameter $1 (int4)"),
+        "{wrong}"
+    );
+
+    // The row is in the database, as any other client sees it.
+    let (client, connection) = tokio_postgres::connect(&pg.address(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT i4, c, n::text FROM guest_types", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7203);
+    assert_eq!(row.get::<_, String>(1), "7203.T");
+    assert_eq!(row.get::<_, String>(2), "2891.50");
+    host.shutdown().await;
+
+    // Not granted: refused before any connection is made.
+    let denied_dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(denied_dir.path(), "", "");
+    let host = start(&settings(&manifest, denied_dir.path())).await;
+    let (status, body) = get(&host, &format!("/guest/pg?address={address}")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "Error::ConnectionFailed(\"address postgres://127.0.0.1:{} is not permitted\")",
+            pg.port
+        )
+    );
+    host.shutdown().await;
+}
+
+/// Spin's conformance `outbound-mqtt` and `outbound-mqtt-no-permission`: a
+/// component publishes to a granted broker with the credentials it gives, at
+/// each quality of service, and a subscriber receives the messages; a wrong
+/// password and an address not granted are errors.
+#[tokio::test]
+async fn mqtt_publishes_to_granted_brokers_with_the_components_credentials() {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+    let broker = MosquittoServer::start();
+    let mut options = MqttOptions::new("subscriber", "127.0.0.1", broker.port);
+    options.set_credentials("desk", "secret");
+    let (subscriber, mut events) = AsyncClient::new(options, 16);
+    subscriber
+        .subscribe("fills/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = received_tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("subscribed")
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(
+        dir.path(),
+        &format!(
+            "allowed_outbound_hosts = [\"mqtt://127.0.0.1:{}\"]",
+            broker.port
+        ),
+        "",
+    );
+    let host = start(&settings(&manifest, dir.path())).await;
+    let publish = |host: &runtime_host::RunningHost, query: String, body: &'static str| {
+        let request = client()
+            .post(url(host, &format!("/guest/mqtt?{query}")))
+            .body(body);
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let address = |client_id: &str| {
+        url::form_urlencoded::byte_serialize(
+            format!("mqtt://127.0.0.1:{}?client_id={client_id}", broker.port).as_bytes(),
+        )
+        .collect::<String>()
+    };
+    for (qos, body) in [("0", "fill 1"), ("1", "fill 2"), ("2", "fill 3")] {
+        let answer = publish(
+            &host,
+            format!(
+                "address={}&topic=fills/7203.T&qos={qos}&user=desk&password=secret",
+                address(&format!("guest-{qos}"))
+            ),
+            body,
+        )
+        .await;
+        assert_eq!(answer, (200, "published".into()), "qos {qos}");
+        let (topic, payload) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("the subscriber receives the message")
+            .unwrap();
+        assert_eq!(
+            (topic.as_str(), payload.as_slice()),
+            ("fills/7203.T", body.as_bytes())
+        );
+    }
+
+    let (status, body) = publish(
+        &host,
+        format!(
+            "address={}&topic=fills/7203.T&user=desk&password=wrong",
+            address("guest-wrong")
+        ),
+        "never",
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.starts_with("Error::ConnectionFailed("), "{body}");
+    host.shutdown().await;
+
+    let denied_dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(denied_dir.path(), "", "");
+    let host = start(&settings(&manifest, denied_dir.path())).await;
+    let (status, body) = publish(
+        &host,
+        format!(
+            "address={}&topic=fills/7203.T&user=desk&password=secret",
+            address("guest-denied")
+        ),
+        "never",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("is not permitted"), "{body}");
+    host.shutdown().await;
+    assert!(
+        received.try_recv().is_err(),
+        "nothing was published by a refused or failed connection"
     );
 }

@@ -28,6 +28,8 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["redis"]) => redis_route(&req),
         (Method::Get, ["tcp"]) => Ok(tcp_echo(&req)),
         (Method::Post, ["sqlite"]) => sqlite_route(&req),
+        (Method::Get, ["pg"]) => pg_route(&req),
+        (Method::Post, ["mqtt"]) => mqtt_route(&req),
         _ => Ok(text(404, format!("no route {path}"))),
     };
     result.unwrap_or_else(|e| text(500, format!("{e:#}")))
@@ -218,5 +220,123 @@ async fn recurse() -> Response {
     match spin_sdk::http::send::<_, Response>(Request::get(url).build()).await {
         Ok(resp) => Response::new(*resp.status(), resp.into_body()),
         Err(e) => text(508, format!("chain cut: {e}")),
+    }
+}
+
+/// Postgres through the three interface versions Spin offers. With `address`
+/// (a connection string): 4.0.0 makes a table of every type it knows, writes
+/// a row through parameters and reads it back; a statement on a missing table
+/// fails; 3.0.0 and 2.0.0 run a parameterised query each. The answer is one
+/// `column:type=value` line per column, then one line per check.
+fn pg_route(req: &Request) -> anyhow::Result<Response> {
+    use spin_sdk::pg4::{Connection, Interval, ParameterValue as P, RangeBoundKind};
+    let Some(address) = param(req, "address") else {
+        return Ok(text(400, "address is required"));
+    };
+    let conn = match Connection::open(&address) {
+        Ok(conn) => conn,
+        Err(e) => return Ok(text(403, format!("{e:?}"))),
+    };
+    conn.execute("DROP TABLE IF EXISTS guest_types", &[])?;
+    conn.execute(
+        "CREATE TABLE guest_types(b bool, i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, \
+         t text, c char(6), bin bytea, d date, tm time, ts timestamp, tstz timestamptz, u uuid, \
+         j jsonb, n numeric, r4 int4range, r8 int8range, rn numrange, a4 int4[], a8 int8[], \
+         an numeric[], at text[], iv interval, nothing text, other inet)",
+        &[],
+    )?;
+    let inserted = conn.execute(
+        "INSERT INTO guest_types VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, '10.0.0.1')",
+        &[
+            P::Boolean(true),
+            P::Int16(-2),
+            P::Int32(7203),
+            P::Int64(9_007_199_254_740_993),
+            P::Floating32(0.5),
+            P::Floating64(-1.25),
+            P::Str("トヨタ".into()),
+            P::Str("7203.T".into()),
+            P::Binary(vec![0, 255]),
+            P::Date((2026, 12, 2)),
+            P::Time((15, 25, 0, 500_000_000)),
+            P::Datetime((2026, 12, 2, 6, 25, 0, 0)),
+            P::Timestamp(1_796_192_700),
+            P::Uuid("12345678-1234-1234-1234-123456789abc".into()),
+            P::Jsonb(br#"{"lot":100}"#.to_vec()),
+            P::Decimal("2891.50".into()),
+            P::RangeInt32((
+                Some((9, RangeBoundKind::Exclusive)),
+                Some((15, RangeBoundKind::Inclusive)),
+            )),
+            P::RangeInt64((Some((1, RangeBoundKind::Inclusive)), None)),
+            P::RangeDecimal((None, Some(("0.5".into(), RangeBoundKind::Exclusive)))),
+            P::ArrayInt32(vec![Some(1), None, Some(3)]),
+            P::ArrayInt64(vec![Some(-4)]),
+            P::ArrayDecimal(vec![Some("1.10".into()), None]),
+            P::ArrayStr(vec![Some("AAPL".into()), None]),
+            P::Interval(Interval {
+                micros: 1_500_000,
+                days: 2,
+                months: 1,
+            }),
+            P::DbNull,
+        ],
+    )?;
+    let rows = conn.query("SELECT * FROM guest_types", &[])?;
+    let mut lines: Vec<String> = rows
+        .columns
+        .iter()
+        .zip(&rows.rows[0])
+        .map(|(column, value)| format!("{}:{:?}={:?}", column.name, column.data_type, value))
+        .collect();
+    lines.push(format!("inserted={inserted}"));
+    match conn.query("SELECT * FROM no_such_table", &[]) {
+        Ok(_) => lines.push("missing-table=answered".into()),
+        Err(e) => lines.push(format!("missing-table={e:?}")),
+    }
+    match conn.execute("SELECT $1::int4", &[P::Str("not a number".into())]) {
+        Ok(_) => lines.push("wrong-type=accepted".into()),
+        Err(e) => lines.push(format!("wrong-type={e:?}")),
+    }
+    let v3 = spin_sdk::pg3::Connection::open(&address)?;
+    let answer = v3.query(
+        "SELECT $1::int4 + 1 AS n, '2026-12-02'::date AS d",
+        &[spin_sdk::pg3::ParameterValue::Int32(41)],
+    )?;
+    lines.push(format!("v3={:?}", answer.rows[0]));
+    let v2 = spin_sdk::pg::Connection::open(&address)?;
+    let answer = v2.query(
+        "SELECT $1::int8 * 2 AS n",
+        &[spin_sdk::pg::ParameterValue::Int64(21)],
+    )?;
+    lines.push(format!("v2={:?}", answer.rows[0]));
+    let unsigned = v2.query("SELECT $1", &[spin_sdk::pg::ParameterValue::Uint8(1)]);
+    lines.push(format!("v2-unsigned={:?}", unsigned.err()));
+    Ok(text(200, lines.join("\n")))
+}
+
+/// Publish the body to `topic` on the broker at `address` (an
+/// `mqtt://host:port?client_id=...` URL) with `qos` 0, 1 or 2.
+fn mqtt_route(req: &Request) -> anyhow::Result<Response> {
+    use spin_sdk::mqtt::{Connection, Qos};
+    let (Some(address), Some(topic)) = (param(req, "address"), param(req, "topic")) else {
+        return Ok(text(400, "address and topic are required"));
+    };
+    let qos = match param(req, "qos").as_deref() {
+        Some("0") => Qos::AtMostOnce,
+        Some("1") | None => Qos::AtLeastOnce,
+        Some("2") => Qos::ExactlyOnce,
+        Some(other) => return Ok(text(400, format!("qos {other} is not 0, 1 or 2"))),
+    };
+    let user = param(req, "user").unwrap_or_default();
+    let password = param(req, "password").unwrap_or_default();
+    let conn = match Connection::open(&address, &user, &password, 30) {
+        Ok(conn) => conn,
+        Err(e) => return Ok(text(403, format!("{e:?}"))),
+    };
+    match conn.publish(&topic, req.body(), qos) {
+        Ok(()) => Ok(text(200, "published")),
+        Err(e) => Ok(text(502, format!("{e:?}"))),
     }
 }

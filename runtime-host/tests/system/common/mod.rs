@@ -541,3 +541,159 @@ pub fn test_idp() -> &'static TestIdp {
         TestIdp { key, jwks }
     })
 }
+
+/// Run `program` as the unprivileged `user` when the tests run as root (as
+/// CI does): PostgreSQL refuses to run as root.
+fn as_unprivileged(program: &Path, user: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", user, "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Debian's PostgreSQL server programs (`/usr/lib/postgresql/<version>/bin`).
+fn postgres_bin(program: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (apt-get install postgresql)")
+        .filter_map(|entry| Some(entry.ok()?.path().join("bin").join(program)))
+        .filter(|path| path.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("PostgreSQL's server programs are installed")
+}
+
+/// A PostgreSQL server of its own (initdb into a temporary directory,
+/// trust authentication, loopback only, fsync off), stopped on drop.
+pub struct PostgresServer {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PostgresServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        // The server runs as `postgres` when the tests run as root: it must own the directory.
+        let _ = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.path())
+            .status();
+        let initdb = as_unprivileged(&postgres_bin("initdb"), "postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("initdb runs");
+        assert!(initdb.success(), "initdb failed");
+        let port = free_port();
+        let child = as_unprivileged(&postgres_bin("postgres"), "postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres starts");
+        wait_for_port(port, Duration::from_secs(20), "postgres");
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// A libpq-style connection string for the `postgres` database.
+    pub fn address(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // SIGTERM through runuser would leave the server running: signal it directly.
+        let _ = Command::new("pkill")
+            .args(["-INT", "-f", &format!("postgres.*-p {}", self.port)])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mosquitto broker on a free loopback port that knows one user
+/// (`desk` / `secret`) and refuses anonymous clients; killed on drop.
+pub struct MosquittoServer {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl MosquittoServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let passwords = dir.path().join("passwords");
+        let made = Command::new(sbin("mosquitto_passwd"))
+            .args(["-c", "-b"])
+            .arg(&passwords)
+            .args(["desk", "secret"])
+            .status()
+            .expect("mosquitto_passwd runs (apt-get install mosquitto)");
+        assert!(made.success());
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
+                passwords.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(sbin("mosquitto"))
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (apt-get install mosquitto)");
+        wait_for_port(port, Duration::from_secs(10), "mosquitto");
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for MosquittoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A program Debian installs in /usr/sbin, which is not on every user's PATH.
+fn sbin(program: &str) -> PathBuf {
+    let path = Path::new("/usr/sbin").join(program);
+    if path.exists() {
+        path
+    } else {
+        PathBuf::from(program)
+    }
+}
