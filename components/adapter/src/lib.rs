@@ -78,6 +78,20 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// A yes/no query flag: `true` or `1`, `false` or `0`, absent is `false`;
+/// any other value is 400 `invalid-<name>`, never read as `false`.
+pub fn flag_param(req: &Request, name: &str) -> Result<bool, Route> {
+    match query_param(req, name).as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(Route::error(
+            400,
+            &format!("invalid-{name}"),
+            format!("`{name}` is `true` or `false`, got `{other}`"),
+        )),
+    }
+}
+
 /// Serve one request: common routes first, then the service's router.
 pub async fn serve<F, Fut>(service: &Service, req: Request, route: F) -> Response
 where
@@ -86,10 +100,10 @@ where
 {
     let path = path_info(service, &req);
     let outcome = match (req.method(), path.as_str()) {
-        (Method::Get, "/health") => {
-            let deep = query_param(&req, "deep").is_some_and(|v| v == "true" || v == "1");
-            Route::ok(health(service, deep).await)
-        }
+        (Method::Get, "/health") => match flag_param(&req, "deep") {
+            Ok(deep) => Route::ok(health(service, deep).await),
+            Err(bad) => bad,
+        },
         (Method::Get, "/version") => Route::ok(Version {
             service: service.id.id.to_string(),
             version: service.version.to_string(),

@@ -16,7 +16,7 @@ use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
 use market_data::source::SourceKind;
 use market_data::{History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
-use spin_adapter::{KvStore, Route, Service, path_info, query_param};
+use spin_adapter::{KvStore, Route, Service, flag_param, path_info, query_param};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -113,7 +113,7 @@ fn parse_date(name: &str, s: &str) -> Result<NaiveDate, Route> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
         Route::error(
             400,
-            "invalid-date",
+            market_data::error::field_code(name),
             format!("`{name}` must be YYYY-MM-DD, got `{s}`"),
         )
     })
@@ -175,6 +175,7 @@ fn feature_view(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BatchRequest {
     symbols: Vec<String>,
     #[serde(default)]
@@ -183,6 +184,36 @@ struct BatchRequest {
     to: Option<NaiveDate>,
     #[serde(default)]
     interval: Option<String>,
+}
+
+/// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":"YYYY-MM-DD"}`,
+/// nothing else, and a replay clock no later than today.
+fn clock_body(body: &[u8]) -> Result<MarketClock, Route> {
+    let bad = |code: &str, message: String| Route::error(400, code, message);
+    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| bad("invalid-clock", format!("the body is a JSON object: {e}")))?;
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "mode" | "as_of"))
+    {
+        return Err(bad(
+            "invalid-clock",
+            format!("unknown field `{unknown}` (the clock has `mode` and `as_of`)"),
+        ));
+    }
+    let clock: MarketClock = serde_json::from_value(serde_json::Value::Object(fields.clone()))
+        .map_err(|e| bad("invalid-clock", e.to_string()))?;
+    match clock {
+        MarketClock::Live if fields.contains_key("as_of") => Err(bad(
+            "invalid-as_of",
+            "a live clock has no `as_of`".to_string(),
+        )),
+        MarketClock::Replay { as_of } if as_of > Utc::now().date_naive() => Err(bad(
+            "invalid-as_of",
+            format!("`as_of` {as_of} is in the future"),
+        )),
+        clock => Ok(clock),
+    }
 }
 
 fn interval(raw: Option<&str>) -> Result<Interval, Route> {
@@ -213,7 +244,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             let interval = interval(query_param(&req, "interval").as_deref())?;
             let (from, to) = (date_param(&req, "from")?, date_param(&req, "to")?);
             let mut bars = md.bars(&symbol, interval, from, to).await.map_err(failed)?;
-            if query_param(&req, "include_features").is_some_and(|v| v == "true" || v == "1") {
+            if flag_param(&req, "include_features")? {
                 bars = bars.with_indicators();
             }
             Route::ok(bars)
@@ -303,8 +334,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Get, ["clock"]) => Route::ok(clock_view(md.clock(), &md)),
         (Method::Put, ["clock"]) => {
             require_admin(&req)?;
-            let clock: MarketClock = serde_json::from_slice(req.body())
-                .map_err(|e| Route::error(400, "invalid-clock", e.to_string()))?;
+            let clock = clock_body(req.body())?;
             md.set_clock(clock);
             Route::ok(clock_view(clock, &md))
         }

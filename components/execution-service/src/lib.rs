@@ -328,6 +328,9 @@ async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
     }
 }
 
+/// The longest reason a trading-state change may give.
+const MAX_REASON_CHARS: usize = 500;
+
 async fn dispatch(req: Request) -> Result<Route, Route> {
     let path = path_info(&SERVICE, &req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -351,6 +354,20 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     ),
                 ));
             }
+            // A price field of another order type would be dropped unseen.
+            let kind = fields.get("type").and_then(serde_json::Value::as_str);
+            for (field, belongs) in [("limit_price", "limit"), ("stop_price", "stop")] {
+                if fields.contains_key(field) && kind != Some(belongs) {
+                    return Err(Route::error(
+                        400,
+                        &format!("invalid-{field}"),
+                        format!(
+                            "`{field}` belongs to a `{belongs}` order, not to `{}`",
+                            kind.unwrap_or("an order without a type")
+                        ),
+                    ));
+                }
+            }
             let request: OrderRequest = serde_json::from_value(body)
                 .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
             trade(request).await
@@ -358,7 +375,33 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Get, ["orders"]) => {
             authorize(&req, Role::Viewer)?;
             let status = query_param(&req, "status");
+            if let Some(asked) = status.as_deref()
+                && asked != "open"
+                && serde_json::from_value::<OrderStatus>(serde_json::json!(asked)).is_err()
+            {
+                return Err(Route::error(
+                    400,
+                    "invalid-status",
+                    format!(
+                        "status `{asked}` is not one of open, new, accepted, partially-filled, \
+                         filled, cancelled, rejected, expired"
+                    ),
+                ));
+            }
             let symbol = query_param(&req, "symbol");
+            if let Some(asked) = symbol.as_deref() {
+                match market_data::Symbol::parse(asked) {
+                    Ok(parsed) if parsed.as_str() == asked => {}
+                    Ok(parsed) => {
+                        return Err(Route::error(
+                            400,
+                            "invalid-symbol",
+                            format!("write the symbol as `{parsed}`, not `{asked}`"),
+                        ));
+                    }
+                    Err(e) => return Err(Route::error(400, "invalid-symbol", e.to_string())),
+                }
+            }
             let limit = match query_param(&req, "limit") {
                 None => 100,
                 Some(raw) => raw
@@ -472,6 +515,15 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 reason: String,
             }
             let asked: StateRequest = parse_body(&req)?;
+            // The reason travels in the notice; notification-service takes
+            // messages of up to 3,000 characters.
+            if asked.reason.chars().count() > MAX_REASON_CHARS {
+                return Err(Route::error(
+                    400,
+                    "invalid-reason",
+                    format!("`reason` is at most {MAX_REASON_CHARS} characters"),
+                ));
+            }
             let reason = format!(
                 "{} (by {})",
                 if asked.reason.is_empty() {

@@ -147,7 +147,14 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 })?),
             };
             let since = parse_param(&req, "since")?;
-            let limit = parse_param(&req, "limit")?.unwrap_or(100).clamp(1, 500);
+            let limit = parse_param(&req, "limit")?.unwrap_or(100);
+            if !(1..=500).contains(&limit) {
+                return Err(Route::error(
+                    400,
+                    "invalid-limit",
+                    format!("`limit` is 1 to 500, got {limit}"),
+                ));
+            }
             let records = recent(severity, since, limit as usize)?;
             Ok(Route::ok(serde_json::json!({ "notifications": records })))
         }

@@ -97,6 +97,9 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
         .validate()
         .map_err(|e| Route::error(400, "invalid-filters", e))?;
     let weights = request.weights.unwrap_or_default();
+    weights.validate().map_err(|(field, message)| {
+        Route::error(400, &format!("invalid-weights.{field}"), message)
+    })?;
     let data = upstream_url(&ServiceId::DATA)
         .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
     let universe = match request.universe {

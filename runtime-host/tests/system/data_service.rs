@@ -37,12 +37,19 @@ async fn serves_bundled_history_as_of_the_replay_clock() {
         "prices are decimal strings"
     );
 
-    // The default clock (replay_date 2010-08-20) cuts later requests.
-    let (_, body) = get_json(
+    // The default clock (replay_date 2010-08-20): a later `to` is refused,
+    // and without one the bars end at the clock.
+    let (status, body) = get_json(
         &host,
         "/api/v1/data/stocks/IBM?from=2010-08-01&to=2012-01-01",
     )
     .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-to")),
+        "{body}"
+    );
+    let (_, body) = get_json(&host, "/api/v1/data/stocks/IBM?from=2010-08-01").await;
     assert_eq!(body["as_of"], "2010-08-20");
     assert_eq!(
         body["bars"].as_array().unwrap().last().unwrap()["date"],
@@ -97,7 +104,7 @@ async fn bad_input_gets_stable_4xx_codes() {
         (
             "/api/v1/data/stocks/IBM?from=yesterday",
             400,
-            "invalid-date",
+            "invalid-from",
         ),
         (
             "/api/v1/data/stocks/IBM?interval=5m",

@@ -350,13 +350,37 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
             "zero limit price",
             with(json!({"type": "limit", "limit_price": "0"})),
             400,
-            "invalid-order",
+            "invalid-limit_price",
         ),
         (
             "empty client id",
             with(json!({"client_order_id": ""})),
             400,
-            "invalid-order",
+            "invalid-client_order_id",
+        ),
+        (
+            "zero quantity",
+            with(json!({"quantity": 0})),
+            400,
+            "invalid-quantity",
+        ),
+        (
+            "a market order with a limit price",
+            with(json!({"limit_price": "150"})),
+            400,
+            "invalid-limit_price",
+        ),
+        (
+            "a limit order with a stop price",
+            with(json!({"type": "limit", "limit_price": "150", "stop_price": "140"})),
+            400,
+            "invalid-stop_price",
+        ),
+        (
+            "a symbol not written canonically",
+            with(json!({"symbol": "aapl"})),
+            400,
+            "invalid-symbol",
         ),
         (
             "malformed symbol",
@@ -436,6 +460,27 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
         "order-not-found",
     )
     .await;
+    // Filters that match nothing because they are misspelt are refused, not empty.
+    for (path, code) in [
+        ("/api/v1/execution/orders?status=fileld", "invalid-status"),
+        ("/api/v1/execution/orders?symbol=aapl", "invalid-symbol"),
+        ("/api/v1/execution/orders?limit=0", "invalid-limit"),
+    ] {
+        expect_error(&base, reqwest::Method::GET, path, Some(VIEWER), 400, code).await;
+    }
+    let (status, long) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/trading-state",
+        Some(ADMIN),
+        Some(json!({"state": "HALTED", "reason": "x".repeat(501)})),
+    )
+    .await;
+    assert_eq!(
+        (status, long["code"].as_str()),
+        (400, Some("invalid-reason")),
+        "{long}"
+    );
     let metrics = get(&host, "/api/v1/execution/metrics").await.1;
     promtool_check(&metrics);
     assert_eq!(

@@ -106,3 +106,149 @@ async fn selective_deployment_runs_a_subset() {
     assert_eq!(get(&host, "/api/v1/symbols/health").await.0, 200);
     host.shutdown().await;
 }
+
+/// A value out of range is a 4xx whose code names the field, never a default
+/// or a clamp: flags that are neither true nor false, dates after the market
+/// clock, negative weights, limits out of range.
+#[tokio::test]
+async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project_settings(dir.path());
+    settings
+        .variables
+        .push(("admin_token".into(), "s3cret".into()));
+    let host = start(&settings).await;
+    let (_, clock) = get_json(&host, "/api/v1/data/clock").await;
+    let as_of =
+        chrono::NaiveDate::parse_from_str(clock["as_of"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let after = as_of + chrono::Duration::days(3);
+    let cases = [
+        ("/api/v1/data/health?deep=yes".to_string(), "invalid-deep"),
+        ("/api/v1/execution/health?deep=maybe".into(), "invalid-deep"),
+        (
+            "/api/v1/data/stocks/AAPL?include_features=yes".into(),
+            "invalid-include_features",
+        ),
+        (format!("/api/v1/data/stocks/AAPL?to={after}"), "invalid-to"),
+        (
+            format!("/api/v1/data/stocks/AAPL?from={after}"),
+            "invalid-from",
+        ),
+        (
+            format!("/api/v1/data/features/AAPL?date={after}"),
+            "invalid-date",
+        ),
+        (
+            "/api/v1/data/stocks/AAPL?from=2010-13-01".into(),
+            "invalid-from",
+        ),
+        ("/api/v1/notifications?limit=9999".into(), "invalid-limit"),
+        ("/api/v1/notifications?limit=0".into(), "invalid-limit"),
+    ];
+    for (path, code) in &cases {
+        let resp = client()
+            .get(url(&host, path))
+            .bearer_auth("dev-viewer-key")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(*code)),
+            "{path}: {body}"
+        );
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    let (status, body) = get_json(&host, &format!("/api/v1/data/stocks/AAPL?to={as_of}")).await;
+    assert_eq!(status, 200, "the clock's own date is fine: {body}");
+
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = client()
+            .post(url(&host, path))
+            .bearer_auth("dev-viewer-key")
+            .json(&body);
+        async move {
+            let resp = request.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let weights = |liquidity: f64| {
+        serde_json::json!({"weights": {"liquidity": liquidity, "volatility": 0.25,
+            "volume_consistency": 0.2, "size": 0.2}, "universe": ["AAPL"]})
+    };
+    let (status, body) = post("/api/v1/symbols/screen", weights(-0.35)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-weights.liquidity")),
+        "{body}"
+    );
+    let (status, body) = post(
+        "/api/v1/data/batch-features",
+        serde_json::json!({"symbols": ["AAPL"], "date": after}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-date")),
+        "{body}"
+    );
+    let (status, body) = post(
+        "/api/v1/data/batch-fetch",
+        serde_json::json!({"symbols": ["AAPL"], "window": 5}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-json")),
+        "{body}"
+    );
+
+    let put_clock = |body: serde_json::Value| {
+        let request = client()
+            .put(url(&host, "/api/v1/data/clock"))
+            .header("x-admin-token", "s3cret")
+            .json(&body);
+        async move {
+            let resp = request.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    for (body, code) in [
+        (
+            serde_json::json!({"mode": "replay", "as_of": "2999-01-04"}),
+            "invalid-as_of",
+        ),
+        (
+            serde_json::json!({"mode": "live", "as_of": "2010-08-20"}),
+            "invalid-as_of",
+        ),
+        (
+            serde_json::json!({"mode": "replay", "as_of": "2010-08-20", "speed": 2}),
+            "invalid-clock",
+        ),
+    ] {
+        let (status, answer) = put_clock(body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let (_, unchanged) = get_json(&host, "/api/v1/data/clock").await;
+    assert_eq!(
+        unchanged["as_of"], clock["as_of"],
+        "a refused clock changes nothing"
+    );
+    host.shutdown().await;
+}

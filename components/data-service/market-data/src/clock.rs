@@ -8,6 +8,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::DataError;
 use crate::exchange::Market;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,10 +39,21 @@ impl MarketClock {
         }
     }
 
-    /// Clamp a requested end date to what the clock allows.
-    pub fn clamp(&self, to: Option<NaiveDate>, now: DateTime<Utc>) -> NaiveDate {
-        let limit = self.as_of(now);
-        to.map_or(limit, |t| t.min(limit))
+    /// The date a query asked for as `field`, or the clock's when it asked
+    /// for none; a date the clock has not reached is the caller's mistake,
+    /// never quietly moved back to the clock.
+    pub fn until(
+        &self,
+        field: &'static str,
+        date: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    ) -> Result<NaiveDate, DataError> {
+        let clock = self.as_of(now);
+        match date {
+            Some(date) if date > clock => Err(DataError::AfterClock { field, date, clock }),
+            Some(date) => Ok(date),
+            None => Ok(clock),
+        }
     }
 }
 
@@ -59,9 +71,21 @@ mod tests {
             as_of: d(2010, 3, 5),
         };
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        assert_eq!(clock.clamp(None, now), d(2010, 3, 5));
-        assert_eq!(clock.clamp(Some(d(2012, 1, 1)), now), d(2010, 3, 5));
-        assert_eq!(clock.clamp(Some(d(2010, 1, 1)), now), d(2010, 1, 1));
+        assert_eq!(clock.until("to", None, now), Ok(d(2010, 3, 5)));
+        assert_eq!(
+            clock.until("to", Some(d(2010, 3, 5)), now),
+            Ok(d(2010, 3, 5))
+        );
+        assert_eq!(
+            clock.until("to", Some(d(2010, 1, 1)), now),
+            Ok(d(2010, 1, 1))
+        );
+        let after = clock.until("date", Some(d(2010, 3, 8)), now).unwrap_err();
+        assert_eq!((after.code(), after.status()), ("invalid-date", 400));
+        assert_eq!(
+            after.to_string(),
+            "`date` 2010-03-08 is after the market clock (2010-03-05)"
+        );
     }
 
     #[test]

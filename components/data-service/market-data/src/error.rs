@@ -12,6 +12,12 @@ pub enum DataError {
     UnknownSymbol(String),
     #[error("invalid range: {0}")]
     InvalidRange(String),
+    #[error("`{field}` {date} is after the market clock ({clock})")]
+    AfterClock {
+        field: &'static str,
+        date: chrono::NaiveDate,
+        clock: chrono::NaiveDate,
+    },
     #[error("bundled history is corrupt: {0}")]
     CorruptHistory(&'static str),
 }
@@ -23,6 +29,7 @@ impl DataError {
             Self::InvalidSymbol { .. } => "invalid-symbol",
             Self::UnknownSymbol(_) => "unknown-symbol",
             Self::InvalidRange(_) => "invalid-range",
+            Self::AfterClock { field, .. } => field_code(field),
             Self::CorruptHistory(_) => "corrupt-history",
         }
     }
@@ -30,9 +37,20 @@ impl DataError {
     /// The HTTP status that fits: the caller's mistake or ours.
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidSymbol { .. } | Self::InvalidRange(_) => 400,
+            Self::InvalidSymbol { .. } | Self::InvalidRange(_) | Self::AfterClock { .. } => 400,
             Self::UnknownSymbol(_) => 404,
             Self::CorruptHistory(_) => 500,
         }
+    }
+}
+
+/// The code of a bad query or body field: `invalid-<field>`.
+pub fn field_code(field: &str) -> &'static str {
+    match field {
+        "from" => "invalid-from",
+        "to" => "invalid-to",
+        "date" => "invalid-date",
+        "as_of" => "invalid-as_of",
+        _ => "invalid-field",
     }
 }

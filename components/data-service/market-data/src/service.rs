@@ -153,7 +153,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         }
     }
 
-    /// Validate a range against `clock`: `to` defaults to (and is cut at) the clock.
+    /// Validate a range against `clock`: `to` defaults to the clock and may not pass it.
     pub fn range(
         &self,
         clock: MarketClock,
@@ -165,15 +165,18 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
         }
-        let to = clock.clamp(to, self.now);
+        let to = clock.until("to", to, self.now)?;
         let from = from.unwrap_or(to - Duration::days(365));
         if to - from > Duration::days(MAX_RANGE_DAYS) {
             return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
         }
         if from > to {
-            return Err(
-                DataError::InvalidRange(format!("from {from} is after the clock ({to})")).into(),
-            );
+            return Err(DataError::AfterClock {
+                field: "from",
+                date: from,
+                clock: to,
+            }
+            .into());
         }
         Ok((from, to))
     }
@@ -344,6 +347,8 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                 symbols.len()
             )));
         }
+        // The date is the whole batch's: one past the clock refuses the batch.
+        self.clock().until("date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.features(&symbol, date)
@@ -353,13 +358,13 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         Ok(futures::future::join_all(queries).await)
     }
 
-    /// The model's features for `symbol` at the clock (or at `date`, if earlier).
+    /// The model's features for `symbol` at the clock (or at `date`, which may not pass it).
     pub async fn features(
         &self,
         symbol: &Symbol,
         date: Option<NaiveDate>,
     ) -> Result<FeatureVector, ServiceError> {
-        let to = self.clock().clamp(date, self.now);
+        let to = self.clock().until("date", date, self.now)?;
         let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
         let bars = self
             .bars(symbol, Interval::OneDay, Some(from), Some(to))

@@ -102,13 +102,19 @@ fn bundled_bars_stop_at_the_replay_clock() {
         now(),
     );
     let ibm = Symbol::parse("IBM").unwrap();
-    let bars = block_on(md.bars(
+    let after = block_on(md.bars(
         &ibm,
         Interval::OneDay,
         Some(d(2010, 6, 1)),
         Some(d(2011, 1, 1)),
     ))
-    .unwrap();
+    .unwrap_err();
+    assert_eq!(
+        (after.code(), after.status()),
+        ("invalid-to", 400),
+        "a date after the clock is refused, never cut back: {after}"
+    );
+    let bars = block_on(md.bars(&ibm, Interval::OneDay, Some(d(2010, 6, 1)), None)).unwrap();
     assert_eq!(bars.as_of, d(2010, 6, 30));
     assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 30));
 
@@ -146,7 +152,7 @@ fn bad_ranges_are_rejected() {
     let err = block_on(md.bars(&ibm, Interval::OneDay, Some(d(1900, 1, 1)), None)).unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-range", 400));
     let err = block_on(md.bars(&ibm, Interval::OneDay, Some(d(2011, 1, 1)), None)).unwrap_err();
-    assert_eq!(err.code(), "invalid-range", "from after the clock");
+    assert_eq!(err.code(), "invalid-from", "from after the clock");
     let err = block_on(md.bars(
         &Symbol::parse("ZZZZ").unwrap(),
         Interval::OneDay,
@@ -295,8 +301,12 @@ fn features_are_computed_at_the_clock() {
     assert_eq!(features.values.len(), features.names.len());
     let earlier = block_on(md.features(&ibm, Some(d(2010, 3, 1)))).unwrap();
     assert_eq!(earlier.date, d(2010, 3, 1));
-    let future = block_on(md.features(&ibm, Some(d(2012, 1, 3)))).unwrap();
-    assert_eq!(future.date, d(2010, 6, 30), "never past the clock");
+    let future = block_on(md.features(&ibm, Some(d(2012, 1, 3)))).unwrap_err();
+    assert_eq!(
+        (future.code(), future.status()),
+        ("invalid-date", 400),
+        "never past the clock"
+    );
 
     // A served vector is the bar's vector over the whole history (what training
     // computes), not an approximation from a short window.

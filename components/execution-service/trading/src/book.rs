@@ -214,8 +214,12 @@ pub struct Book {
 /// Why a submission did not become a working or filled order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    #[error("{0}")]
-    Invalid(String),
+    /// A field of the order is wrong; the code names it (`invalid-quantity`).
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("client order id `{0}` was used for a different order")]
     Conflict(String),
     #[error("no price for {0} up to the market clock")]
@@ -234,7 +238,14 @@ pub enum SubmitError {
 impl SubmitError {
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Invalid(_) => "invalid-order",
+            Self::Invalid { field, .. } => match *field {
+                "client_order_id" => "invalid-client_order_id",
+                "symbol" => "invalid-symbol",
+                "quantity" => "invalid-quantity",
+                "limit_price" => "invalid-limit_price",
+                "stop_price" => "invalid-stop_price",
+                _ => "invalid-order",
+            },
             Self::Conflict(_) => "idempotency-conflict",
             Self::NoPrice(_) => "no-price",
             Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
@@ -244,7 +255,7 @@ impl SubmitError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::Invalid(_) => 400,
+            Self::Invalid { .. } => 400,
             Self::Conflict(_) => 409,
             Self::NoPrice(_) | Self::Denied(_) => 422,
             Self::Archived { .. } => 200,
@@ -906,6 +917,7 @@ fn origin_label(origin: Origin) -> &'static str {
 }
 
 fn validate(request: &OrderRequest) -> Result<(), SubmitError> {
+    let invalid = |field, message: String| Err(SubmitError::Invalid { field, message });
     let id = &request.client_order_id;
     if id.is_empty()
         || id.len() > 64
@@ -913,28 +925,38 @@ fn validate(request: &OrderRequest) -> Result<(), SubmitError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     {
-        return Err(SubmitError::Invalid(
+        return invalid(
+            "client_order_id",
             "client_order_id is 1 to 64 of A-Z a-z 0-9 - _ . :".into(),
-        ));
+        );
     }
-    Symbol::parse(&request.symbol).map_err(|e| SubmitError::Invalid(e.to_string()))?;
-    if request.quantity.is_some_and(|q| q > MAX_QUANTITY) {
-        return Err(SubmitError::Invalid(format!(
-            "quantity is at most {MAX_QUANTITY}"
-        )));
+    match Symbol::parse(&request.symbol) {
+        Err(e) => return invalid("symbol", e.to_string()),
+        // The book and the market view key by the canonical spelling.
+        Ok(symbol) if symbol.as_str() != request.symbol => {
+            return invalid(
+                "symbol",
+                format!("write the symbol as `{symbol}`, not `{}`", request.symbol),
+            );
+        }
+        Ok(_) => {}
+    }
+    if request.quantity.is_some_and(|q| q == 0 || q > MAX_QUANTITY) {
+        return invalid("quantity", format!("quantity is 1 to {MAX_QUANTITY}"));
     }
     if request.quantity.is_none() && request.side == Side::Sell {
-        return Err(SubmitError::Invalid(
+        return invalid(
+            "quantity",
             "a sell names its quantity (sizing applies to buys)".into(),
-        ));
+        );
     }
-    let price = match request.kind {
-        OrderKind::Market => None,
-        OrderKind::Limit { limit_price } => Some(limit_price),
-        OrderKind::Stop { stop_price } => Some(stop_price),
+    let (field, price) = match request.kind {
+        OrderKind::Market => ("limit_price", None),
+        OrderKind::Limit { limit_price } => ("limit_price", Some(limit_price)),
+        OrderKind::Stop { stop_price } => ("stop_price", Some(stop_price)),
     };
     if price.is_some_and(|p| p.ticks() <= 0) {
-        return Err(SubmitError::Invalid("prices are positive".into()));
+        return invalid(field, format!("{field} is positive"));
     }
     Ok(())
 }

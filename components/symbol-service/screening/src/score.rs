@@ -15,6 +15,7 @@ use crate::filters::{FilterChain, Rejection};
 use crate::metrics::{Metrics, Series};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScoreWeights {
     pub liquidity: f64,
     pub volatility: f64,
@@ -30,6 +31,28 @@ impl Default for ScoreWeights {
             volume_consistency: 0.20,
             size: 0.20,
         }
+    }
+}
+
+impl ScoreWeights {
+    /// Every weight a finite number from 0 to 1, and not all zero (a score
+    /// needs something to weigh); `Err` names the first bad field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let fields = [
+            ("liquidity", self.liquidity),
+            ("volatility", self.volatility),
+            ("volume_consistency", self.volume_consistency),
+            ("size", self.size),
+        ];
+        for (name, weight) in fields {
+            if !weight.is_finite() || !(0.0..=1.0).contains(&weight) {
+                return Err((name, format!("weights.{name} must be 0 to 1, got {weight}")));
+            }
+        }
+        if fields.iter().all(|(_, w)| *w == 0.0) {
+            return Err(("liquidity", "at least one weight must be above 0".into()));
+        }
+        Ok(())
     }
 }
 
@@ -186,5 +209,36 @@ mod tests {
     fn weights_sum_to_one() {
         let w = ScoreWeights::default();
         assert!((w.liquidity + w.volatility + w.volume_consistency + w.size - 1.0).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::ScoreWeights;
+
+    #[test]
+    fn weights_out_of_range_are_refused_by_name() {
+        assert!(ScoreWeights::default().validate().is_ok());
+        let negative = ScoreWeights {
+            volatility: -0.1,
+            ..ScoreWeights::default()
+        };
+        assert_eq!(negative.validate().unwrap_err().0, "volatility");
+        let nan = ScoreWeights {
+            size: f64::NAN,
+            ..ScoreWeights::default()
+        };
+        assert_eq!(nan.validate().unwrap_err().0, "size");
+        let zero = ScoreWeights {
+            liquidity: 0.0,
+            volatility: 0.0,
+            volume_consistency: 0.0,
+            size: 0.0,
+        };
+        assert!(zero.validate().is_err());
+        let unknown = serde_json::from_str::<ScoreWeights>(
+            r#"{"liquidity":1,"volatility":0,"volume_consistency":0,"size":0,"momentum":5}"#,
+        );
+        assert!(unknown.is_err());
     }
 }
