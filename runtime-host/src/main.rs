@@ -12,6 +12,10 @@ use runtime_host::telemetry::{self, Telemetry};
 use runtime_host::{App, AppSettings, Metrics};
 use tokio::net::TcpListener;
 
+/// See Cargo.toml: the host's own memory is returned to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "runtime-host",

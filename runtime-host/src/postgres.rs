@@ -657,96 +657,64 @@ impl v4::HostConnection for HostState {
     }
 }
 
-impl v3::Host for HostState {}
+/// The older interfaces, each a subset of 4.0.0: `$types` holds its values
+/// and errors, `$parameter`, `$rows` and `$error` convert to and from 4.0.0.
+macro_rules! older_interface {
+    ($interface:ident, $types:ident, $parameter:ident, $rows:ident, $error:ident) => {
+        impl $interface::HostConnection for HostState {
+            async fn open(
+                &mut self,
+                address: String,
+            ) -> wasmtime::Result<Result<Resource<PgConnection>, $types::Error>> {
+                Ok(self.pg_open(&address).await?.map_err($error))
+            }
 
-impl v3::HostConnection for HostState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v3::Error>> {
-        Ok(self.pg_open(&address).await?.map_err(v3_error))
-    }
+            async fn query(
+                &mut self,
+                connection: Resource<PgConnection>,
+                statement: String,
+                parameters: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<$types::RowSet, $types::Error>> {
+                let client = self.pg_client(&connection)?;
+                let parameters = match parameters.into_iter().map($parameter).collect() {
+                    Ok(parameters) => parameters,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(query(&client, &statement, parameters, self.deadline)
+                    .await
+                    .map($rows)
+                    .map_err($error))
+            }
 
-    async fn query(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        parameters: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<v3::RowSet, v3::Error>> {
-        let client = self.pg_client(&connection)?;
-        let parameters = parameters.into_iter().map(v3_parameter).collect();
-        Ok(query(&client, &statement, parameters, self.deadline)
-            .await
-            .map(v3_rows)
-            .map_err(v3_error))
-    }
+            async fn execute(
+                &mut self,
+                connection: Resource<PgConnection>,
+                statement: String,
+                parameters: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<u64, $types::Error>> {
+                let client = self.pg_client(&connection)?;
+                let parameters = match parameters.into_iter().map($parameter).collect() {
+                    Ok(parameters) => parameters,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(execute(&client, &statement, parameters, self.deadline)
+                    .await
+                    .map_err($error))
+            }
 
-    async fn execute(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        parameters: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v3::Error>> {
-        let client = self.pg_client(&connection)?;
-        let parameters = parameters.into_iter().map(v3_parameter).collect();
-        Ok(execute(&client, &statement, parameters, self.deadline)
-            .await
-            .map_err(v3_error))
-    }
-
-    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.pg_drop(connection)
-    }
+            async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
+                self.pg_drop(connection)
+            }
+        }
+    };
 }
+
+impl v3::Host for HostState {}
+older_interface!(v3, v3, v3_parameter, v3_rows, v3_error);
 
 impl v2::Host for HostState {}
 impl v2t::Host for HostState {}
-
-impl v2::HostConnection for HostState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v2t::Error>> {
-        Ok(self.pg_open(&address).await?.map_err(v2_error))
-    }
-
-    async fn query(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        parameters: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<v2t::RowSet, v2t::Error>> {
-        let client = self.pg_client(&connection)?;
-        let parameters = match parameters.into_iter().map(v2_parameter).collect() {
-            Ok(parameters) => parameters,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(query(&client, &statement, parameters, self.deadline)
-            .await
-            .map(v2_rows)
-            .map_err(v2_error))
-    }
-
-    async fn execute(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        parameters: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v2t::Error>> {
-        let client = self.pg_client(&connection)?;
-        let parameters = match parameters.into_iter().map(v2_parameter).collect() {
-            Ok(parameters) => parameters,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(execute(&client, &statement, parameters, self.deadline)
-            .await
-            .map_err(v2_error))
-    }
-
-    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.pg_drop(connection)
-    }
-}
+older_interface!(v2, v2t, v2_parameter, v2_rows, v2_error);
 
 // ------------------------------------------- 3.0.0 and 2.0.0 as 4.0.0 subsets
 
@@ -777,10 +745,10 @@ fn v2_error(e: v4::Error) -> v2t::Error {
     }
 }
 
-fn v3_parameter(p: v3::ParameterValue) -> v4::ParameterValue {
+fn v3_parameter(p: v3::ParameterValue) -> Result<v4::ParameterValue, v3::Error> {
     use v3::ParameterValue as P3;
     use v4::ParameterValue as P;
-    match p {
+    Ok(match p {
         P3::Boolean(v) => P::Boolean(v),
         P3::Int8(v) => P::Int8(v),
         P3::Int16(v) => P::Int16(v),
@@ -795,7 +763,7 @@ fn v3_parameter(p: v3::ParameterValue) -> v4::ParameterValue {
         P3::Datetime(v) => P::Datetime(v),
         P3::Timestamp(v) => P::Timestamp(v),
         P3::DbNull => P::DbNull,
-    }
+    })
 }
 
 fn v3_rows(rows: v4::RowSet) -> v3::RowSet {
