@@ -130,7 +130,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
             notification
                 .validate()
-                .map_err(|e| Route::error(400, "invalid-notification", e))?;
+                .map_err(|(field, e)| Route::error(400, &format!("invalid-{field}"), e))?;
             let record = send(notification).await?;
             Ok(Route::ok(record))
         }

@@ -306,14 +306,28 @@ async fn bad_requests_get_stable_codes_and_deliver_nothing() {
             Some(TRADER),
             with(json!({"title": ""})),
             400,
-            "invalid-notification",
+            "invalid-title",
         ),
         (
             "ftp link",
             Some(TRADER),
             with(json!({"link": "ftp://x"})),
             400,
-            "invalid-notification",
+            "invalid-link",
+        ),
+        (
+            "a link without a host",
+            Some(TRADER),
+            with(json!({"link": "https://"})),
+            400,
+            "invalid-link",
+        ),
+        (
+            "a channel named twice",
+            Some(TRADER),
+            with(json!({"channels": ["log", "log"]})),
+            400,
+            "invalid-channels",
         ),
     ];
     for (name, key, body, status, code) in cases {

@@ -89,8 +89,9 @@ pub const MAX_FIELD: usize = 500;
 pub const MAX_KEY: usize = 200;
 
 impl Notification {
-    /// Check the sizes Slack and the log can take; the first problem found.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check the sizes Slack and the log can take: the first problem found,
+    /// with the field it is in.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let kind_ok = !self.kind.is_empty()
             && self.kind.len() <= 64
             && self
@@ -98,24 +99,28 @@ impl Notification {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !kind_ok {
-            return Err("type is 1 to 64 of a-z 0-9 - .".into());
+            return Err(("type", "type is 1 to 64 of a-z 0-9 - .".into()));
         }
         if self.title.trim().is_empty() || self.title.chars().count() > MAX_TITLE {
-            return Err(format!("title is 1 to {MAX_TITLE} characters"));
+            return Err(("title", format!("title is 1 to {MAX_TITLE} characters")));
         }
         if self.message.chars().count() > MAX_MESSAGE {
-            return Err(format!("message is at most {MAX_MESSAGE} characters"));
+            return Err((
+                "message",
+                format!("message is at most {MAX_MESSAGE} characters"),
+            ));
         }
         if self.fields.len() > MAX_FIELDS {
-            return Err(format!("at most {MAX_FIELDS} fields"));
+            return Err(("fields", format!("at most {MAX_FIELDS} fields")));
         }
         if self
             .fields
             .iter()
             .any(|(k, v)| k.is_empty() || k.chars().count() > 100 || v.chars().count() > MAX_FIELD)
         {
-            return Err(format!(
-                "field names are 1 to 100 characters, values at most {MAX_FIELD}"
+            return Err((
+                "fields",
+                format!("field names are 1 to 100 characters, values at most {MAX_FIELD}"),
             ));
         }
         if self
@@ -123,15 +128,44 @@ impl Notification {
             .as_ref()
             .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY)
         {
-            return Err(format!("dedup_key is 1 to {MAX_KEY} bytes"));
+            return Err(("dedup_key", format!("dedup_key is 1 to {MAX_KEY} bytes")));
         }
-        if self.link.as_ref().is_some_and(|l| {
-            !(l.starts_with("https://") || l.starts_with("http://")) || l.len() > 2_000
-        }) {
-            return Err("link is an http(s) URL".into());
+        if let Some((i, channel)) = self
+            .channels
+            .iter()
+            .enumerate()
+            .find(|(i, c)| self.channels[..*i].contains(c))
+        {
+            return Err((
+                "channels",
+                format!("channel {channel:?} is named twice (at {i})"),
+            ));
+        }
+        if self.link.as_deref().is_some_and(|l| !is_web_link(l)) {
+            return Err((
+                "link",
+                "link is an http(s) URL with a host, at most 2,000 bytes".into(),
+            ));
         }
         Ok(())
     }
+}
+
+/// An `http://` or `https://` URL with a host and no white space.
+fn is_web_link(link: &str) -> bool {
+    let Some(rest) = link
+        .strip_prefix("https://")
+        .or_else(|| link.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    link.len() <= 2_000
+        && !host.is_empty()
+        && !link.chars().any(char::is_whitespace)
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
 #[cfg(test)]
@@ -215,6 +249,38 @@ mod tests {
                 "ftp link",
                 Notification {
                     link: Some("ftp://x".into()),
+                    ..note()
+                },
+                false,
+            ),
+            (
+                "a link without a host",
+                Notification {
+                    link: Some("https:///orders".into()),
+                    ..note()
+                },
+                false,
+            ),
+            (
+                "a link with a space",
+                Notification {
+                    link: Some("https://desk.example/orders/ord 1".into()),
+                    ..note()
+                },
+                false,
+            ),
+            (
+                "a link",
+                Notification {
+                    link: Some("https://desk.example:8443/api/v1/execution/orders/ord-1".into()),
+                    ..note()
+                },
+                true,
+            ),
+            (
+                "a channel twice",
+                Notification {
+                    channels: vec![Channel::Log, Channel::Log],
                     ..note()
                 },
                 false,
