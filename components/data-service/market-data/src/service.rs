@@ -58,12 +58,33 @@ pub enum ServiceError {
     Data(#[from] DataError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A batch's `symbols`: how many, or one named twice.
     #[error("{0}")]
-    BadRequest(String),
+    BadSymbols(String),
     #[error("not enough history for {0} before the clock")]
     NotEnoughHistory(String),
     #[error("{0}")]
     UnsupportedInterval(String),
+}
+
+/// A batch names 1 to `MAX_BATCH` symbols, each once.
+fn check_batch(symbols: &[String]) -> Result<(), ServiceError> {
+    if symbols.is_empty() || symbols.len() > MAX_BATCH {
+        return Err(ServiceError::BadSymbols(format!(
+            "a batch has 1 to {MAX_BATCH} symbols, got {}",
+            symbols.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = symbols
+        .iter()
+        .find(|s| !seen.insert(s.trim().to_ascii_uppercase()))
+    {
+        return Err(ServiceError::BadSymbols(format!(
+            "`{twice}` is named twice in the batch"
+        )));
+    }
+    Ok(())
 }
 
 impl ServiceError {
@@ -71,7 +92,7 @@ impl ServiceError {
         match self {
             Self::Data(e) => e.code(),
             Self::Provider(e) => e.code(),
-            Self::BadRequest(_) => "bad-request",
+            Self::BadSymbols(_) => "invalid-symbols",
             Self::NotEnoughHistory(_) => "not-enough-history",
             Self::UnsupportedInterval(_) => "unsupported-interval",
         }
@@ -81,7 +102,7 @@ impl ServiceError {
         match self {
             Self::Data(e) => e.status(),
             Self::Provider(e) => e.status(),
-            Self::BadRequest(_) | Self::UnsupportedInterval(_) => 400,
+            Self::BadSymbols(_) | Self::UnsupportedInterval(_) => 400,
             Self::NotEnoughHistory(_) => 422,
         }
     }
@@ -319,12 +340,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
-        if symbols.is_empty() || symbols.len() > MAX_BATCH {
-            return Err(ServiceError::BadRequest(format!(
-                "a batch has 1 to {MAX_BATCH} symbols, got {}",
-                symbols.len()
-            )));
-        }
+        check_batch(symbols)?;
         self.range(self.clock(), from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
@@ -341,12 +357,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         symbols: &[String],
         date: Option<NaiveDate>,
     ) -> Result<Vec<Result<FeatureVector, (String, ServiceError)>>, ServiceError> {
-        if symbols.is_empty() || symbols.len() > MAX_BATCH {
-            return Err(ServiceError::BadRequest(format!(
-                "a batch has 1 to {MAX_BATCH} symbols, got {}",
-                symbols.len()
-            )));
-        }
+        check_batch(symbols)?;
         // The date is the whole batch's: one past the clock refuses the batch.
         self.clock().until("date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
