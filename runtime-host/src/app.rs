@@ -497,10 +497,14 @@ impl App {
         let (parts, body) = req.into_parts();
         let body = body.map_err(|e| format!("{:?}", Into::<wasmtime_wasi_http::Error>::into(e)));
         let limit = self.limits.body_limit(component);
-        match crate::limits::read_body(&parts.headers, body, limit).await {
-            Ok(bytes) => Ok(http::Request::from_parts(parts, Full::new(bytes))),
-            Err(BodyError::TooLarge { limit }) => Err(Failure::BodyTooLarge(limit)),
-            Err(e @ BodyError::Unreadable(_)) => Err(Failure::BadRequest(e.to_string())),
+        // A body that has not all arrived within the request timeout is the
+        // client's fault (408), never the component's: no instance is taken yet.
+        let reading = crate::limits::read_body(&parts.headers, body, limit);
+        match tokio::time::timeout(self.request_timeout, reading).await {
+            Err(_) => Err(Failure::BodyTimeout),
+            Ok(Ok(bytes)) => Ok(http::Request::from_parts(parts, Full::new(bytes))),
+            Ok(Err(BodyError::TooLarge { limit })) => Err(Failure::BodyTooLarge(limit)),
+            Ok(Err(e @ BodyError::Unreadable(_))) => Err(Failure::BadRequest(e.to_string())),
         }
     }
 
@@ -741,6 +745,8 @@ enum Failure {
     BadRequest(String),
     /// The body passed the component's limit (bytes).
     BodyTooLarge(u64),
+    /// The body did not all arrive within the request timeout.
+    BodyTimeout,
     Guest(String),
     Timeout,
     /// Every instance slot of the pool is taken: back-pressure, not a fault.
@@ -770,6 +776,11 @@ impl Failure {
             Self::BodyTooLarge(limit) => {
                 tracing::info!("request refused: its body is over the limit of {limit} bytes")
             }
+            Self::BodyTimeout => {
+                tracing::info!(
+                    "request refused: its body did not arrive within the request timeout"
+                )
+            }
             Self::Guest(detail) => tracing::error!("component failed: {detail}"),
             Self::Timeout => tracing::warn!("component timed out"),
             Self::Overloaded => tracing::warn!("every instance slot is busy"),
@@ -788,6 +799,11 @@ impl Failure {
                     format!("the request body is larger than this service accepts ({limit} bytes)");
                 (413, "body-too-large", too_large.as_str())
             }
+            Self::BodyTimeout => (
+                408,
+                "request-timeout",
+                "the request body did not arrive within the request timeout",
+            ),
             Self::Guest(_) => (500, "component-failed", "the component failed"),
             Self::Timeout => (
                 500,

@@ -192,6 +192,47 @@ async fn clients_that_dribble_their_headers_are_closed_at_the_header_timeout() {
     host.shutdown().await;
 }
 
+/// A client that sends its head but not the body it announced gets a 408
+/// when the request timeout passes, never a component error: no instance
+/// was taken for it, and others are served meanwhile.
+#[tokio::test]
+async fn a_body_that_never_arrives_is_a_408_not_a_component_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(dir.path(), "", "");
+    let mut settings = settings(&manifest, dir.path());
+    settings.request_timeout = Duration::from_secs(1);
+    let host = start(&settings).await;
+    let mut stream = TcpStream::connect(host.addr).await.unwrap();
+    stream
+        .write_all(b"POST /guest/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly ten b")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        get(&host, "/guest/counter").await.0,
+        200,
+        "others are served"
+    );
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request-timeout\""), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let metrics = metrics(&host).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "runtime_host_http_requests_total{component=\"guest\",status=\"500\"}"
+        ),
+        0.0,
+        "not counted as a component failure"
+    );
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn connections_past_the_cap_get_a_clean_503() {
     let dir = tempfile::tempdir().unwrap();
