@@ -174,7 +174,6 @@ pub struct App {
     router: Router,
     components: HashMap<String, Arc<LoadedComponent>>,
     /// Each component's public routes, to compute `spin-path-info` for chained calls.
-    routes_by_component: HashMap<String, Router>,
     pub kv: KvStores,
     pub sqlite: SqliteDatabases,
     pub redis: RedisPool,
@@ -244,14 +243,6 @@ impl App {
             })
             .collect();
         let router = Router::new(routes.iter().copied())?;
-        let mut routes_by_component = HashMap::new();
-        for id in &selected {
-            let own = routes
-                .iter()
-                .copied()
-                .filter(|(_, component)| component == id);
-            routes_by_component.insert(id.clone(), Router::new(own)?);
-        }
 
         let state_dir = settings
             .state_dir
@@ -323,7 +314,6 @@ impl App {
             engine,
             router,
             components,
-            routes_by_component,
             kv,
             sqlite,
             redis: RedisPool::default(),
@@ -379,7 +369,13 @@ impl App {
             client_addr,
             depth: 0,
         };
-        self.call_component(&component, req, info).await
+        // Matched once: the route that chose the component is what Spin reports.
+        let route = RouteInfo {
+            raw: matched.route.raw.clone(),
+            path_info: matched.path_info,
+            params: matched.params,
+        };
+        self.serve(&component, req, info, route).await
     }
 
     /// Spin's own routes under `/.well-known/spin/`, answered before any
@@ -396,30 +392,30 @@ impl App {
         text_response(200, content_type, body)
     }
 
-    /// How Spin describes a request to `component`: from outside, the
-    /// component's route that matched `path`; chained, the synthetic `/...`.
-    fn route_info(&self, component: &str, path: &str, info: CallInfo) -> RouteInfo {
-        if info.depth > 0 {
-            return RouteInfo::chained(path);
-        }
-        self.routes_by_component
-            .get(component)
-            .and_then(|router| router.route(path))
-            .map(|m| RouteInfo {
-                raw: m.route.raw.clone(),
-                path_info: m.path_info,
-                params: m.params,
-            })
-            .unwrap_or_else(|| RouteInfo::chained(path))
+    /// Call one component with a chained request (`http://<id>.spin.internal/...`),
+    /// which Spin routes synthetically, as if matched against `/...`.
+    pub async fn call_component<B>(
+        self: &Arc<Self>,
+        component: &Arc<LoadedComponent>,
+        req: http::Request<B>,
+        info: CallInfo,
+    ) -> http::Response<HyperOutgoingBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let route = RouteInfo::chained(req.uri().path());
+        self.serve(component, req, info, route).await
     }
 
     /// Call one component with one request, with the host's limits, and
     /// turn any failure of the guest into a JSON error response.
-    pub async fn call_component<B>(
+    async fn serve<B>(
         self: &Arc<Self>,
         component: &Arc<LoadedComponent>,
         mut req: http::Request<B>,
         info: CallInfo,
+        route: RouteInfo,
     ) -> http::Response<HyperOutgoingBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -444,7 +440,6 @@ impl App {
         );
         let trace = crate::telemetry::continue_trace(&span, parent);
         span.record("trace_id", trace.trace_id_hex());
-        let route = self.route_info(&id, req.uri().path(), info);
         set_spin_headers(&mut req, &route, &trace, info);
         // The epoch deadline stops a guest that runs too long; this backstop, a little
         // later, stops one that waits too long in a host call (where epochs do not tick).
