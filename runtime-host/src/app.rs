@@ -560,37 +560,41 @@ impl App {
 
         let app = self.clone();
         let task_component = component.clone();
-        let mut task = AbortOnDrop(Some(tokio::task::spawn(async move {
-            let proxy = match proxy {
-                Some(proxy) => proxy,
-                None => {
-                    let instantiating = Instant::now();
-                    let proxy = task_component.pre.instantiate_async(&mut store).await?;
-                    app.metrics
-                        .instantiated(&task_component.config.id, instantiating.elapsed());
-                    proxy
-                }
-            };
-            let result = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, out)
-                .await;
-            match &result {
-                Ok(()) if served + 1 < app.max_instance_reuse_count => {
-                    if let Ok(mut idle) = task_component.idle.lock() {
-                        idle.push(Reusable {
-                            store,
-                            proxy,
-                            served: served + 1,
-                            slot,
-                        });
+        let mut task = AbortOnDrop(Some(tokio::task::spawn(
+            async move {
+                let proxy = match proxy {
+                    Some(proxy) => proxy,
+                    None => {
+                        let instantiating = Instant::now();
+                        let proxy = task_component.pre.instantiate_async(&mut store).await?;
+                        app.metrics
+                            .instantiated(&task_component.config.id, instantiating.elapsed());
+                        proxy
                     }
+                };
+                let result = proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await;
+                match &result {
+                    Ok(()) if served + 1 < app.max_instance_reuse_count => {
+                        if let Ok(mut idle) = task_component.idle.lock() {
+                            idle.push(Reusable {
+                                store,
+                                proxy,
+                                served: served + 1,
+                                slot,
+                            });
+                        }
+                    }
+                    Ok(()) => {}
+                    Err(e) => app.record_guest_error(&task_component.config.id, e),
                 }
-                Ok(()) => {}
-                Err(e) => app.record_guest_error(&task_component.config.id, e),
+                result
             }
-            result
-        })));
+            // The task's own log lines (a trap's details) carry the request's trace id.
+            .instrument(tracing::Span::current()),
+        )));
 
         match receiver.await {
             Ok(Ok(response)) => {
@@ -746,6 +750,11 @@ enum Failure {
     Timeout,
     /// Every instance slot of the pool is taken: back-pressure, not a fault.
     Overloaded,
+    /// The guest trapped or ran past its deadline; the component's task has
+    /// already counted it and logged its details.
+    Recorded {
+        timeout: bool,
+    },
     Host(anyhow::Error),
 }
 
@@ -757,9 +766,8 @@ impl Failure {
         {
             return Self::Overloaded;
         }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Self::Timeout,
-            _ => Self::Guest(format!("{error:#}")),
+        Self::Recorded {
+            timeout: matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)),
         }
     }
 
@@ -779,6 +787,7 @@ impl Failure {
             Self::Guest(detail) => tracing::error!("component failed: {detail}"),
             Self::Timeout => tracing::warn!("component timed out"),
             Self::Overloaded => tracing::warn!("every instance slot is busy"),
+            Self::Recorded { .. } => {}
             Self::Host(e) => tracing::error!("host error: {e:#}"),
         }
     }
@@ -799,8 +808,10 @@ impl Failure {
                 "request-timeout",
                 "the request body did not arrive within the request timeout",
             ),
-            Self::Guest(_) => (500, "component-failed", "the component failed"),
-            Self::Timeout => (
+            Self::Guest(_) | Self::Recorded { timeout: false } => {
+                (500, "component-failed", "the component failed")
+            }
+            Self::Timeout | Self::Recorded { timeout: true } => (
                 500,
                 "component-timeout",
                 "the component did not answer within the request timeout",

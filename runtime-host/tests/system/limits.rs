@@ -304,3 +304,51 @@ async fn a_failing_component_answers_without_internals() {
     }
     host.shutdown().await;
 }
+
+/// A trap is logged once, with its details, under the trace id the client
+/// was given; the client's answer carries neither.
+#[tokio::test]
+async fn a_trap_is_logged_once_with_its_details_under_the_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(dir.path(), "", "");
+    let host = HostProcess::start_manifest(
+        &manifest,
+        &dir.path().join("state"),
+        &[],
+        "/guest/counter",
+        &[],
+    )
+    .await;
+    let resp = client()
+        .get(format!("{}/guest/trap", host.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    let trace_id = answer["trace_id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = host.log();
+        if log.contains("request served") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let trapped: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("component trapped") || l.contains("component failed"))
+        .collect();
+    assert_eq!(trapped.len(), 1, "logged once: {trapped:#?}");
+    assert!(trapped[0].contains("component trapped"), "{}", trapped[0]);
+    assert!(
+        trapped[0].contains(&trace_id),
+        "under the trace id {trace_id}: {}",
+        trapped[0]
+    );
+    assert!(
+        trapped[0].contains("wasm"),
+        "with the trap's details: {}",
+        trapped[0]
+    );
+}

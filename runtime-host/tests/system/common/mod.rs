@@ -382,6 +382,8 @@ pub struct HostProcess {
     /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin: String,
     child: Child,
+    /// Where the host's stderr (its log) goes.
+    log: PathBuf,
 }
 
 impl HostProcess {
@@ -412,6 +414,8 @@ impl HostProcess {
     ) -> Self {
         let port = free_port();
         let admin_port = free_port();
+        std::fs::create_dir_all(state_dir).unwrap();
+        let log = state_dir.join(format!("host-{port}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_runtime-host"))
             .arg("up")
             .arg("-f")
@@ -425,7 +429,7 @@ impl HostProcess {
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
@@ -446,7 +450,28 @@ impl HostProcess {
             base,
             admin: format!("http://127.0.0.1:{admin_port}"),
             child,
+            log,
         }
+    }
+
+    /// What the host has logged so far, without terminal colours.
+    pub fn log(&self) -> String {
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut plain = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An ANSI escape: `ESC [ ... letter`.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
     }
 
     /// The host's resident memory, in KiB (`VmRSS` of /proc).
