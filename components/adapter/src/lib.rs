@@ -71,25 +71,136 @@ pub fn path_info(service: &Service, req: &Request) -> String {
         .path_below(header("spin-component-route"), header("spin-path-info"))
 }
 
-/// A query parameter, percent-decoded.
-pub fn query_param(req: &Request, name: &str) -> Option<String> {
-    form_urlencoded::parse(req.query().as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+/// A route's query parameters: only the ones the route takes, each at most
+/// once, percent-decoded. Anything else is the caller's mistake, refused
+/// before the route runs rather than ignored.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
 }
 
-/// A yes/no query flag: `true` or `1`, `false` or `0`, absent is `false`;
-/// any other value is 400 `invalid-<name>`, never read as `false`.
-pub fn flag_param(req: &Request, name: &str) -> Result<bool, Route> {
-    match query_param(req, name).as_deref() {
-        None | Some("false" | "0") => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some(other) => Err(Route::error(
-            400,
-            &format!("invalid-{name}"),
-            format!("`{name}` is `true` or `false`, got `{other}`"),
-        )),
+impl Query {
+    /// The request's query for a route that takes the parameters `accepted`:
+    /// a parameter it does not take is 400 `unknown-parameter`, one given
+    /// twice is 400 `invalid-<name>`.
+    pub fn of(req: &Request, accepted: &[&str]) -> Result<Self, Route> {
+        Self::parse(req.query(), accepted)
     }
+
+    /// The query of a route that takes no parameters (see [`Query::of`]).
+    pub fn none(req: &Request) -> Result<(), Route> {
+        Self::of(req, &[]).map(|_| ())
+    }
+
+    fn parse(query: &str, accepted: &[&str]) -> Result<Self, Route> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !accepted.contains(&name.as_ref()) {
+                let takes = if accepted.is_empty() {
+                    "this route takes no parameters".to_string()
+                } else {
+                    format!("this route takes {}", accepted.join(", "))
+                };
+                return Err(Route::error(
+                    400,
+                    "unknown-parameter",
+                    format!("unknown query parameter `{name}`: {takes}"),
+                ));
+            }
+            if pairs.iter().any(|(seen, _)| *seen == name) {
+                return Err(Route::error(
+                    400,
+                    &format!("invalid-{name}"),
+                    format!("`{name}` is given more than once"),
+                ));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// A parameter's value, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A yes/no flag: `true` or `1`, `false` or `0`, absent is `false`; any
+    /// other value is 400 `invalid-<name>`, never read as `false`.
+    pub fn flag(&self, name: &str) -> Result<bool, Route> {
+        match self.get(name) {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(other) => Err(Route::error(
+                400,
+                &format!("invalid-{name}"),
+                format!("`{name}` is `true` or `false`, got `{other}`"),
+            )),
+        }
+    }
+}
+
+/// A JSON request body as `T`, refused with a code naming what is wrong: a
+/// body that is not JSON (or not the JSON shape `T` is) is 400
+/// `invalid-json`; a field `T` does not have is 400 `unknown-field`; a field
+/// that is missing or whose value does not fit is 400 `invalid-<field>`, the
+/// field's path from the top (`invalid-weights.momentum`; array positions
+/// are in the message, not the code).
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Route> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| body_error(&e))?;
+    de.end()
+        .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+    Ok(parsed)
+}
+
+/// A JSON value already parsed from a body as `T`, refused as [`json_body`] does.
+pub fn json_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Route> {
+    serde_path_to_error::deserialize(value).map_err(|e| body_error(&e))
+}
+
+fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> Route {
+    use serde_path_to_error::Segment;
+    let inner = e.inner();
+    let message = inner.to_string();
+    if !inner.is_data() {
+        return Route::error(400, "invalid-json", message);
+    }
+    if message.starts_with("unknown field") {
+        return Route::error(400, "unknown-field", message);
+    }
+    let mut field: Vec<String> = e
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Enum { variant } => Some(variant.clone()),
+            Segment::Seq { .. } | Segment::Unknown => None,
+        })
+        .collect();
+    // serde names a missing field in its message, at its parent's path.
+    if let Some(missing) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        field.push(missing.to_string());
+        let field = field.join(".");
+        return Route::error(
+            400,
+            &format!("invalid-{field}"),
+            format!("`{field}` is required"),
+        );
+    }
+    if field.is_empty() {
+        return Route::error(400, "invalid-json", message);
+    }
+    Route::error(
+        400,
+        &format!("invalid-{}", field.join(".")),
+        format!("`{}`: {message}", e.path()),
+    )
 }
 
 /// Serve one request: common routes first, then the service's router.
@@ -100,15 +211,18 @@ where
 {
     let path = path_info(service, &req);
     let outcome = match (req.method(), path.as_str()) {
-        (Method::Get, "/health") => match flag_param(&req, "deep") {
+        (Method::Get, "/health") => match Query::of(&req, &["deep"]).and_then(|q| q.flag("deep")) {
             Ok(deep) => Route::ok(health(service, deep).await),
             Err(bad) => bad,
         },
-        (Method::Get, "/version") => Route::ok(Version {
-            service: service.id.id.to_string(),
-            version: service.version.to_string(),
-            contract: CONTRACT.to_string(),
-        }),
+        (Method::Get, "/version") => match Query::none(&req) {
+            Ok(()) => Route::ok(Version {
+                service: service.id.id.to_string(),
+                version: service.version.to_string(),
+                contract: CONTRACT.to_string(),
+            }),
+            Err(bad) => bad,
+        },
         _ => route(req).await,
     };
     respond(outcome, &path)
@@ -319,5 +433,99 @@ pub async fn call_json(req: Request, url: &str) -> Result<serde_json::Value, Rou
             "upstream-error",
             format!("{url}: http {status}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(route: Route) -> String {
+        match route {
+            Route::Error(400, error) => error.code,
+            other => panic!("not a 400: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_query_holds_only_the_parameters_its_route_takes() {
+        let query = Query::parse("from=2010-01-04&to=2010%2D02%2D01", &["from", "to"]).unwrap();
+        assert_eq!(query.get("from"), Some("2010-01-04"));
+        assert_eq!(query.get("to"), Some("2010-02-01"), "percent-decoded");
+        assert_eq!(query.get("interval"), None);
+        assert_eq!(
+            code(Query::parse("from=1&form=2", &["from"]).unwrap_err()),
+            "unknown-parameter"
+        );
+        assert_eq!(
+            code(Query::parse("from=1&from=2", &["from"]).unwrap_err()),
+            "invalid-from"
+        );
+        assert_eq!(
+            code(Query::parse("x", &[]).unwrap_err()),
+            "unknown-parameter"
+        );
+        assert!(Query::parse("", &[]).is_ok());
+    }
+
+    #[test]
+    fn a_flag_is_true_or_false_and_nothing_else() {
+        let flag = |query: &str| Query::parse(query, &["deep"]).unwrap().flag("deep");
+        assert!(flag("deep=true").unwrap());
+        assert!(flag("deep=1").unwrap());
+        assert!(!flag("deep=false").unwrap());
+        assert!(!flag("").unwrap());
+        assert_eq!(code(flag("deep=yes").unwrap_err()), "invalid-deep");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        symbol: String,
+        quantity: u64,
+        #[serde(default)]
+        weights: Option<Weights>,
+        #[serde(default)]
+        rows: Vec<Weights>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Weights {
+        momentum: f64,
+    }
+
+    #[test]
+    fn a_body_error_names_the_field() {
+        let refused = |body: &str| code(json_body::<Order>(body.as_bytes()).unwrap_err());
+        assert!(json_body::<Order>(br#"{"symbol":"AAPL","quantity":5}"#).is_ok());
+        assert_eq!(refused("{not json"), "invalid-json");
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":5} x"#),
+            "invalid-json"
+        );
+        assert_eq!(refused("[1, 2]"), "invalid-json");
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":-5}"#),
+            "invalid-quantity"
+        );
+        assert_eq!(refused(r#"{"quantity":5}"#), "invalid-symbol");
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":5,"colour":"red"}"#),
+            "unknown-field"
+        );
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":5,"weights":{"momentum":"high"}}"#),
+            "invalid-weights.momentum"
+        );
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":5,"weights":{}}"#),
+            "invalid-weights.momentum"
+        );
+        assert_eq!(
+            refused(r#"{"symbol":"AAPL","quantity":5,"rows":[{"momentum":1},{"momentum":null}]}"#),
+            "invalid-rows.momentum"
+        );
     }
 }

@@ -16,7 +16,7 @@ use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
 use market_data::source::SourceKind;
 use market_data::{History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
-use spin_adapter::{KvStore, Route, Service, flag_param, path_info, query_param};
+use spin_adapter::{KvStore, Query, Route, Service, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -119,10 +119,8 @@ fn parse_date(name: &str, s: &str) -> Result<NaiveDate, Route> {
     })
 }
 
-fn date_param(req: &Request, name: &str) -> Result<Option<NaiveDate>, Route> {
-    query_param(req, name)
-        .map(|s| parse_date(name, &s))
-        .transpose()
+fn date_param(query: &Query, name: &str) -> Result<Option<NaiveDate>, Route> {
+    query.get(name).map(|s| parse_date(name, s)).transpose()
 }
 
 fn symbol(raw: &str) -> Result<Symbol, Route> {
@@ -189,30 +187,36 @@ struct BatchRequest {
 /// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":"YYYY-MM-DD"}`,
 /// nothing else, and a replay clock no later than today.
 fn clock_body(body: &[u8]) -> Result<MarketClock, Route> {
-    let bad = |code: &str, message: String| Route::error(400, code, message);
-    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-        .map_err(|e| bad("invalid-clock", format!("the body is a JSON object: {e}")))?;
+    let bad =
+        |field: &str, message: String| Route::error(400, &format!("invalid-{field}"), message);
+    let fields: serde_json::Map<String, serde_json::Value> = json_body(body)?;
     if let Some(unknown) = fields
         .keys()
         .find(|k| !matches!(k.as_str(), "mode" | "as_of"))
     {
-        return Err(bad(
-            "invalid-clock",
+        return Err(Route::error(
+            400,
+            "unknown-field",
             format!("unknown field `{unknown}` (the clock has `mode` and `as_of`)"),
         ));
     }
-    let clock: MarketClock = serde_json::from_value(serde_json::Value::Object(fields.clone()))
-        .map_err(|e| bad("invalid-clock", e.to_string()))?;
-    match clock {
-        MarketClock::Live if fields.contains_key("as_of") => Err(bad(
-            "invalid-as_of",
-            "a live clock has no `as_of`".to_string(),
-        )),
-        MarketClock::Replay { as_of } if as_of > Utc::now().date_naive() => Err(bad(
-            "invalid-as_of",
-            format!("`as_of` {as_of} is in the future"),
-        )),
-        clock => Ok(clock),
+    let as_of = fields.get("as_of");
+    match fields.get("mode").and_then(serde_json::Value::as_str) {
+        Some("live") if as_of.is_some() => {
+            Err(bad("as_of", "a live clock has no `as_of`".to_string()))
+        }
+        Some("live") => Ok(MarketClock::Live),
+        Some("replay") => {
+            let as_of = as_of
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| bad("as_of", "a replay clock needs `as_of`".to_string()))
+                .and_then(|raw| parse_date("as_of", raw))?;
+            if as_of > Utc::now().date_naive() {
+                return Err(bad("as_of", format!("`as_of` {as_of} is in the future")));
+            }
+            Ok(MarketClock::Replay { as_of })
+        }
+        _ => Err(bad("mode", "`mode` is `live` or `replay`".to_string())),
     }
 }
 
@@ -240,18 +244,19 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     let md = ctx.service();
     Ok(match (req.method(), segments.as_slice()) {
         (Method::Get, ["stocks", raw]) => {
+            let query = Query::of(&req, &["interval", "from", "to", "include_features"])?;
             let symbol = symbol(raw)?;
-            let interval = interval(query_param(&req, "interval").as_deref())?;
-            let (from, to) = (date_param(&req, "from")?, date_param(&req, "to")?);
+            let interval = interval(query.get("interval"))?;
+            let (from, to) = (date_param(&query, "from")?, date_param(&query, "to")?);
             let mut bars = md.bars(&symbol, interval, from, to).await.map_err(failed)?;
-            if flag_param(&req, "include_features")? {
+            if query.flag("include_features")? {
                 bars = bars.with_indicators();
             }
             Route::ok(bars)
         }
         (Method::Post, ["batch-fetch"]) => {
-            let batch: BatchRequest = serde_json::from_slice(req.body())
-                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            Query::none(&req)?;
+            let batch: BatchRequest = json_body(req.body())?;
             if interval(batch.interval.as_deref())? != Interval::OneDay {
                 return Err(Route::error(
                     400,
@@ -276,16 +281,17 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             Route::ok(serde_json::json!({ "results": results }))
         }
         (Method::Get, ["features", raw]) => {
+            let query = Query::of(&req, &["date"])?;
             let symbol = symbol(raw)?;
             let features = md
-                .features(&symbol, date_param(&req, "date")?)
+                .features(&symbol, date_param(&query, "date")?)
                 .await
                 .map_err(failed)?;
             Route::ok(feature_view(symbol.as_str(), &features))
         }
         (Method::Post, ["batch-features"]) => {
-            let batch: BatchFeaturesRequest = serde_json::from_slice(req.body())
-                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            Query::none(&req)?;
+            let batch: BatchFeaturesRequest = json_body(req.body())?;
             let results = md
                 .batch_features(&batch.symbols, batch.date)
                 .await
@@ -306,6 +312,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             Route::ok(serde_json::json!({ "results": results }))
         }
         (Method::Get, ["symbols"]) => {
+            Query::none(&req)?;
             let symbols: Vec<&str> = ctx
                 .history
                 .series()
@@ -314,33 +321,46 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 .collect();
             Route::ok(serde_json::json!({ "source": "bundled", "symbols": symbols }))
         }
-        (Method::Get, ["exchanges", market]) => match *market {
-            "tse" => Route::ok(Market::Tse.exchange()),
-            "us" => Route::ok(Market::Us.exchange()),
-            other => Route::error(
-                404,
-                "unknown-market",
-                format!("no market `{other}` (tse, us)"),
-            ),
-        },
-        (Method::Get, ["metrics"]) => Route::Text("text/plain; version=0.0.4", md.metrics()),
-        (Method::Get, ["cache"]) => Route::ok(serde_json::json!({ "entries": md.cache_entries() })),
+        (Method::Get, ["exchanges", market]) => {
+            Query::none(&req)?;
+            match *market {
+                "tse" => Route::ok(Market::Tse.exchange()),
+                "us" => Route::ok(Market::Us.exchange()),
+                other => Route::error(
+                    404,
+                    "unknown-market",
+                    format!("no market `{other}` (tse, us)"),
+                ),
+            }
+        }
+        (Method::Get, ["metrics"]) => {
+            Query::none(&req)?;
+            Route::Text("text/plain; version=0.0.4", md.metrics())
+        }
+        (Method::Get, ["cache"]) => {
+            Query::none(&req)?;
+            Route::ok(serde_json::json!({ "entries": md.cache_entries() }))
+        }
         (Method::Delete, ["cache"]) => {
-            let only = query_param(&req, "symbol")
-                .map(|s| symbol(&s))
-                .transpose()?;
+            let query = Query::of(&req, &["symbol"])?;
+            let only = query.get("symbol").map(symbol).transpose()?;
             Route::ok(serde_json::json!({ "deleted": md.clear_cache(only.as_ref()) }))
         }
-        (Method::Get, ["clock"]) => Route::ok(clock_view(md.clock(), &md)),
+        (Method::Get, ["clock"]) => {
+            Query::none(&req)?;
+            Route::ok(clock_view(md.clock(), &md))
+        }
         (Method::Put, ["clock"]) => {
+            Query::none(&req)?;
             require_admin(&req)?;
             let clock = clock_body(req.body())?;
             md.set_clock(clock);
             Route::ok(clock_view(clock, &md))
         }
         (Method::Post, ["clock", "advance"]) => {
+            let query = Query::of(&req, &["market"])?;
             require_admin(&req)?;
-            let market = match query_param(&req, "market").as_deref() {
+            let market = match query.get("market") {
                 None | Some("us") => Market::Us,
                 Some("tse") => Market::Tse,
                 Some(other) => {

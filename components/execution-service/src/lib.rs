@@ -21,7 +21,8 @@ use daytrade_contract::ServiceId;
 use market_data::Bar;
 use serde::Deserialize;
 use spin_adapter::{
-    Role, Route, Service, authorize, get_json, path_info, post_json, query_param, upstream_url,
+    Query, Role, Route, Service, authorize, get_json, json_body, json_value, path_info, post_json,
+    upstream_url,
 };
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -108,10 +109,6 @@ fn ledger_failed(e: LedgerError) -> Route {
 
 fn data_url() -> Result<String, Route> {
     upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
-}
-
-fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Route> {
-    serde_json::from_slice(req.body()).map_err(|e| Route::error(400, "invalid-json", e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -337,7 +334,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     match (req.method(), segments.as_slice()) {
         (Method::Post, ["trade"]) => {
             authorize(&req, Role::Trader)?;
-            let body: serde_json::Value = parse_body(&req)?;
+            Query::none(&req)?;
+            let body: serde_json::Value = json_body(req.body())?;
             let fields = body
                 .as_object()
                 .ok_or_else(|| Route::error(400, "invalid-json", "an order is a JSON object"))?;
@@ -347,7 +345,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             {
                 return Err(Route::error(
                     400,
-                    "invalid-json",
+                    "unknown-field",
                     format!(
                         "unknown field `{unknown}`, expected one of {:?}",
                         OrderRequest::FIELDS
@@ -368,14 +366,14 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     ));
                 }
             }
-            let request: OrderRequest = serde_json::from_value(body)
-                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            let request: OrderRequest = json_value(body)?;
             trade(request).await
         }
         (Method::Get, ["orders"]) => {
             authorize(&req, Role::Viewer)?;
-            let status = query_param(&req, "status");
-            if let Some(asked) = status.as_deref()
+            let query = Query::of(&req, &["status", "symbol", "limit"])?;
+            let status = query.get("status");
+            if let Some(asked) = status
                 && asked != "open"
                 && serde_json::from_value::<OrderStatus>(serde_json::json!(asked)).is_err()
             {
@@ -388,8 +386,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     ),
                 ));
             }
-            let symbol = query_param(&req, "symbol");
-            if let Some(asked) = symbol.as_deref() {
+            let symbol = query.get("symbol");
+            if let Some(asked) = symbol {
                 match market_data::Symbol::parse(asked) {
                     Ok(parsed) if parsed.as_str() == asked => {}
                     Ok(parsed) => {
@@ -402,7 +400,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     Err(e) => return Err(Route::error(400, "invalid-symbol", e.to_string())),
                 }
             }
-            let limit = match query_param(&req, "limit") {
+            let limit = match query.get("limit") {
                 None => 100,
                 Some(raw) => raw
                     .parse::<usize>()
@@ -418,8 +416,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             };
             let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
             let wanted = |r: &OrderRecord| {
-                symbol.as_deref().is_none_or(|s| r.order.symbol == s)
-                    && status.as_deref().is_none_or(|s| match s {
+                symbol.is_none_or(|s| r.order.symbol == s)
+                    && status.is_none_or(|s| match s {
                         "open" => r.order.status.is_open(),
                         s => status_name(r.order.status) == s,
                     })
@@ -435,7 +433,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 let id = format!("ord-{n:08}");
                 let record = match book.orders.get(&id) {
                     Some(record) => Some(record.clone()),
-                    None if status.as_deref() == Some("open") => None,
+                    None if status == Some("open") => None,
                     None => find_order(&ledger, &book, &id),
                 };
                 if let Some(record) = record.filter(|r| wanted(r)) {
@@ -449,6 +447,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
+            Query::none(&req)?;
             let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
             find_order(&ledger, &book, id)
                 .map(Route::ok)
@@ -456,6 +455,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;
+            Query::none(&req)?;
             let Booked { value, .. } = with_book(&[], false, |book, _| book.cancel(id)).await?;
             match value {
                 Ok(record) => Ok(Route::ok(record)),
@@ -471,16 +471,19 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["positions"]) => {
             authorize(&req, Role::Viewer)?;
+            Query::none(&req)?;
             let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(positions(&book)))
         }
         (Method::Get, ["pnl"]) => {
             authorize(&req, Role::Viewer)?;
+            Query::none(&req)?;
             let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
             Ok(Route::ok(pnl(&book)))
         }
         (Method::Get, ["status"]) => {
             authorize(&req, Role::Viewer)?;
+            Query::none(&req)?;
             let Booked {
                 value: as_of,
                 book,
@@ -507,6 +510,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Post, ["trading-state"]) => {
             let principal = authorize(&req, Role::Admin)?;
+            Query::none(&req)?;
             #[derive(Deserialize)]
             #[serde(deny_unknown_fields)]
             struct StateRequest {
@@ -514,7 +518,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 #[serde(default)]
                 reason: String,
             }
-            let asked: StateRequest = parse_body(&req)?;
+            let asked: StateRequest = json_body(req.body())?;
             // The reason travels in the notice; notification-service takes
             // messages of up to 3,000 characters.
             if asked.reason.chars().count() > MAX_REASON_CHARS {
@@ -549,14 +553,15 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Post, ["cycle"]) => {
             authorize(&req, Role::Trader)?;
+            Query::none(&req)?;
             let request: CycleRequest = if req.body().is_empty() {
                 CycleRequest::default()
             } else {
-                parse_body(&req)?
+                json_body(req.body())?
             };
             request
                 .validate()
-                .map_err(|e| Route::error(400, "invalid-cycle", e))?;
+                .map_err(|(field, e)| Route::error(400, &format!("invalid-{field}"), e))?;
             let trace_id = req
                 .header("traceparent")
                 .and_then(|v| v.as_str())
@@ -565,6 +570,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             run_cycle(request, trace_id).await
         }
         (Method::Get, ["metrics"]) => {
+            Query::none(&req)?;
             let config = config()?;
             let book = ledger(&config)?.read().map_err(ledger_failed)?;
             Ok(Route::Text("text/plain; version=0.0.4", metrics(&book)))

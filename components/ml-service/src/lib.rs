@@ -22,7 +22,9 @@ use daytrade_contract::ServiceId;
 use forecasting::monitor::{self, Journal, Prediction};
 use forecasting::{MAX_BATCH, ModelVersion, Policy, Registry, Row, Scored};
 use serde::Deserialize;
-use spin_adapter::{KvStore, Route, Service, path_info, post_json, query_param, upstream_url};
+use spin_adapter::{
+    KvStore, Query, Route, Service, get_json, json_body, path_info, post_json, upstream_url,
+};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -92,26 +94,29 @@ fn journal() -> Result<Journal<KvStore>, Route> {
     })
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Route> {
-    serde_json::from_slice(req.body()).map_err(|e| Route::error(400, "invalid-json", e.to_string()))
-}
-
 async fn dispatch(req: Request) -> Result<Route, Route> {
     let path = path_info(&SERVICE, &req);
     match (req.method(), path.as_str()) {
         (Method::Post, "/predict") => {
-            let asked: PredictRequest = parse_body(&req)?;
-            predict(asked).await
+            Query::none(&req)?;
+            predict(json_body(req.body())?).await
         }
         (Method::Post, "/batch-predict") => {
-            let asked: BatchRequest = parse_body(&req)?;
-            batch_predict(asked).await
+            Query::none(&req)?;
+            batch_predict(json_body(req.body())?).await
         }
-        (Method::Get, "/models") => models(),
-        (Method::Post, "/outcomes") => resolve_outcomes().await,
+        (Method::Get, "/models") => {
+            Query::none(&req)?;
+            models()
+        }
+        (Method::Post, "/outcomes") => {
+            Query::none(&req)?;
+            resolve_outcomes().await
+        }
         (Method::Get, "/accuracy") => {
-            let version = version(query_param(&req, "model_version").as_deref())?;
-            let window = match query_param(&req, "window").as_deref() {
+            let query = Query::of(&req, &["model_version", "window"])?;
+            let version = version(query.get("model_version"))?;
+            let window = match query.get("window") {
                 None | Some("all") => None,
                 Some(raw) => Some(raw.parse::<usize>().ok().filter(|w| *w > 0).ok_or_else(
                     || {
@@ -132,10 +137,13 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             body["offline"] = version.metadata["evaluation"]["pooled"]["ensemble"].clone();
             Ok(Route::ok(body))
         }
-        (Method::Get, "/metrics") => Ok(Route::Text(
-            "text/plain; version=0.0.4",
-            metrics(&journal()?)?,
-        )),
+        (Method::Get, "/metrics") => {
+            Query::none(&req)?;
+            Ok(Route::Text(
+                "text/plain; version=0.0.4",
+                metrics(&journal()?)?,
+            ))
+        }
         _ => Ok(Route::NotFound),
     }
 }
@@ -196,18 +204,48 @@ fn check_symbol(symbol: &str) -> Result<(), Route> {
     }
 }
 
+/// A forecast date given with the caller's own features is not after
+/// data-service's clock: the features of a bar that has not closed cannot
+/// exist (data-service checks the date itself when it computes them).
+async fn check_dates(dates: &[(&str, Option<NaiveDate>)]) -> Result<(), Route> {
+    if dates.iter().all(|(_, date)| date.is_none()) {
+        return Ok(());
+    }
+    let clock = get_json(&format!("{}/api/v1/data/clock", data_url()?)).await?;
+    let as_of: NaiveDate = serde_json::from_value(clock["as_of"].clone()).map_err(|_| {
+        Route::error(
+            502,
+            "upstream-malformed",
+            "data-service's clock has no `as_of` date",
+        )
+    })?;
+    for (field, date) in dates {
+        if let Some(date) = date.filter(|date| *date > as_of) {
+            return Err(Route::error(
+                400,
+                &format!("invalid-{field}"),
+                format!("`{field}` {date} is after the market clock ({as_of})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn predict(asked: PredictRequest) -> Result<Route, Route> {
     let started = Instant::now();
     check_symbol(&asked.symbol)?;
     let version = version(asked.model_version.as_deref())?;
     let policy = policy()?;
     let row = match asked.features {
-        Some(values) => Row {
-            symbol: asked.symbol,
-            date: asked.date,
-            names: None,
-            values,
-        },
+        Some(values) => {
+            check_dates(&[("date", asked.date)]).await?;
+            Row {
+                symbol: asked.symbol,
+                date: asked.date,
+                names: None,
+                values,
+            }
+        }
         None => {
             let mut fetched =
                 fetch_features(std::slice::from_ref(&asked.symbol), asked.date).await?;
@@ -244,6 +282,8 @@ async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     if let Some(given) = asked.rows {
+        let latest = given.iter().filter_map(|row| row.date).max();
+        check_dates(&[("date", asked.date), ("rows.date", latest)]).await?;
         for row in given {
             check_symbol(&row.symbol)?;
             rows.push(Row {

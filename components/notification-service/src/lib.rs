@@ -15,7 +15,7 @@
 
 use alerting::delivery::{self, Attempt, Delivery, DeliveryStatus, Record, RetryPolicy};
 use alerting::{Channel, Notification, Severity, slack, webhook};
-use spin_adapter::{Role, Route, Service, authorize, path_info, query_param};
+use spin_adapter::{Query, Role, Route, Service, authorize, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
@@ -126,8 +126,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     match (req.method(), path_info(&SERVICE, &req).as_str()) {
         (Method::Post, "/send") => {
             authorize(&req, Role::Trader)?;
-            let notification: Notification = serde_json::from_slice(req.body())
-                .map_err(|e| Route::error(400, "invalid-json", e.to_string()))?;
+            Query::none(&req)?;
+            let notification: Notification = json_body(req.body())?;
             notification
                 .validate()
                 .map_err(|(field, e)| Route::error(400, &format!("invalid-{field}"), e))?;
@@ -136,9 +136,10 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, "/" | "") => {
             authorize(&req, Role::Viewer)?;
-            let severity = match query_param(&req, "severity") {
+            let query = Query::of(&req, &["severity", "since", "limit"])?;
+            let severity = match query.get("severity") {
                 None => None,
-                Some(s) => Some(Severity::parse(&s).ok_or_else(|| {
+                Some(s) => Some(Severity::parse(s).ok_or_else(|| {
                     Route::error(
                         400,
                         "invalid-severity",
@@ -146,8 +147,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     )
                 })?),
             };
-            let since = parse_param(&req, "since")?;
-            let limit = parse_param(&req, "limit")?.unwrap_or(100);
+            let since = parse_param(&query, "since")?;
+            let limit = parse_param(&query, "limit")?.unwrap_or(100);
             if !(1..=500).contains(&limit) {
                 return Err(Route::error(
                     400,
@@ -158,13 +159,17 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             let records = recent(severity, since, limit as usize)?;
             Ok(Route::ok(serde_json::json!({ "notifications": records })))
         }
-        (Method::Get, "/metrics") => Ok(Route::Text("text/plain; version=0.0.4", metrics()?)),
+        (Method::Get, "/metrics") => {
+            Query::none(&req)?;
+            Ok(Route::Text("text/plain; version=0.0.4", metrics()?))
+        }
         _ => Ok(Route::NotFound),
     }
 }
 
-fn parse_param(req: &Request, name: &str) -> Result<Option<i64>, Route> {
-    query_param(req, name)
+fn parse_param(query: &Query, name: &str) -> Result<Option<i64>, Route> {
+    query
+        .get(name)
         .map(|raw| {
             raw.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
                 Route::error(

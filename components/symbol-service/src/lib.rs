@@ -11,9 +11,12 @@
 
 use chrono::{Duration, NaiveDate};
 use daytrade_contract::ServiceId;
+use market_data::Symbol;
 use screening::{FilterChain, ScoreWeights, Series};
 use serde::Deserialize;
-use spin_adapter::{Route, Service, get_json, path_info, post_json, query_param, upstream_url};
+use spin_adapter::{
+    Query, Route, Service, get_json, json_body, path_info, post_json, upstream_url,
+};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
 
@@ -58,7 +61,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     let path = path_info(&SERVICE, &req);
     match (req.method(), path.as_str()) {
         (Method::Get, "/recommend") => {
-            let limit = match query_param(&req, "limit") {
+            let query = Query::of(&req, &["limit"])?;
+            let limit = match query.get("limit") {
                 None => 10,
                 Some(raw) => raw.parse().map_err(|_| {
                     Route::error(
@@ -75,8 +79,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             screen(request, false).await
         }
         (Method::Post, "/screen") => {
-            let request: ScreenRequest = serde_json::from_slice(req.body())
-                .map_err(|e| Route::error(400, "invalid-filters", e.to_string()))?;
+            Query::none(&req)?;
+            let request: ScreenRequest = json_body(req.body())?;
             screen(request, true).await
         }
         _ => Ok(Route::NotFound),
@@ -95,13 +99,14 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
     request
         .filters
         .validate()
-        .map_err(|e| Route::error(400, "invalid-filters", e))?;
+        .map_err(|(field, e)| Route::error(400, &format!("invalid-filters.{field}"), e))?;
     let weights = request.weights.unwrap_or_default();
     weights.validate().map_err(|(field, message)| {
         Route::error(400, &format!("invalid-weights.{field}"), message)
     })?;
     let data = upstream_url(&ServiceId::DATA)
         .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
+    let asked = request.universe.is_some();
     let universe = match request.universe {
         Some(symbols) if symbols.is_empty() || symbols.len() > 1000 => {
             return Err(Route::error(
@@ -110,12 +115,33 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
                 "a universe has 1 to 1000 symbols",
             ));
         }
-        Some(symbols) => symbols,
+        Some(symbols) => {
+            check_universe(&symbols)?;
+            symbols
+        }
         None => default_universe(&data).await?,
     };
     let as_of = clock(&data).await?;
     let from = as_of - Duration::days(LOOKBACK_DAYS);
-    let (series, failures) = fetch_series(&data, &universe, from, as_of).await?;
+    let (series, failures) =
+        fetch_series(&data, &universe, from, as_of)
+            .await
+            .map_err(|e| match e {
+                // data-service checks each symbol: a bad one is the caller's
+                // universe entry, or our own configuration's.
+                Route::Error(400, error) if error.code == "invalid-symbols" => {
+                    if asked {
+                        Route::error(400, "invalid-universe", error.message)
+                    } else {
+                        Route::error(
+                            500,
+                            "configuration",
+                            format!("the configured universe: {}", error.message),
+                        )
+                    }
+                }
+                other => other,
+            })?;
     let (recommendations, rejected) = screening::screen(&series, &request.filters, &weights);
     let mut body = serde_json::json!({
         "as_of": as_of,
@@ -135,6 +161,25 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
 
 /// The universe: the `universe` variable (comma-separated), the file named by
 /// `universe_file`, or everything data-service has bundled.
+/// A caller's universe: every entry a ticker, none twice (data-service
+/// reports a malformed symbol as that symbol's failure, and sees only one
+/// batch of them at a time).
+fn check_universe(symbols: &[String]) -> Result<(), Route> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, raw) in symbols.iter().enumerate() {
+        let symbol = Symbol::parse(raw)
+            .map_err(|e| Route::error(400, "invalid-universe", format!("`universe[{i}]`: {e}")))?;
+        if !seen.insert(symbol.as_str().to_string()) {
+            return Err(Route::error(
+                400,
+                "invalid-universe",
+                format!("`universe[{i}]` `{raw}` is {symbol}, listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
     let listed = variables::get("universe").unwrap_or_default();
     if !listed.trim().is_empty() {

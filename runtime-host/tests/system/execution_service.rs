@@ -326,25 +326,25 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
             "unknown field",
             with(json!({"colour": "red"})),
             400,
-            "invalid-json",
+            "unknown-field",
         ),
         (
             "negative quantity",
             with(json!({"quantity": -5})),
             400,
-            "invalid-json",
+            "invalid-quantity",
         ),
         (
             "unknown side",
             with(json!({"side": "hold"})),
             400,
-            "invalid-json",
+            "invalid-side",
         ),
         (
             "limit without a price",
             with(json!({"type": "limit"})),
             400,
-            "invalid-json",
+            "invalid-limit_price",
         ),
         (
             "zero limit price",
@@ -569,7 +569,10 @@ async fn the_kill_switch_halts_reduces_and_is_recorded() {
             .contains("key:")
     );
     let (status, body) = set("PAUSED").await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid-json")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-state"))
+    );
 
     // Every change reached notification-service (its log channel, by default).
     let log = view(&base, "/api/v1/notifications?severity=critical").await;

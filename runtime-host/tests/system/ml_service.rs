@@ -220,14 +220,14 @@ async fn bad_input_is_a_clear_4xx() {
             predict,
             json!({ "symbol": "AAPL", "colour": "red" }),
             400,
-            "invalid-json",
+            "unknown-field",
         ),
-        (predict, json!({ "features": ten }), 400, "invalid-json"),
+        (predict, json!({ "features": ten }), 400, "invalid-symbol"),
         (
             predict,
             json!({ "symbol": "AAPL", "features": vec!["NaN"; 10] }),
             400,
-            "invalid-json",
+            "invalid-features",
         ),
         (
             "/api/v1/ml/batch-predict",

@@ -144,6 +144,22 @@ async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
         ),
         ("/api/v1/notifications?limit=9999".into(), "invalid-limit"),
         ("/api/v1/notifications?limit=0".into(), "invalid-limit"),
+        // A parameter a route does not take is refused, not ignored; one
+        // given twice is not silently the first (or the last) of them.
+        (
+            "/api/v1/data/stocks/AAPL?form=2010-01-04".into(),
+            "unknown-parameter",
+        ),
+        ("/api/v1/data/version?verbose=1".into(), "unknown-parameter"),
+        ("/api/v1/ml/models?version=v2".into(), "unknown-parameter"),
+        (
+            "/api/v1/execution/orders?limit=5&limit=500".into(),
+            "invalid-limit",
+        ),
+        (
+            "/api/v1/data/stocks/AAPL?from=2010-01-04&from=2010-02-01".into(),
+            "invalid-from",
+        ),
     ];
     for (path, code) in &cases {
         let resp = client()
@@ -167,11 +183,8 @@ async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
     let (status, body) = get_json(&host, &format!("/api/v1/data/stocks/AAPL?to={as_of}")).await;
     assert_eq!(status, 200, "the clock's own date is fine: {body}");
 
-    let post = |path: &'static str, body: serde_json::Value| {
-        let request = client()
-            .post(url(&host, path))
-            .bearer_auth("dev-viewer-key")
-            .json(&body);
+    let post = |key: &'static str, path: &'static str, body: serde_json::Value| {
+        let request = client().post(url(&host, path)).bearer_auth(key).json(&body);
         async move {
             let resp = request.send().await.unwrap();
             (
@@ -180,36 +193,85 @@ async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
             )
         }
     };
-    let weights = |liquidity: f64| {
-        serde_json::json!({"weights": {"liquidity": liquidity, "volatility": 0.25,
-            "volume_consistency": 0.2, "size": 0.2}, "universe": ["AAPL"]})
-    };
-    let (status, body) = post("/api/v1/symbols/screen", weights(-0.35)).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid-weights.liquidity")),
-        "{body}"
-    );
-    let (status, body) = post(
-        "/api/v1/data/batch-features",
-        serde_json::json!({"symbols": ["AAPL"], "date": after}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid-date")),
-        "{body}"
-    );
-    let (status, body) = post(
-        "/api/v1/data/batch-fetch",
-        serde_json::json!({"symbols": ["AAPL"], "window": 5}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("invalid-json")),
-        "{body}"
-    );
+    let weights = serde_json::json!({"liquidity": -0.35, "volatility": 0.25,
+        "volume_consistency": 0.2, "size": 0.2});
+    let viewer = "dev-viewer-key";
+    let features = vec![0.1; 10];
+    let cases = [
+        (
+            "/api/v1/symbols/screen",
+            serde_json::json!({"weights": weights, "universe": ["AAPL"]}),
+            "invalid-weights.liquidity",
+        ),
+        (
+            "/api/v1/symbols/screen",
+            serde_json::json!({"weights": {"liquidity": "high"}, "universe": ["AAPL"]}),
+            "invalid-weights.liquidity",
+        ),
+        (
+            "/api/v1/symbols/screen",
+            serde_json::json!({"filters": {"min_price": -1.0}, "universe": ["AAPL"]}),
+            "invalid-filters.min_price",
+        ),
+        (
+            "/api/v1/symbols/screen",
+            serde_json::json!({"universe": ["AAPL", "MSFT", "aapl"]}),
+            "invalid-universe",
+        ),
+        (
+            "/api/v1/symbols/screen",
+            serde_json::json!({"universe": ["AAPL", "not a ticker"]}),
+            "invalid-universe",
+        ),
+        (
+            "/api/v1/data/batch-features",
+            serde_json::json!({"symbols": ["AAPL"], "date": after}),
+            "invalid-date",
+        ),
+        (
+            "/api/v1/data/batch-fetch",
+            serde_json::json!({"symbols": ["AAPL"], "window": 5}),
+            "unknown-field",
+        ),
+        (
+            "/api/v1/data/batch-fetch",
+            serde_json::json!({"symbols": "AAPL"}),
+            "invalid-symbols",
+        ),
+        (
+            "/api/v1/ml/predict",
+            serde_json::json!({"symbol": "AAPL", "features": features, "date": after}),
+            "invalid-date",
+        ),
+        (
+            "/api/v1/ml/batch-predict",
+            serde_json::json!({"rows": [{"symbol": "AAPL", "features": features, "date": after}]}),
+            "invalid-rows.date",
+        ),
+        (
+            "/api/v1/execution/cycle",
+            serde_json::json!({"max_orders": 99}),
+            "invalid-max_orders",
+        ),
+        (
+            "/api/v1/execution/cycle",
+            serde_json::json!({"universe": -1}),
+            "invalid-universe",
+        ),
+    ];
+    for (path, body, code) in cases {
+        let key = if path.contains("/execution/") {
+            "dev-trader-key"
+        } else {
+            viewer
+        };
+        let (status, answer) = post(key, path, body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{path} {body}: {answer}"
+        );
+    }
 
     let put_clock = |body: serde_json::Value| {
         let request = client()
@@ -235,7 +297,13 @@ async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
         ),
         (
             serde_json::json!({"mode": "replay", "as_of": "2010-08-20", "speed": 2}),
-            "invalid-clock",
+            "unknown-field",
+        ),
+        (serde_json::json!({"mode": "paused"}), "invalid-mode"),
+        (serde_json::json!({"mode": "replay"}), "invalid-as_of"),
+        (
+            serde_json::json!({"mode": "replay", "as_of": "20-08-2010"}),
+            "invalid-as_of",
         ),
     ] {
         let (status, answer) = put_clock(body.clone()).await;

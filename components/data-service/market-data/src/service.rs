@@ -76,10 +76,12 @@ fn check_batch(symbols: &[String]) -> Result<(), ServiceError> {
         )));
     }
     let mut seen = std::collections::HashSet::new();
-    if let Some(twice) = symbols
-        .iter()
-        .find(|s| !seen.insert(s.trim().to_ascii_uppercase()))
-    {
+    if let Some(twice) = symbols.iter().find(|s| {
+        // As the symbol it is (`BRK.B` is `BRK-B`), or as written if it is none.
+        let key =
+            Symbol::parse(s).map_or_else(|_| s.trim().to_ascii_uppercase(), |s| s.to_string());
+        !seen.insert(key)
+    }) {
         return Err(ServiceError::BadSymbols(format!(
             "`{twice}` is named twice in the batch"
         )));

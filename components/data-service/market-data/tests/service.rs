@@ -282,13 +282,15 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
     let too_many: Vec<String> = (0..51).map(|_| "IBM".to_string()).collect();
     let err = block_on(md.batch(&too_many, None, None)).unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-symbols", 400));
-    let twice: Vec<String> = ["IBM", "MSFT", "ibm"].map(String::from).to_vec();
-    let err = block_on(md.batch(&twice, None, None)).unwrap_err();
-    assert_eq!(
-        (err.code(), err.status()),
-        ("invalid-symbols", 400),
-        "{err}"
-    );
+    for twice in [["IBM", "MSFT", "ibm"], ["BRK.B", "IBM", "BRK-B"]] {
+        let twice: Vec<String> = twice.map(String::from).to_vec();
+        let err = block_on(md.batch(&twice, None, None)).unwrap_err();
+        assert_eq!(
+            (err.code(), err.status()),
+            ("invalid-symbols", 400),
+            "{twice:?}: {err}"
+        );
+    }
 }
 
 #[test]

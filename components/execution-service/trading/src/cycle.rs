@@ -46,15 +46,16 @@ impl Default for CycleRequest {
 }
 
 impl CycleRequest {
-    pub fn validate(&self) -> Result<(), String> {
+    /// The request's values are in range, or the field that is not and why.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         if !(1..=100).contains(&self.universe) {
-            return Err("universe is 1 to 100 symbols".into());
+            return Err(("universe", "`universe` is 1 to 100 symbols"));
         }
         if !(0.0..=1.0).contains(&self.min_confidence) {
-            return Err("min_confidence is within 0..=1".into());
+            return Err(("min_confidence", "`min_confidence` is within 0..=1"));
         }
         if self.max_orders > 50 {
-            return Err("max_orders is at most 50".into());
+            return Err(("max_orders", "`max_orders` is at most 50"));
         }
         Ok(())
     }
@@ -185,21 +186,30 @@ mod tests {
     #[test]
     fn requests_are_validated() {
         assert!(CycleRequest::default().validate().is_ok());
-        for bad in [
-            CycleRequest {
-                universe: 0,
-                ..CycleRequest::default()
-            },
-            CycleRequest {
-                min_confidence: 1.5,
-                ..CycleRequest::default()
-            },
-            CycleRequest {
-                max_orders: 51,
-                ..CycleRequest::default()
-            },
+        for (bad, field) in [
+            (
+                CycleRequest {
+                    universe: 0,
+                    ..CycleRequest::default()
+                },
+                "universe",
+            ),
+            (
+                CycleRequest {
+                    min_confidence: 1.5,
+                    ..CycleRequest::default()
+                },
+                "min_confidence",
+            ),
+            (
+                CycleRequest {
+                    max_orders: 51,
+                    ..CycleRequest::default()
+                },
+                "max_orders",
+            ),
         ] {
-            assert!(bad.validate().is_err(), "{bad:?}");
+            assert_eq!(bad.validate().map_err(|e| e.0), Err(field), "{bad:?}");
         }
     }
 }

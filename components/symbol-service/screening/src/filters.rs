@@ -47,8 +47,8 @@ pub struct Rejection {
 }
 
 impl FilterChain {
-    /// Check the filters' own values.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check the filters' own values: the filter that is out of range and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let non_negative = [
             ("min_price", self.min_price),
             ("min_avg_volume", self.min_avg_volume),
@@ -60,19 +60,22 @@ impl FilterChain {
             if let Some(v) = value
                 && !(v.is_finite() && v >= 0.0)
             {
-                return Err(format!("{name} must be a non-negative number"));
+                return Err((name, format!("`{name}` must be a non-negative number")));
             }
         }
         if let (Some(lo), Some(hi)) = (self.min_volatility, self.max_volatility)
             && lo > hi
         {
-            return Err("min_volatility is above max_volatility".into());
+            return Err((
+                "min_volatility",
+                format!("`min_volatility` {lo} is above `max_volatility` {hi}"),
+            ));
         }
         if self.min_momentum.is_some_and(|m| !m.is_finite()) {
-            return Err("min_momentum must be a number".into());
+            return Err(("min_momentum", "`min_momentum` must be a number".into()));
         }
         if self.min_history > 5000 {
-            return Err("min_history is at most 5000 bars".into());
+            return Err(("min_history", "`min_history` is at most 5000 bars".into()));
         }
         Ok(())
     }
@@ -194,12 +197,12 @@ mod tests {
             max_volatility: Some(0.2),
             ..FilterChain::default()
         };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.validate().unwrap_err().0, "min_volatility");
         let bad = FilterChain {
             min_price: Some(-1.0),
             ..FilterChain::default()
         };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.validate().unwrap_err().0, "min_price");
         assert!(
             serde_json::from_str::<FilterChain>(r#"{"min_prize": 5}"#).is_err(),
             "unknown filters are refused"
