@@ -7,8 +7,8 @@
 #
 #   up    the Rust toolchain of rust-toolchain.toml and its wasm32-wasip2 target
 #   test  the same, plus the Debian packages the tests start (redis-server,
-#         PostgreSQL, mosquitto, promtool, amtool), the pinned Python tools in
-#         .venv/ and helm in bin/
+#         PostgreSQL, mosquitto, promtool, amtool; openssl for test
+#         certificates), the pinned Python tools in .venv/ and helm in bin/
 #
 # Debian packages need root: run as root it installs them with apt-get; as
 # anyone else it prints the exact command to run and stops.
@@ -53,6 +53,7 @@ declare -A debian=(
     [mosquitto]=mosquitto
     [promtool]=prometheus
     [amtool]=prometheus-alertmanager
+    [openssl]=openssl
 )
 # Where a command is when it is not on every user's PATH: Debian keeps
 # PostgreSQL's server programs under /usr/lib/postgresql/<version>/bin and

@@ -40,6 +40,7 @@ use crate::routes::Router;
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::SqliteDatabases;
 use crate::state::{ComponentConfig, HostState};
+use crate::tls::TlsClient;
 use crate::trace::TraceParent;
 use crate::variables::{VariableSources, Variables};
 
@@ -67,6 +68,8 @@ pub struct AppSettings {
     /// Instances one component may have at once; the pool divided evenly
     /// between the components when `None`.
     pub max_instances_per_component: Option<u32>,
+    /// Certificates trusted for TLS to Postgres and MQTT besides the system's.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl AppSettings {
@@ -88,6 +91,7 @@ impl AppSettings {
             max_instance_reuse_count: 1,
             limits: Limits::default(),
             max_instances_per_component: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -173,11 +177,12 @@ pub struct App {
     engine: Engine,
     router: Router,
     components: HashMap<String, Arc<LoadedComponent>>,
-    /// Each component's public routes, to compute `spin-path-info` for chained calls.
     pub kv: KvStores,
     pub sqlite: SqliteDatabases,
     pub redis: RedisPool,
     pub metrics: Metrics,
+    /// TLS for outbound Postgres and MQTT.
+    pub tls: TlsClient,
     request_timeout: Duration,
     memory_limit: usize,
     max_instance_reuse_count: u32,
@@ -322,6 +327,7 @@ impl App {
             memory_limit: settings.engine.max_instance_memory,
             max_instance_reuse_count: settings.max_instance_reuse_count.max(1),
             limits: settings.limits.clone(),
+            tls: TlsClient::new(settings.tls_ca_file.as_deref())?,
         }))
     }
 

@@ -37,6 +37,7 @@ pub mod server;
 pub mod sqlite;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod trace;
 pub mod variables;
 

@@ -90,6 +90,11 @@ struct CommonArgs {
     #[arg(long, env = "RUNTIME_HOST_MAX_INSTANCES_PER_COMPONENT")]
     max_instances_per_component: Option<u32>,
 
+    /// PEM certificates to trust for TLS to Postgres and MQTT brokers, besides
+    /// the system's roots (a private CA).
+    #[arg(long, env = "RUNTIME_HOST_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+
     /// The most linear memory one instance may use, in MiB.
     #[arg(
         long,
@@ -221,6 +226,7 @@ impl CommonArgs {
         settings.variables = self.variables.clone();
         settings.env = std::env::vars().collect();
         settings.max_instances_per_component = self.max_instances_per_component;
+        settings.tls_ca_file = self.tls_ca_file.clone();
         settings.limits.max_request_body_bytes = self.max_request_body_bytes;
         settings.limits.component_max_request_body_bytes = self
             .component_max_request_body_bytes

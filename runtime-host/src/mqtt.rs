@@ -1,22 +1,27 @@
 //! `fermyon:spin/mqtt@2.0.0`: publishing to an MQTT broker, as `spin up`
 //! offers it.
 //!
-//! The address is `mqtt://host:port?client_id=...` and must be granted by the
-//! component's `allowed_outbound_hosts` (scheme `mqtt`). The broker is
-//! connected on the first publish; a publish returns once the broker has it
-//! at the requested quality of service (sent for at-most-once, PUBACK for
-//! at-least-once, PUBCOMP for exactly-once), bounded by the request's
-//! deadline. `mqtts://` is not offered yet.
+//! The address is `mqtt://host:port?client_id=...` (or `mqtts://` for TLS,
+//! verified against the host's roots, see [`crate::tls`]) and must be
+//! granted by the component's `allowed_outbound_hosts` (`mqtt://host:port`,
+//! `mqtts://host:port`). The broker is connected on the first publish; a
+//! publish returns once the broker has it at the requested quality of
+//! service (sent for at-most-once, PUBACK for at-least-once, PUBCOMP for
+//! exactly-once), bounded by the request's deadline.
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::Mutex;
 use wasmtime::component::Resource;
 
 use crate::capabilities::generated::fermyon::spin::mqtt;
 use crate::outbound::AllowedHosts;
 use crate::state::HostState;
+use crate::tls::TlsClient;
 
 /// Requests queued between the client and its event loop.
 const QUEUE: usize = 16;
@@ -30,24 +35,44 @@ pub struct MqttConnection {
 fn options(
     address: &str,
     allowed: &AllowedHosts,
+    tls: &TlsClient,
     username: String,
     password: String,
     keep_alive_secs: u64,
 ) -> Result<MqttOptions, mqtt::Error> {
     let url = url::Url::parse(address).map_err(|_| mqtt::Error::InvalidAddress)?;
-    if url.scheme() != "mqtt" {
-        return Err(mqtt::Error::ConnectionFailed(format!(
-            "scheme {}:// is not supported (mqtt:// is)",
-            url.scheme()
-        )));
-    }
+    let secure = match url.scheme() {
+        "mqtt" => false,
+        "mqtts" => true,
+        other => {
+            return Err(mqtt::Error::ConnectionFailed(format!(
+                "scheme {other}:// is not supported (mqtt:// and mqtts:// are)"
+            )));
+        }
+    };
     if !allowed.allows_url(&url) {
         return Err(mqtt::Error::ConnectionFailed(format!(
             "address {address} is not permitted"
         )));
     }
-    let mut options = MqttOptions::parse_url(address)
-        .map_err(|e| mqtt::Error::ConnectionFailed(format!("invalid address {address}: {e}")))?;
+    let invalid =
+        |e: String| mqtt::Error::ConnectionFailed(format!("invalid address {address}: {e}"));
+    let mut options = if secure {
+        // rumqttc's own mqtts:// set-up loads the roots anew and panics
+        // without a process-wide crypto provider: parse the address as
+        // mqtt:// (its port is granted, so given: mqtts has no well-known
+        // port, in Spin's grants as here) and give it the shared TLS set-up.
+        let mut plain = url.clone();
+        plain
+            .set_scheme("mqtt")
+            .map_err(|()| invalid("not a broker address".into()))?;
+        let config = tls.config().map_err(mqtt::Error::ConnectionFailed)?;
+        let mut options = MqttOptions::try_from(plain).map_err(|e| invalid(e.to_string()))?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        options
+    } else {
+        MqttOptions::parse_url(address).map_err(|e| invalid(e.to_string()))?
+    };
     if !username.is_empty() {
         options.set_credentials(username, password);
     }
@@ -120,6 +145,7 @@ impl mqtt::HostConnection for HostState {
         let options = match options(
             &address,
             &self.component.allowed_hosts,
+            &self.app.tls,
             username,
             password,
             keep_alive_interval_in_secs,
@@ -160,21 +186,37 @@ mod tests {
 
     #[test]
     fn addresses_must_be_granted_mqtt_urls_with_a_client_id() {
-        let grants = AllowedHosts::parse(["mqtt://localhost:1883"]).unwrap();
-        let ok = |a: &str| options(a, &grants, "user".into(), "pw".into(), 30);
+        let grants =
+            AllowedHosts::parse(["mqtt://localhost:1883", "mqtts://localhost:8883"]).unwrap();
+        let tls = TlsClient::new(None).unwrap();
+        let ok = |a: &str| options(a, &grants, &tls, "user".into(), "pw".into(), 30);
         assert!(ok("mqtt://localhost:1883?client_id=desk").is_ok());
         assert!(matches!(ok("not a url"), Err(mqtt::Error::InvalidAddress)));
         assert!(matches!(
             ok("mqtt://localhost:1884?client_id=desk"),
             Err(mqtt::Error::ConnectionFailed(m)) if m.contains("not permitted")
         ));
+        // The grant names the scheme: TLS on the plain port is another address.
         assert!(matches!(
             ok("mqtts://localhost:1883?client_id=desk"),
-            Err(mqtt::Error::ConnectionFailed(_))
+            Err(mqtt::Error::ConnectionFailed(m)) if m.contains("not permitted")
+        ));
+        assert!(matches!(
+            ok("ws://localhost:1883?client_id=desk"),
+            Err(mqtt::Error::ConnectionFailed(m)) if m.contains("not supported")
         ));
         assert!(matches!(
             ok("mqtt://localhost:1883"),
             Err(mqtt::Error::ConnectionFailed(_))
+        ));
+        // mqtts:// is TLS, on the port the address names (it has no
+        // well-known one, in Spin's grants as here).
+        let options = ok("mqtts://localhost:8883?client_id=desk").unwrap();
+        assert_eq!(options.broker_address(), ("localhost".into(), 8883));
+        assert!(matches!(options.transport(), Transport::Tls(_)));
+        assert!(matches!(
+            ok("mqtts://localhost?client_id=desk"),
+            Err(mqtt::Error::ConnectionFailed(m)) if m.contains("not permitted")
         ));
     }
 }

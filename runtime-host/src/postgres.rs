@@ -6,8 +6,8 @@
 //! (scheme `postgres`, every host of the connection string must be allowed);
 //! Unix sockets are refused. Each `open` is one connection, closed when the
 //! guest drops it or the request ends. Connecting and every statement are
-//! bounded by the request's deadline. TLS is not offered yet: `sslmode=prefer`
-//! (the default) connects in the clear, `sslmode=require` is refused.
+//! bounded by the request's deadline. TLS as `sslmode` asks (see [`open`]),
+//! verified against the host's roots ([`crate::tls`]).
 
 // The error is the interface's own `error` variant, handed to the guest as
 // it is; boxing it would only move the allocation.
@@ -22,7 +22,9 @@ use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use postgres_protocol::types as proto;
 use rust_decimal::Decimal;
+use tokio_postgres::Socket;
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 use wasmtime::component::Resource;
 
@@ -31,6 +33,7 @@ use crate::capabilities::generated::spin::postgres3_0_0::postgres as v3;
 use crate::capabilities::generated::spin::postgres4_0_0::postgres as v4;
 use crate::outbound::AllowedHosts;
 use crate::state::HostState;
+use crate::tls::TlsClient;
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -81,25 +84,50 @@ fn check_allowed(config: &tokio_postgres::Config, allowed: &AllowedHosts) -> Res
 async fn open(
     address: &str,
     allowed: &AllowedHosts,
+    tls: &TlsClient,
     deadline: Instant,
 ) -> Result<PgConnection, v4::Error> {
     let mut config: tokio_postgres::Config = address
         .parse()
         .map_err(|e| v4::Error::ConnectionFailed(format!("invalid connection string: {e}")))?;
     check_allowed(&config, allowed)?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(v4::Error::ConnectionFailed(
-            "sslmode=require: this host does not offer TLS to Postgres yet".into(),
-        ));
-    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let connecting = config.connect(tokio_postgres::NoTls);
-    let (client, connection) = tokio::time::timeout_at(deadline.into(), connecting)
+    // As tokio-postgres (and so Spin) reads `sslmode`: `disable` is in the
+    // clear, `prefer` (the default) is TLS when the server offers it,
+    // `require` is TLS or nothing. A certificate is always verified.
+    let tls = match (config.get_ssl_mode(), tls.config()) {
+        (SslMode::Disable, _) => None,
+        (_, Ok(tls)) => Some(tls),
+        (SslMode::Require, Err(e)) => return Err(v4::Error::ConnectionFailed(e)),
+        (_, Err(e)) => {
+            tracing::debug!("postgres: sslmode=prefer without TLS: {e}");
+            None
+        }
+    };
+    match tls {
+        None => connect(&config, tokio_postgres::NoTls, deadline).await,
+        Some(tls) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+            connect(&config, tls, deadline).await
+        }
+    }
+}
+
+async fn connect<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    deadline: Instant,
+) -> Result<PgConnection, v4::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = tokio::time::timeout_at(deadline.into(), config.connect(tls))
         .await
         .map_err(|_| v4::Error::ConnectionFailed("timed out connecting".into()))?
-        .map_err(|e| v4::Error::ConnectionFailed(e.to_string()))?;
+        .map_err(|e| v4::Error::ConnectionFailed(connect_error(&e)))?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection ended: {e}");
@@ -109,6 +137,15 @@ async fn open(
         client: Arc::new(client),
         driver,
     })
+}
+
+/// A connection error with its cause (tokio-postgres's own message for a
+/// TLS failure is only "error performing TLS handshake").
+fn connect_error(e: &tokio_postgres::Error) -> String {
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 // ---------------------------------------------------------------- parameters
@@ -603,7 +640,8 @@ impl HostState {
         &mut self,
         address: &str,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        match open(address, &self.component.allowed_hosts, self.deadline).await {
+        let (allowed, tls) = (&self.component.allowed_hosts, &self.app.tls);
+        match open(address, allowed, tls, self.deadline).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
             Err(e) => Ok(Err(e)),
         }

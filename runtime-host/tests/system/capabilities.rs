@@ -744,3 +744,130 @@ async fn mqtt_publishes_to_granted_brokers_with_the_components_credentials() {
         "nothing was published by a refused or failed connection"
     );
 }
+
+/// TLS to Postgres and MQTT as Spin offers it: `sslmode` chooses (prefer,
+/// the default, is TLS when offered; require is TLS or nothing; disable is
+/// in the clear), `mqtts://` is TLS, and the server's certificate is always
+/// verified: with the test CA trusted (`--tls-ca-file`) the session is
+/// encrypted as the server sees it; without, it is refused.
+#[tokio::test]
+async fn postgres_and_mqtt_speak_tls_verified_against_the_hosts_roots() {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+    let ca = TestCa::new();
+    let pg = PostgresServer::start_with_tls(&ca);
+    let broker = MosquittoServer::start_with_tls(&ca);
+    let grants = format!(
+        "allowed_outbound_hosts = [\"postgres://127.0.0.1:{}\", \"mqtts://127.0.0.1:{}\"]",
+        pg.port, broker.tls_port
+    );
+    let pg_address = |sslmode: &str| {
+        let address = format!("{} sslmode={sslmode}", pg.address());
+        url::form_urlencoded::byte_serialize(address.as_bytes()).collect::<String>()
+    };
+    let mqtts = |client_id: &str| {
+        let address = format!(
+            "mqtts://127.0.0.1:{}?client_id={client_id}",
+            broker.tls_port
+        );
+        url::form_urlencoded::byte_serialize(address.as_bytes()).collect::<String>()
+    };
+
+    // A subscriber on the broker's plain listener sees what arrives over TLS.
+    let mut options = MqttOptions::new("tls-subscriber", "127.0.0.1", broker.port);
+    options.set_credentials("desk", "secret");
+    let (subscriber, mut events) = AsyncClient::new(options, 16);
+    subscriber
+        .subscribe("fills/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = received_tx.send(p.payload.to_vec());
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("subscribed")
+        .unwrap();
+    let publish = |host: &runtime_host::RunningHost, address: String| {
+        let request = client()
+            .post(url(
+                host,
+                &format!("/guest/mqtt?address={address}&topic=fills/tls&user=desk&password=secret"),
+            ))
+            .body("over tls");
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    // The test CA trusted: encrypted sessions.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(dir.path(), &grants, "");
+    let mut trusting = settings(&manifest, dir.path());
+    trusting.tls_ca_file = Some(ca.cert.clone());
+    let host = start(&trusting).await;
+    for (sslmode, expected) in [("require", true), ("prefer", true), ("disable", false)] {
+        let (status, body) = get(
+            &host,
+            &format!("/guest/pg-tls?address={}", pg_address(sslmode)),
+        )
+        .await;
+        assert_eq!(status, 200, "sslmode={sslmode}: {body}");
+        assert!(
+            body.starts_with(&format!("ssl={expected}")),
+            "sslmode={sslmode}: {body}"
+        );
+        if expected {
+            assert!(body.contains("TLSv1."), "{body}");
+        }
+    }
+    let (status, body) = publish(&host, mqtts("tls-guest")).await;
+    assert_eq!((status, body.as_str()), (200, "published"));
+    let payload = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the subscriber receives the message")
+        .unwrap();
+    assert_eq!(payload, b"over tls");
+    host.shutdown().await;
+
+    // Not trusted (the system's roots only): the certificate is refused,
+    // and saying so; nothing falls back to the clear.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = guest_manifest(dir.path(), &grants, "");
+    let host = start(&settings(&manifest, dir.path())).await;
+    for sslmode in ["require", "prefer"] {
+        let (status, body) = get(
+            &host,
+            &format!("/guest/pg-tls?address={}", pg_address(sslmode)),
+        )
+        .await;
+        assert_eq!(status, 403, "sslmode={sslmode}: {body}");
+        assert!(
+            body.starts_with("Error::ConnectionFailed(") && body.contains("certificate"),
+            "sslmode={sslmode}: {body}"
+        );
+    }
+    let (status, body) = publish(&host, mqtts("untrusting-guest")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("ertificate"), "{body}");
+    host.shutdown().await;
+    assert!(
+        received.try_recv().is_err(),
+        "nothing was published over an unverified connection"
+    );
+}

@@ -29,6 +29,7 @@ async fn handle(req: Request) -> Response {
         (Method::Get, ["tcp"]) => Ok(tcp_echo(&req)),
         (Method::Post, ["sqlite"]) => sqlite_route(&req),
         (Method::Get, ["pg"]) => pg_route(&req),
+        (Method::Get, ["pg-tls"]) => pg_tls_route(&req),
         (Method::Post, ["mqtt"]) => mqtt_route(&req),
         _ => Ok(text(404, format!("no route {path}"))),
     };
@@ -318,6 +319,29 @@ fn pg_route(req: &Request) -> anyhow::Result<Response> {
 
 /// Publish the body to `topic` on the broker at `address` (an
 /// `mqtt://host:port?client_id=...` URL) with `qos` 0, 1 or 2.
+/// Whether this session with the server is encrypted, as the server sees it.
+fn pg_tls_route(req: &Request) -> anyhow::Result<Response> {
+    use spin_sdk::pg4::{Connection, DbValue};
+    let Some(address) = param(req, "address") else {
+        return Ok(text(400, "address is required"));
+    };
+    let conn = match Connection::open(&address) {
+        Ok(conn) => conn,
+        Err(e) => return Ok(text(403, format!("{e:?}"))),
+    };
+    let rows = conn.query(
+        "SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )?;
+    let session = rows.rows.first().map(|row| (&row[0], &row[1]));
+    Ok(match session {
+        Some((DbValue::Boolean(ssl), DbValue::Str(version))) => {
+            text(200, format!("ssl={ssl} {version}"))
+        }
+        other => text(500, format!("unexpected {other:?}")),
+    })
+}
+
 fn mqtt_route(req: &Request) -> anyhow::Result<Response> {
     use spin_sdk::mqtt::{Connection, Qos};
     let (Some(address), Some(topic)) = (param(req, "address"), param(req, "topic")) else {

@@ -606,9 +606,36 @@ pub struct PostgresServer {
 
 impl PostgresServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that also speaks TLS, with a certificate of `ca`'s for
+    /// 127.0.0.1 (clients choose: `sslmode=disable` stays in the clear).
+    pub fn start_with_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        // The server runs as `postgres` when the tests run as root: it must own the directory.
+        let mut tls = Vec::new();
+        if let Some(ca) = ca {
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&ca.server_cert, &cert).unwrap();
+            std::fs::copy(&ca.server_key, &key).unwrap();
+            let owner_only = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(&key, owner_only).unwrap();
+            tls = vec![
+                "-c".to_string(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
+        // The server runs as `postgres` when the tests run as root: it must
+        // own the directory (and the key, which only it may read).
         let _ = Command::new("chown")
             .args(["-R", "postgres"])
             .arg(dir.path())
@@ -629,6 +656,7 @@ impl PostgresServer {
             .args(["-p", &port.to_string(), "-k"])
             .arg(dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(&tls)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -665,12 +693,24 @@ impl Drop for PostgresServer {
 /// (`desk` / `secret`) and refuses anonymous clients; killed on drop.
 pub struct MosquittoServer {
     pub port: u16,
+    /// The TLS listener's port (listening only when started with a CA).
+    pub tls_port: u16,
     child: Child,
     _dir: tempfile::TempDir,
 }
 
 impl MosquittoServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A broker with a second listener, `tls_port`, speaking TLS with a
+    /// certificate of `ca`'s for 127.0.0.1.
+    pub fn start_with_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(ca: Option<&TestCa>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let passwords = dir.path().join("passwords");
         let made = Command::new(sbin("mosquitto_passwd"))
@@ -681,15 +721,20 @@ impl MosquittoServer {
             .expect("mosquitto_passwd runs (apt-get install mosquitto)");
         assert!(made.success());
         let port = free_port();
+        let tls_port = free_port();
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
+            passwords.display()
+        );
+        if let Some(ca) = ca {
+            conf.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ));
+        }
         let config = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
-                passwords.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, conf).unwrap();
         let child = Command::new(sbin("mosquitto"))
             .arg("-c")
             .arg(&config)
@@ -698,9 +743,98 @@ impl MosquittoServer {
             .spawn()
             .expect("mosquitto is installed (apt-get install mosquitto)");
         wait_for_port(port, Duration::from_secs(10), "mosquitto");
+        if ca.is_some() {
+            wait_for_port(tls_port, Duration::from_secs(10), "mosquitto (TLS)");
+        }
         Self {
             port,
+            tls_port,
             child,
+            _dir: dir,
+        }
+    }
+}
+
+/// A certificate authority of a test's own, made with `openssl`: its
+/// certificate (for the host's `--tls-ca-file`) and a server certificate it
+/// signed for `127.0.0.1` and `localhost`, with the server's key.
+pub struct TestCa {
+    pub cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl is installed (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=daytrade test CA"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+                &["-subj", "/CN=localhost"],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self {
+            cert: path("ca.pem"),
+            server_cert: path("server.pem"),
+            server_key: path("server.key"),
             _dir: dir,
         }
     }
