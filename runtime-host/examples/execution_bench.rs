@@ -289,7 +289,7 @@ async fn main() {
     assert!(resp.status().is_success());
     let started = Instant::now();
     let status: Value = client
-        .get(format!("{base}/api/v1/execution/status"))
+        .post(format!("{base}/api/v1/execution/sync"))
         .bearer_auth(TRADER)
         .send()
         .await
@@ -298,7 +298,7 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "paper fills of {} working orders on the next bar (one request): {:.1} ms; working after: {}",
+        "paper fills of {} working orders on the next bar (one POST /sync): {:.1} ms; working after: {}",
         status["orders"],
         started.elapsed().as_secs_f64() * 1e3,
         status["working_orders"]

@@ -1,14 +1,20 @@
 //! The `execution-service` component: Spin's HTTP trigger in front of [`trading`].
 //!
 //! Routes (below `/api/v1/execution`), with the role each needs:
-//! `POST /trade` (trader), `GET /orders[?status&symbol]`, `GET /orders/{id}`
-//! (viewer), `DELETE /orders/{id}` (trader), `GET /positions`, `GET /pnl`,
-//! `GET /status` (viewer), `POST /trading-state {state, reason}` (admin),
-//! `GET /metrics` (open, Prometheus text).
+//! `POST /trade` (trader), `GET /orders[?status&symbol&limit]`,
+//! `GET /orders/{id}` (viewer), `DELETE /orders/{id}` (trader),
+//! `GET /positions`, `GET /pnl`, `GET /status` (viewer),
+//! `POST /sync` (trader), `POST /cycle` (trader),
+//! `POST /trading-state {state, reason}` (admin), `GET /metrics` (open,
+//! Prometheus text).
 //!
-//! Every request works the book up to data-service's clock first (bars the
+//! Every write works the book up to data-service's clock first (bars the
 //! working orders and exits have not seen), inside the same compare-and-swap
-//! transaction as the operation itself: see [`trading::ledger`].
+//! transaction as the operation itself (see [`trading::ledger`]), then
+//! delivers notices and archives finished orders. Reads are reads: a `GET`
+//! loads the book as the last write left it and says when that was
+//! (`synced`); it never calls data-service, never writes. `POST /sync`
+//! brings the book up to the clock without doing anything else.
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
@@ -19,7 +25,7 @@ use std::time::Instant;
 use chrono::{Duration, NaiveDate, Utc};
 use daytrade_contract::ServiceId;
 use market_data::Bar;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use spin_adapter::{
     Query, Role, Route, Service, authorize, get_json, json_body, json_value, path_info, post_json,
     upstream_url,
@@ -41,6 +47,8 @@ static SERVICE: Service = Service {
 
 /// The key of the account's book in the store.
 const BOOK_KEY: &str = "execution/book";
+/// When a write last brought the book up to the market clock ([`Synced`]).
+const SYNCED_KEY: &str = "execution/synced";
 /// data-service's batch limit.
 const DATA_BATCH: usize = 50;
 
@@ -189,6 +197,7 @@ struct Booked<T> {
     book: Book,
     config: Config,
     ledger: Ledger<SpinCas>,
+    synced: Synced,
 }
 
 /// Load the book (to know its symbols), see the market, then run `op` on
@@ -216,6 +225,14 @@ async fn with_book<T>(
             op(book, &ctx)
         })
         .map_err(ledger_failed)?;
+    let synced = Synced {
+        at: ctx.market.now,
+        as_of: ctx.market.as_of,
+    };
+    if let Ok(encoded) = serde_json::to_vec(&synced) {
+        // What a read reports as the book's age; the book itself is committed.
+        let _ = ledger.store().bucket.set(SYNCED_KEY, &encoded);
+    }
     let book = flush_outbox(&ledger, committed.book).await;
     let book = archive(&ledger, config.keep_finished_orders, book);
     Ok(Booked {
@@ -223,6 +240,44 @@ async fn with_book<T>(
         book,
         config,
         ledger,
+        synced,
+    })
+}
+
+/// When a write last worked the book up to the market clock: what a read shows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Synced {
+    /// Wall time of that write.
+    at: chrono::DateTime<Utc>,
+    /// The market clock's date it saw.
+    as_of: Option<NaiveDate>,
+}
+
+/// What a read sees: the book and ledger as stored, and when the book was
+/// last synced (`None`: never, a new account). Nothing is written.
+struct Stored {
+    book: Book,
+    ledger: Ledger<SpinCas>,
+    config: Config,
+    synced: Option<Synced>,
+}
+
+fn stored() -> Result<Stored, Route> {
+    let config = config()?;
+    let ledger = ledger(&config)?;
+    let book = ledger.read().map_err(ledger_failed)?;
+    let synced = ledger
+        .store()
+        .bucket
+        .get(SYNCED_KEY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    Ok(Stored {
+        book,
+        ledger,
+        config,
+        synced,
     })
 }
 
@@ -414,7 +469,12 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                         )
                     })?,
             };
-            let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
+            let Stored {
+                book,
+                ledger,
+                synced,
+                ..
+            } = stored()?;
             let wanted = |r: &OrderRecord| {
                 symbol.is_none_or(|s| r.order.symbol == s)
                     && status.is_none_or(|s| match s {
@@ -443,12 +503,14 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     }
                 }
             }
-            Ok(Route::ok(serde_json::json!({ "orders": orders })))
+            Ok(Route::ok(
+                serde_json::json!({ "orders": orders, "synced": synced }),
+            ))
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
-            let Booked { book, ledger, .. } = with_book(&[], false, |_, _| ()).await?;
+            let Stored { book, ledger, .. } = stored()?;
             find_order(&ledger, &book, id)
                 .map(Route::ok)
                 .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))
@@ -472,41 +534,39 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Get, ["positions"]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
-            let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
-            Ok(Route::ok(positions(&book)))
+            let Stored { book, synced, .. } = stored()?;
+            let mut body = positions(&book);
+            body["synced"] = serde_json::json!(synced);
+            Ok(Route::ok(body))
         }
         (Method::Get, ["pnl"]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
-            let Booked { book, .. } = with_book(&[], false, |_, _| ()).await?;
-            Ok(Route::ok(pnl(&book)))
+            let Stored { book, synced, .. } = stored()?;
+            let mut body = pnl(&book);
+            body["synced"] = serde_json::json!(synced);
+            Ok(Route::ok(body))
         }
         (Method::Get, ["status"]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
+            let stored = stored()?;
+            Ok(Route::ok(status(
+                &stored.book,
+                &stored.config,
+                stored.synced,
+            )))
+        }
+        (Method::Post, ["sync"]) => {
+            authorize(&req, Role::Trader)?;
+            Query::none(&req)?;
             let Booked {
-                value: as_of,
                 book,
                 config,
+                synced,
                 ..
-            } = with_book(&[], false, |_, ctx| ctx.market.as_of).await?;
-            Ok(Route::ok(serde_json::json!({
-                "state": book.state,
-                "as_of": as_of,
-                "cash": book.portfolio.cash,
-                "equity": book.equity(),
-                "peak_equity": book.peak_equity,
-                "daily_pnl": book.daily_pnl(),
-                "drawdown_bps": trading::risk::drawdown_bps(book.equity(), book.peak_equity),
-                "open_positions": book.portfolio.open_positions(),
-                "working_orders": book.working_orders().count(),
-                "orders": book.orders.len(),
-                "limits": config.limits,
-                "fill_model": config.fill_model,
-                "session_policy": config.session_policy,
-                "state_changes": book.state_changes,
-                "pending_notices": book.outbox.len(),
-            })))
+            } = with_book(&[], false, |_, _| ()).await?;
+            Ok(Route::ok(status(&book, &config, Some(synced))))
         }
         (Method::Post, ["trading-state"]) => {
             let principal = authorize(&req, Role::Admin)?;
@@ -571,9 +631,10 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["metrics"]) => {
             Query::none(&req)?;
-            let config = config()?;
-            let book = ledger(&config)?.read().map_err(ledger_failed)?;
-            Ok(Route::Text("text/plain; version=0.0.4", metrics(&book)))
+            Ok(Route::Text(
+                "text/plain; version=0.0.4",
+                metrics(&stored()?.book),
+            ))
         }
         _ => Ok(Route::NotFound),
     }
@@ -648,6 +709,28 @@ fn status_name(status: OrderStatus) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// The account's state, as last synced (`synced`: when).
+fn status(book: &Book, config: &Config, synced: Option<Synced>) -> serde_json::Value {
+    serde_json::json!({
+        "state": book.state,
+        "synced": synced,
+        "as_of": synced.and_then(|s| s.as_of),
+        "cash": book.portfolio.cash,
+        "equity": book.equity(),
+        "peak_equity": book.peak_equity,
+        "daily_pnl": book.daily_pnl(),
+        "drawdown_bps": trading::risk::drawdown_bps(book.equity(), book.peak_equity),
+        "open_positions": book.portfolio.open_positions(),
+        "working_orders": book.working_orders().count(),
+        "orders": book.orders.len(),
+        "limits": config.limits,
+        "fill_model": config.fill_model,
+        "session_policy": config.session_policy,
+        "state_changes": book.state_changes,
+        "pending_notices": book.outbox.len(),
+    })
 }
 
 fn positions(book: &Book) -> serde_json::Value {

@@ -195,6 +195,14 @@ async fn credentials_and_roles_guard_every_route_and_nothing_runs_without_them()
             403,
             "forbidden",
         ),
+        (
+            Method::POST,
+            "/api/v1/execution/sync",
+            Some(VIEWER),
+            None,
+            403,
+            "forbidden",
+        ),
     ];
     for (method, path, key, body, status, code) in cases {
         let (got, answer) = call(&base, method.clone(), path, key, body).await;
@@ -233,6 +241,28 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     let id = placed["id"].as_str().unwrap().to_string();
 
     advance_clock(&base).await;
+    // A read shows the book as last synced: the order still works.
+    let (_, order) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!("/api/v1/execution/orders/{id}"),
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    assert_eq!(order["status"], "accepted", "{order}");
+    let (status, synced) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/sync",
+        Some(TRADER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{synced}");
+    assert_eq!(synced["synced"]["as_of"], "2010-08-23", "{synced}");
+    assert_eq!(synced["working_orders"], 0, "{synced}");
+    assert_projects(&synced, "execution", "status");
     let (_, order) = call(
         &base,
         reqwest::Method::GET,
@@ -946,6 +976,16 @@ async fn replayed_days_of_trading_cycles_trade_on_paper_and_alert_slack() {
     }
     assert!(placed > 0, "eight days of signals placed no order");
 
+    // Up to the day the clock was last moved to (reads do not sync).
+    let (status, _) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/sync",
+        Some(TRADER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
     let pnl = view(&base, "/api/v1/execution/pnl").await;
     let curve: Vec<&str> = pnl["equity_curve"]
         .as_array()
@@ -1141,4 +1181,91 @@ async fn finished_orders_move_to_the_archive_and_stay_readable_and_idempotent() 
     )
     .await;
     assert_eq!(status, 400);
+}
+
+/// Every row of the default key-value store, as stored.
+fn store_rows(state: &std::path::Path) -> Vec<(String, String, Vec<u8>)> {
+    let db = rusqlite::Connection::open_with_flags(
+        state.join("sqlite_key_value.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut rows = db
+        .prepare("SELECT store, key, value FROM spin_key_value ORDER BY store, key")
+        .unwrap();
+    rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Reads are reads: with work pending (the clock moved past a working
+/// order's session, filled and finished orders in the book), every `GET`
+/// shows the book as last synced, says when that was, and leaves the store
+/// byte for byte as it was; only a write (`POST /sync`) moves the book on.
+#[tokio::test]
+async fn reads_never_write_and_say_when_the_book_was_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    for n in 0..5 {
+        let (status, placed) =
+            trade(&base, TRADER, market_buy(&format!("r-{n}"), "AAPL", 100)).await;
+        assert_eq!(status, 201, "{placed}");
+    }
+    let (status, _) = trade(&base, TRADER, market_buy("r-msft", "MSFT", 10)).await;
+    assert_eq!(status, 201);
+    let before_sync = view(&base, "/api/v1/execution/status").await;
+    assert_eq!(before_sync["synced"]["as_of"], "2010-08-20");
+    assert!(before_sync["synced"]["at"].is_string(), "{before_sync}");
+    advance_clock(&base).await;
+
+    let rows = store_rows(dir.path());
+    let reads = [
+        "/api/v1/execution/orders",
+        "/api/v1/execution/orders?status=open",
+        "/api/v1/execution/orders/ord-00000001",
+        "/api/v1/execution/positions",
+        "/api/v1/execution/pnl",
+        "/api/v1/execution/status",
+        "/api/v1/execution/metrics",
+    ];
+    for _ in 0..3 {
+        for path in reads {
+            let resp = client()
+                .get(format!("{base}{path}"))
+                .bearer_auth(VIEWER)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+        }
+    }
+    assert!(
+        store_rows(dir.path()) == rows,
+        "a run of reads changed the store"
+    );
+    let status = view(&base, "/api/v1/execution/status").await;
+    assert_eq!(status["synced"], before_sync["synced"], "{status}");
+    assert_eq!(status["working_orders"], 6, "nothing filled by reading");
+    let open = view(&base, "/api/v1/execution/orders?status=open").await;
+    assert_eq!(open["orders"].as_array().unwrap().len(), 6);
+    assert_projects(&open, "execution", "orders");
+
+    let (status, synced) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/sync",
+        Some(TRADER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{synced}");
+    assert_eq!(synced["synced"]["as_of"], "2010-08-23");
+    assert_eq!(synced["working_orders"], 0, "Monday's open filled them");
+    assert!(store_rows(dir.path()) != rows, "a sync is a write");
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(positions["synced"], synced["synced"]);
+    assert_projects(&positions, "execution", "positions");
+    host.shutdown().await;
 }

@@ -71,7 +71,7 @@ impl FillModel {
             Side::Buy => (scaled + 9_999) / 10_000,
             Side::Sell => scaled / 10_000,
         };
-        Price::from_ticks(ticks as i64)
+        Price::from_ticks(i64::try_from(ticks).expect("price overflow"))
     }
 
     /// The most shares one order may take from `bar`, in whole lots.

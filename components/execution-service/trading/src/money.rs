@@ -1,5 +1,10 @@
 //! Money: fixed-point amounts in the same 0.0001 ticks as [`Price`], so a
-//! notional is exact. Never a binary float.
+//! notional is exact. Never a binary float, and never a wrapped sum: the
+//! `checked_*` operations return `None` on overflow, and the operators
+//! (`+`, `-`, ...) stop with a panic there (a trap of the component: the
+//! request fails and nothing is stored) instead of wrapping, as release
+//! builds of plain integers would. Orders are bounded far below that
+//! (quantities, prices and notionals are checked), so it takes a bug.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
@@ -39,11 +44,26 @@ impl Money {
     pub fn bps(self, bps: i64) -> Self {
         let scaled = i128::from(self.0) * i128::from(bps);
         let rounded = (scaled + scaled.signum() * 5_000) / 10_000;
-        Self(rounded as i64)
+        Self(i64::try_from(rounded).expect(OVERFLOW))
     }
 
     pub fn abs(self) -> Self {
-        Self(self.0.abs())
+        Self(self.0.checked_abs().expect(OVERFLOW))
+    }
+
+    pub fn checked_add(self, rhs: Self) -> Option<Self> {
+        self.0.checked_add(rhs.0).map(Self)
+    }
+
+    pub fn checked_sub(self, rhs: Self) -> Option<Self> {
+        self.0.checked_sub(rhs.0).map(Self)
+    }
+
+    /// The sum of `amounts`, `None` if any partial sum overflows.
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Self>) -> Option<Self> {
+        amounts
+            .into_iter()
+            .try_fold(Self::ZERO, |sum, amount| sum.checked_add(amount))
     }
 
     pub fn is_negative(self) -> bool {
@@ -51,36 +71,38 @@ impl Money {
     }
 }
 
+const OVERFLOW: &str = "money overflow: an amount beyond ±922,337,203,685 units";
+
 impl Add for Money {
     type Output = Self;
     fn add(self, rhs: Self) -> Self {
-        Self(self.0 + rhs.0)
+        self.checked_add(rhs).expect(OVERFLOW)
     }
 }
 
 impl Sub for Money {
     type Output = Self;
     fn sub(self, rhs: Self) -> Self {
-        Self(self.0 - rhs.0)
+        self.checked_sub(rhs).expect(OVERFLOW)
     }
 }
 
 impl Neg for Money {
     type Output = Self;
     fn neg(self) -> Self {
-        Self(-self.0)
+        Self(self.0.checked_neg().expect(OVERFLOW))
     }
 }
 
 impl AddAssign for Money {
     fn add_assign(&mut self, rhs: Self) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl SubAssign for Money {
     fn sub_assign(&mut self, rhs: Self) {
-        self.0 -= rhs.0;
+        *self = *self - rhs;
     }
 }
 
@@ -138,5 +160,39 @@ mod tests {
             serde_json::to_string(&Money::units(50_000)).unwrap(),
             "\"50000.0000\""
         );
+    }
+
+    #[test]
+    fn overflow_is_never_a_wrapped_amount() {
+        let max = Money::from_ticks(i64::MAX);
+        let one = Money::from_ticks(1);
+        assert_eq!(max.checked_add(one), None);
+        assert_eq!((-max).checked_sub(one.checked_add(one).unwrap()), None);
+        assert_eq!(Money::checked_sum([max, -one, one, one]), None);
+        assert_eq!(
+            Money::checked_sum([Money::units(2), Money::units(3)]),
+            Some(Money::units(5))
+        );
+        for overflowing in [
+            std::panic::catch_unwind(|| max + one),
+            std::panic::catch_unwind(|| Money::from_ticks(i64::MIN) - one),
+            std::panic::catch_unwind(|| -Money::from_ticks(i64::MIN)),
+            std::panic::catch_unwind(|| max.bps(20_000)),
+            std::panic::catch_unwind(|| {
+                let mut sum = max;
+                sum += one;
+                sum
+            }),
+        ] {
+            let message = overflowing.expect_err("an overflow stops");
+            assert!(
+                message
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.contains("money overflow"))
+                    || message
+                        .downcast_ref::<&str>()
+                        .is_some_and(|m| m.contains("money overflow"))
+            );
+        }
     }
 }
