@@ -2,7 +2,9 @@
 //! paper account, and the operations on it. A [`Book`] is a value: the
 //! [`ledger`](crate::ledger) loads it, applies one operation and stores it
 //! back atomically, so a risk check and the reservation it approves are one
-//! step even when several hosts serve the same account.
+//! step even when several hosts serve the same account. An operation
+//! changes the book only by emitting [`Event`]s (see [`crate::events`]): the
+//! book is the fold of its events.
 //!
 //! Reservations: the risk engine sees working orders as if filled at their
 //! reference price (buys hold cash and count towards the position and the open
@@ -16,6 +18,7 @@ use market_data::{Bar, Market, Price, Symbol};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{Execution, OrderGateway, PaperBroker, Report};
+use crate::events::Event;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 use crate::portfolio::{Fill, Portfolio};
@@ -209,6 +212,13 @@ pub struct Book {
     /// Notices not yet delivered (an outbox: delivery removes them).
     pub outbox: Vec<(u64, Notice)>,
     pub next_notice: u64,
+    /// The sequence number of the last event applied (the count of events).
+    #[serde(default)]
+    pub events: u64,
+    /// Events committed with this book that may not be in their own keys
+    /// yet: the ledger writes them there, then drops them from here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal: Vec<(u64, Event)>,
 }
 
 /// Why a submission did not become a working or filled order.
@@ -271,7 +281,16 @@ pub struct Submitted {
 }
 
 impl Book {
+    /// A new account: its first event opens it with `cash`.
     pub fn new(cash: Money) -> Self {
+        let mut book = Self::blank();
+        book.emit(Event::Opened { cash });
+        book
+    }
+
+    /// A book with nothing in it, not even its cash: what events apply to.
+    pub(crate) fn blank() -> Self {
+        let cash = Money::ZERO;
         Self {
             portfolio: Portfolio::new(cash),
             state: TradingState::Active,
@@ -288,6 +307,8 @@ impl Book {
             state_changes: Vec::new(),
             outbox: Vec::new(),
             next_notice: 1,
+            events: 0,
+            journal: Vec::new(),
         }
     }
 
@@ -312,13 +333,20 @@ impl Book {
     }
 
     fn notify(&mut self, notice: Notice) {
-        self.outbox.push((self.next_notice, notice));
-        self.next_notice += 1;
+        self.emit(Event::NoticeQueued { notice });
     }
 
     /// Drop delivered notices (by the sequence numbers the outbox gave them).
     pub fn delivered(&mut self, sequence: &[u64]) {
-        self.outbox.retain(|(n, _)| !sequence.contains(n));
+        let sequence: Vec<u64> = self
+            .outbox
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| sequence.contains(n))
+            .collect();
+        if !sequence.is_empty() {
+            self.emit(Event::NoticesDelivered { sequence });
+        }
     }
 
     fn change_state(&mut self, ctx: &Context, to: TradingState, by: &str, reason: String) {
@@ -333,8 +361,9 @@ impl Book {
             by: by.to_string(),
             reason,
         };
-        self.state = to;
-        self.state_changes.push(change.clone());
+        self.emit(Event::StateChanged {
+            change: change.clone(),
+        });
         self.notify(Notice::StateChanged(change));
     }
 
@@ -358,8 +387,7 @@ impl Book {
                 || self.working_orders().any(|r| &r.order.symbol == symbol);
             if !involved || !self.processed.contains_key(symbol) {
                 if let Some(last) = bars.last() {
-                    self.processed.insert(symbol.clone(), last.date);
-                    self.marks.insert(symbol.clone(), (last.date, last.close));
+                    self.mark(symbol, last.date, Some(last.close));
                 }
                 continue;
             }
@@ -382,8 +410,7 @@ impl Book {
                     continue;
                 }
                 self.work_bar(ctx, symbol, bar);
-                self.processed.insert(symbol.clone(), date);
-                self.marks.insert(symbol.clone(), (date, bar.close));
+                self.mark(symbol, date, Some(bar.close));
             }
             self.record_equity(date);
             self.check_loss_limits(ctx);
@@ -407,19 +434,40 @@ impl Book {
             .map(|r| r.order.id.clone())
             .collect();
         for id in ended {
-            let record = self.orders.get_mut(&id).expect("the order exists");
-            let event = match record.order.time_in_force {
-                TimeInForce::Day => OrderEvent::Expire,
-                TimeInForce::Ioc => OrderEvent::Cancel,
-            };
-            let _ = record.order.apply(&event);
+            self.end_order(&id);
         }
+    }
+
+    /// A working order's session is over: a day order expires, an IOC order
+    /// is cancelled.
+    fn end_order(&mut self, id: &str) {
+        let expired = self.orders[id].order.time_in_force == TimeInForce::Day;
+        self.emit(Event::OrderClosed {
+            order_id: id.to_string(),
+            expired,
+        });
+    }
+
+    /// `symbol`'s bars are worked through `date` (and its mark is `close`):
+    /// an event only when that says something new.
+    fn mark(&mut self, symbol: &str, date: NaiveDate, close: Option<Price>) {
+        let same_date = self.processed.get(symbol) == Some(&date);
+        let same_mark = close.is_none_or(|c| self.marks.get(symbol) == Some(&(date, c)));
+        if same_date && same_mark {
+            return;
+        }
+        self.emit(Event::Marked {
+            symbol: symbol.to_string(),
+            date,
+            close,
+        });
     }
 
     /// A new market day starts from the equity at the last closes.
     fn roll_day(&mut self, date: NaiveDate) {
         if self.day_start.is_none_or(|(d, _)| d < date) {
-            self.day_start = Some((date, self.equity()));
+            let equity = self.equity();
+            self.emit(Event::DayStarted { date, equity });
         }
     }
 
@@ -442,11 +490,9 @@ impl Book {
             cash: self.portfolio.cash,
             pnl: equity - previous,
         };
-        match self.equity_curve.last_mut() {
-            Some(last) if last.date == date => *last = point,
-            _ => self.equity_curve.push(point),
+        if self.equity_curve.last() != Some(&point) {
+            self.emit(Event::EquityRecorded { point });
         }
-        self.peak_equity = self.peak_equity.max(equity);
     }
 
     fn check_loss_limits(&mut self, ctx: &Context) {
@@ -521,11 +567,12 @@ impl Book {
             .map(|r| r.order.id.clone())
             .collect();
         for id in superseded {
-            if let Some(record) = self.orders.get_mut(&id) {
-                let _ = record.order.apply(&OrderEvent::Cancel);
-            }
+            self.emit(Event::OrderClosed {
+                order_id: id,
+                expired: false,
+            });
         }
-        let id = self.allocate_id();
+        let id = self.next_id();
         let request = OrderRequest {
             client_order_id: format!("{}-{id}", origin_label(origin)),
             symbol: symbol.to_string(),
@@ -549,11 +596,8 @@ impl Book {
             OrderKind::Limit { limit_price } => limit_price,
             OrderKind::Market => bar.open,
         };
-        self.client_ids
-            .insert(request.client_order_id.clone(), id.clone());
-        self.orders.insert(
-            id.clone(),
-            OrderRecord {
+        self.emit(Event::OrderPlaced {
+            record: Box::new(OrderRecord {
                 order,
                 origin,
                 request,
@@ -563,8 +607,8 @@ impl Book {
                 works_from: Some(bar.date),
                 denial: None,
                 fills: Vec::new(),
-            },
-        );
+            }),
+        });
         // The exit trades inside the bar, without the participation cap: a
         // protective stop is not left half done.
         let report = {
@@ -580,10 +624,9 @@ impl Book {
         self.apply_report(ctx, &id, bar.date, report);
     }
 
-    fn allocate_id(&mut self) -> String {
-        let id = format!("ord-{:08}", self.next_order);
-        self.next_order += 1;
-        id
+    /// The id the next order placed gets.
+    fn next_id(&self) -> String {
+        format!("ord-{:08}", self.next_order)
     }
 
     /// Apply a gateway's report to an order and the portfolio. A buy fill the
@@ -617,21 +660,20 @@ impl Book {
                 price: execution.price,
                 commission: execution.commission,
             };
-            if self.portfolio.apply(&symbol, &fill).is_err() {
-                continue;
-            }
-            let record = self.orders.get_mut(id).expect("the order exists");
-            if record
-                .order
+            let mut order = self.orders[id].order.clone();
+            let fills = order
                 .apply(&OrderEvent::Fill {
                     quantity: execution.quantity,
                     price: execution.price,
                 })
-                .is_err()
-            {
+                .is_ok();
+            if !fills || !self.portfolio.can_apply(&symbol, &fill) {
                 continue;
             }
-            record.fills.push(FillRecord { date, execution });
+            self.emit(Event::OrderFilled {
+                order_id: id.to_string(),
+                fill: FillRecord { date, execution },
+            });
             self.refresh_exits(ctx, &symbol);
             self.notify(Notice::Filled {
                 order_id: id.to_string(),
@@ -642,36 +684,29 @@ impl Book {
                 origin,
             });
         }
-        let record = self.orders.get_mut(id).expect("the order exists");
-        if report.done && record.order.status.is_open() {
-            let event = match record.order.time_in_force {
-                TimeInForce::Day => OrderEvent::Expire,
-                TimeInForce::Ioc => OrderEvent::Cancel,
-            };
-            let _ = record.order.apply(&event);
+        if report.done && self.orders[id].order.status.is_open() {
+            self.end_order(id);
         }
     }
 
     fn refresh_exits(&mut self, ctx: &Context, symbol: &str) {
-        match self
+        let exits = self
             .portfolio
             .positions
             .get(symbol)
             .and_then(|p| p.entry_price())
-        {
-            Some(entry) => {
+            .map(|entry| {
                 let (stop_loss, take_profit) = risk::exits(&ctx.limits, entry);
-                self.exits.insert(
-                    symbol.to_string(),
-                    Exits {
-                        stop_loss,
-                        take_profit,
-                    },
-                );
-            }
-            None => {
-                self.exits.remove(symbol);
-            }
+                Exits {
+                    stop_loss,
+                    take_profit,
+                }
+            });
+        if self.exits.get(symbol) != exits.as_ref() {
+            self.emit(Event::ExitsSet {
+                symbol: symbol.to_string(),
+                exits,
+            });
         }
     }
 
@@ -802,10 +837,7 @@ impl Book {
         } else {
             risk::check(&ctx.limits, &intent, &exposure)
         };
-        self.recent_submissions
-            .retain(|t| *t > ctx.market.now - chrono::Duration::seconds(60));
-        self.recent_submissions.push(ctx.market.now);
-        let id = self.allocate_id();
+        let id = self.next_id();
         let mut order = Order::new(
             id.clone(),
             request.client_order_id.clone(),
@@ -826,14 +858,15 @@ impl Book {
             denial: None,
             fills: Vec::new(),
         };
-        self.client_ids.insert(request.client_order_id, id.clone());
         if let Err(denial) = verdict {
             let _ = order.apply(&OrderEvent::Reject {
                 reason: denial.to_string(),
             });
             record.order = order;
             record.denial = Some(denial.clone());
-            self.orders.insert(id.clone(), record.clone());
+            self.emit(Event::OrderPlaced {
+                record: Box::new(record.clone()),
+            });
             self.notify(Notice::Denied {
                 order_id: id,
                 symbol,
@@ -843,19 +876,32 @@ impl Book {
         }
         let _ = order.apply(&OrderEvent::Accept);
         record.order = order;
-        self.orders.insert(id.clone(), record);
+        let works_from = market.next_trading_day(as_of);
         if in_session {
+            self.emit(Event::OrderPlaced {
+                record: Box::new(record),
+            });
             let report = ctx.broker.execute_now(&self.orders[&id].order, &last, lot);
             self.apply_report(ctx, &id, as_of, report);
-            let record = self.orders.get_mut(&id).expect("the order exists");
-            if record.order.status.is_open() {
-                record.works_from = Some(market.next_trading_day(as_of));
+            if self.orders[&id].order.status.is_open() {
+                self.emit(Event::OrderWorks {
+                    order_id: id.clone(),
+                    from: works_from,
+                });
             }
         } else {
-            let record = self.orders.get_mut(&id).expect("the order exists");
-            record.works_from = Some(market.next_trading_day(as_of));
+            record.works_from = Some(works_from);
+            self.emit(Event::OrderPlaced {
+                record: Box::new(record),
+            });
         }
-        self.processed.entry(symbol).or_insert(as_of);
+        if !self.processed.contains_key(&symbol) {
+            self.emit(Event::Marked {
+                symbol,
+                date: as_of,
+                close: None,
+            });
+        }
         Ok(Submitted {
             record: self.orders[&id].clone(),
             replayed: false,
@@ -877,25 +923,32 @@ impl Book {
     /// Drop archived orders from the book (finished ones only; their client
     /// order ids stay, pointing at the archive).
     pub fn forget(&mut self, ids: &[String]) {
-        for id in ids {
-            if self
-                .orders
-                .get(id)
-                .is_some_and(|r| r.order.status.is_terminal())
-            {
-                self.orders.remove(id);
-            }
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|id| {
+                self.orders
+                    .get(*id)
+                    .is_some_and(|r| r.order.status.is_terminal())
+            })
+            .cloned()
+            .collect();
+        if !ids.is_empty() {
+            self.emit(Event::OrdersArchived { ids });
         }
     }
 
     /// Cancel a working order.
     pub fn cancel(&mut self, id: &str) -> Result<OrderRecord, CancelError> {
-        let record = self.orders.get_mut(id).ok_or(CancelError::NotFound)?;
-        record
-            .order
+        let record = self.orders.get(id).ok_or(CancelError::NotFound)?;
+        let mut order = record.order.clone();
+        order
             .apply(&OrderEvent::Cancel)
             .map_err(CancelError::Order)?;
-        Ok(record.clone())
+        self.emit(Event::OrderClosed {
+            order_id: id.to_string(),
+            expired: false,
+        });
+        Ok(self.orders[id].clone())
     }
 }
 

@@ -4,10 +4,18 @@
 //! the reservation it approves therefore commit together or not at all, on
 //! one host or many (Spin's `wasi:keyvalue/atomics` over SQLite locally,
 //! over Redis in the cluster).
+//!
+//! The events of a transaction ([`crate::events`]) commit with the book, in
+//! its journal; after the swap each is written to a key of its own
+//! (`<key>/events/<sequence>`), written only if absent, so an event is
+//! never rewritten; the next transaction drops the written ones from the
+//! journal. Every event ever committed is therefore in its key or in the
+//! stored book's journal, and [`Ledger::events`] reads them in order.
 
 use std::fmt;
 
 use crate::book::Book;
+use crate::events::Event;
 
 /// A loaded value (`None`: absent) and the token to swap it with.
 pub type Snapshot<T> = (Option<Vec<u8>>, T);
@@ -46,6 +54,8 @@ pub enum LedgerError {
     Store(String),
     #[error("the stored book is unreadable: {0}")]
     Corrupt(String),
+    #[error("event {0} is stored with other content than the book committed")]
+    Rewritten(u64),
     #[error("gave up after {MAX_ATTEMPTS} conflicting attempts")]
     Contention,
 }
@@ -54,7 +64,7 @@ impl LedgerError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Store(_) => "ledger-unavailable",
-            Self::Corrupt(_) => "ledger-corrupt",
+            Self::Corrupt(_) | Self::Rewritten(_) => "ledger-corrupt",
             Self::Contention => "ledger-contention",
         }
     }
@@ -111,32 +121,35 @@ impl<S: CasStore> Ledger<S> {
 
     /// Apply `op` to the current book and store the result atomically; an
     /// unchanged book is not written. `op` may run several times (once per
-    /// attempt), each time on a fresh copy of the stored book.
+    /// attempt), each time on a fresh copy of the stored book. The events of
+    /// earlier transactions are written to their keys first and leave the
+    /// journal with this one; this one's are written after it commits.
     pub fn transact<T>(
         &self,
         mut op: impl FnMut(&mut Book) -> T,
     ) -> Result<Committed<T>, LedgerError> {
+        // Events this transaction has seen written to their keys.
+        let mut written = 0;
         for attempt in 1..=MAX_ATTEMPTS {
             let (bytes, token) = self
                 .store
                 .load(&self.key)
                 .map_err(|e| LedgerError::Store(e.to_string()))?;
             let mut book = self.decode(bytes.as_deref())?;
+            written = written.max(self.write_events(&book.journal)?);
+            book.journal.retain(|(sequence, _)| *sequence > written);
             let value = op(&mut book);
             let encoded =
                 serde_json::to_vec(&book).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-            if bytes.as_deref() == Some(encoded.as_slice()) {
-                return Ok(Committed {
-                    value,
-                    book,
-                    attempts: attempt,
-                });
-            }
-            if self
-                .store
-                .swap(token, encoded)
-                .map_err(|e| LedgerError::Store(e.to_string()))?
-            {
+            let committed = bytes.as_deref() == Some(encoded.as_slice())
+                || self
+                    .store
+                    .swap(token, encoded)
+                    .map_err(|e| LedgerError::Store(e.to_string()))?;
+            if committed {
+                // Committed with the book: if writing them fails now, the
+                // next transaction writes them.
+                let _ = self.write_events(&book.journal);
                 return Ok(Committed {
                     value,
                     book,
@@ -145,6 +158,70 @@ impl<S: CasStore> Ledger<S> {
             }
         }
         Err(LedgerError::Contention)
+    }
+
+    fn event_key(&self, sequence: u64) -> String {
+        format!("{}/events/{sequence:012}", self.key)
+    }
+
+    /// Write committed events to their keys, each only if absent (one that
+    /// is there already must hold the same bytes); the last sequence number
+    /// written, 0 for none.
+    fn write_events(&self, journal: &[(u64, Event)]) -> Result<u64, LedgerError> {
+        let mut last = 0;
+        for (sequence, event) in journal {
+            let encoded =
+                serde_json::to_vec(event).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            let key = self.event_key(*sequence);
+            for _ in 0..2 {
+                let (current, token) = self
+                    .store
+                    .load(&key)
+                    .map_err(|e| LedgerError::Store(e.to_string()))?;
+                match current {
+                    Some(stored) if stored == encoded => break,
+                    Some(_) => return Err(LedgerError::Rewritten(*sequence)),
+                    None => {
+                        if self
+                            .store
+                            .swap(token, encoded.clone())
+                            .map_err(|e| LedgerError::Store(e.to_string()))?
+                        {
+                            break;
+                        }
+                        // Written by another writer meanwhile: compare it.
+                    }
+                }
+            }
+            last = *sequence;
+        }
+        Ok(last)
+    }
+
+    /// Up to `limit` events after sequence number `after`, in order, from
+    /// their keys or, for the newest, from the stored book's journal.
+    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, Event)>, LedgerError> {
+        let book = self.read()?;
+        let last = book.events;
+        let mut out = Vec::new();
+        for sequence in (after + 1..=last).take(limit) {
+            let (bytes, _) = self
+                .store
+                .load(&self.event_key(sequence))
+                .map_err(|e| LedgerError::Store(e.to_string()))?;
+            let event = match bytes {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| LedgerError::Corrupt(format!("event {sequence}: {e}")))?,
+                None => book
+                    .journal
+                    .iter()
+                    .find(|(s, _)| *s == sequence)
+                    .map(|(_, event)| event.clone())
+                    .ok_or_else(|| LedgerError::Corrupt(format!("event {sequence} is missing")))?,
+            };
+            out.push((sequence, event));
+        }
+        Ok(out)
     }
 }
 

@@ -7,13 +7,16 @@
 //! [`money`] (fixed-point amounts), [`order`] (orders and their state
 //! machine), [`portfolio`] (cash, positions, P&L), [`risk`] (limits, denials,
 //! position sizing, automatic exits), [`broker`] (the order gateway and the
-//! paper broker's fill model), [`book`] (one account and its operations) and
-//! [`ledger`] (the book in a store, changed by compare-and-swap transactions).
+//! paper broker's fill model), [`book`] (one account and its operations),
+//! [`events`] (what happens to an account: the book is their fold) and
+//! [`ledger`] (the book in a store, changed by compare-and-swap transactions,
+//! and its events, each stored once).
 
 pub mod book;
 pub mod broker;
 pub mod config;
 pub mod cycle;
+pub mod events;
 pub mod ledger;
 pub mod money;
 pub mod notices;
@@ -26,6 +29,7 @@ use daytrade_contract::ServiceId;
 pub use book::{Book, Context, MarketView, OrderRequest, Origin, SessionPolicy, SubmitError};
 pub use broker::{FillModel, OrderGateway, PaperBroker};
 pub use config::Config;
+pub use events::Event;
 pub use ledger::{CasStore, Ledger, LedgerError};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};

@@ -91,6 +91,20 @@ impl Portfolio {
         self.positions.values().filter(|p| p.quantity > 0).count()
     }
 
+    /// Whether [`Portfolio::apply`] would take `fill`.
+    pub fn can_apply(&self, symbol: &str, fill: &Fill) -> bool {
+        let Some(notional) = Money::notional(fill.price, fill.quantity) else {
+            return false;
+        };
+        match fill.side {
+            Side::Buy => notional
+                .checked_add(fill.commission)
+                .and_then(|cost| self.cash.checked_sub(cost))
+                .is_some(),
+            Side::Sell => fill.quantity <= self.quantity(symbol),
+        }
+    }
+
     /// Apply a fill; on error nothing changes. Buy commissions are part of the
     /// cost; sell commissions reduce the realised P&L.
     pub fn apply(&mut self, symbol: &str, fill: &Fill) -> Result<(), PortfolioError> {

@@ -1,0 +1,220 @@
+//! The account's events. Every change to a [`Book`] is one of these, and
+//! [`Book::apply`] is the only code that changes a book: the operations
+//! (submit, sync, cancel, a state change, ...) decide which events happen
+//! and emit them, and applying an event is the same code live and on
+//! replay. So a book rebuilt from its events ([`Book::replay`]) is the
+//! book, which is what the [`ledger`](crate::ledger) relies on: the events
+//! are the record, stored once each under their sequence numbers; the book
+//! is their running fold.
+
+use chrono::NaiveDate;
+use market_data::Price;
+use serde::{Deserialize, Serialize};
+
+use crate::book::{Book, EquityPoint, Exits, FillRecord, Notice, OrderRecord, Origin, StateChange};
+use crate::money::Money;
+use crate::order::OrderEvent;
+use crate::portfolio::{Fill, Portfolio};
+
+/// A fact about the account, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// The account opened with its starting cash.
+    Opened {
+        cash: Money,
+    },
+    /// An order entered the book, accepted or rejected by the risk engine
+    /// (the record says which, and why).
+    OrderPlaced {
+        record: Box<OrderRecord>,
+    },
+    /// A working order (partly) filled: the order's fill and the portfolio's.
+    OrderFilled {
+        order_id: String,
+        fill: FillRecord,
+    },
+    /// A working order trades from this market date's bar.
+    OrderWorks {
+        order_id: String,
+        from: NaiveDate,
+    },
+    /// A working order expired with its session (`expired`) or was cancelled.
+    OrderClosed {
+        order_id: String,
+        expired: bool,
+    },
+    /// A position's protective exits, or none once it is closed.
+    ExitsSet {
+        symbol: String,
+        exits: Option<Exits>,
+    },
+    /// A symbol's bars were worked through `date`; its mark is that bar's
+    /// close (`None`: only the date, no price seen yet).
+    Marked {
+        symbol: String,
+        date: NaiveDate,
+        close: Option<Price>,
+    },
+    /// A market day started, at this equity.
+    DayStarted {
+        date: NaiveDate,
+        equity: Money,
+    },
+    /// The equity curve's point for a day (replacing one of the same day).
+    EquityRecorded {
+        point: EquityPoint,
+    },
+    StateChanged {
+        change: StateChange,
+    },
+    /// A notice for people, queued for delivery (the outbox).
+    NoticeQueued {
+        notice: Notice,
+    },
+    /// Notices delivered (by their outbox sequence numbers).
+    NoticesDelivered {
+        sequence: Vec<u64>,
+    },
+    /// Finished orders moved out of the book into the archive.
+    OrdersArchived {
+        ids: Vec<String>,
+    },
+}
+
+impl Book {
+    /// The book its events make.
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut book = Self::blank();
+        for event in events {
+            book.apply(event);
+            book.events += 1;
+        }
+        book
+    }
+
+    /// Apply one event and journal it under the next sequence number.
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.apply(&event);
+        self.events += 1;
+        self.journal.push((self.events, event));
+    }
+
+    /// What an event does to the book. Deterministic, and the only change a
+    /// book ever sees; an event that cannot apply (a fill for an order that
+    /// is not working) changes nothing, live and on replay alike.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Opened { cash } => {
+                self.portfolio = Portfolio::new(*cash);
+                self.peak_equity = *cash;
+            }
+            Event::OrderPlaced { record } => {
+                let id = record.order.id.clone();
+                self.next_order += 1;
+                self.client_ids
+                    .insert(record.request.client_order_id.clone(), id.clone());
+                // Callers' orders count towards the order-rate limit; the
+                // protective exits are the engine's own.
+                if matches!(record.origin, Origin::Api | Origin::Cycle) {
+                    let window = record.submitted_at - chrono::Duration::seconds(60);
+                    self.recent_submissions.retain(|t| *t > window);
+                    self.recent_submissions.push(record.submitted_at);
+                }
+                self.orders.insert(id, (**record).clone());
+            }
+            Event::OrderFilled { order_id, fill } => {
+                let Some(record) = self.orders.get_mut(order_id) else {
+                    return;
+                };
+                let execution = fill.execution;
+                let mut order = record.order.clone();
+                let filled = OrderEvent::Fill {
+                    quantity: execution.quantity,
+                    price: execution.price,
+                };
+                if order.apply(&filled).is_err() {
+                    return;
+                }
+                let portfolio_fill = Fill {
+                    side: order.side,
+                    quantity: execution.quantity,
+                    price: execution.price,
+                    commission: execution.commission,
+                };
+                if self
+                    .portfolio
+                    .apply(&order.symbol, &portfolio_fill)
+                    .is_err()
+                {
+                    return;
+                }
+                record.order = order;
+                record.fills.push(*fill);
+            }
+            Event::OrderWorks { order_id, from } => {
+                if let Some(record) = self.orders.get_mut(order_id) {
+                    record.works_from = Some(*from);
+                }
+            }
+            Event::OrderClosed { order_id, expired } => {
+                if let Some(record) = self.orders.get_mut(order_id) {
+                    let how = if *expired {
+                        OrderEvent::Expire
+                    } else {
+                        OrderEvent::Cancel
+                    };
+                    let _ = record.order.apply(&how);
+                }
+            }
+            Event::ExitsSet { symbol, exits } => match exits {
+                Some(exits) => {
+                    self.exits.insert(symbol.clone(), *exits);
+                }
+                None => {
+                    self.exits.remove(symbol);
+                }
+            },
+            Event::Marked {
+                symbol,
+                date,
+                close,
+            } => {
+                self.processed.insert(symbol.clone(), *date);
+                if let Some(close) = close {
+                    self.marks.insert(symbol.clone(), (*date, *close));
+                }
+            }
+            Event::DayStarted { date, equity } => self.day_start = Some((*date, *equity)),
+            Event::EquityRecorded { point } => {
+                match self.equity_curve.last_mut() {
+                    Some(last) if last.date == point.date => *last = *point,
+                    _ => self.equity_curve.push(*point),
+                }
+                self.peak_equity = self.peak_equity.max(point.equity);
+            }
+            Event::StateChanged { change } => {
+                self.state = change.to;
+                self.state_changes.push(change.clone());
+            }
+            Event::NoticeQueued { notice } => {
+                self.outbox.push((self.next_notice, notice.clone()));
+                self.next_notice += 1;
+            }
+            Event::NoticesDelivered { sequence } => {
+                self.outbox.retain(|(n, _)| !sequence.contains(n));
+            }
+            Event::OrdersArchived { ids } => {
+                for id in ids {
+                    if self
+                        .orders
+                        .get(id)
+                        .is_some_and(|r| r.order.status.is_terminal())
+                    {
+                        self.orders.remove(id);
+                    }
+                }
+            }
+        }
+    }
+}
