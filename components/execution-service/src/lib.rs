@@ -334,10 +334,12 @@ fn find_order(ledger: &Ledger<SpinCas>, book: &Book, id: &str) -> Option<OrderRe
 /// Notices delivered per request at most; the rest wait for the next one.
 const FLUSH_LIMIT: usize = 20;
 
-/// Send the book's pending notices to notification-service and drop the
-/// delivered ones from the outbox. Undelivered notices stay for the next
-/// request: notification-service being down loses nothing. One it refuses
-/// as malformed (400) can never pass and is dropped, logged.
+/// Hand the book's pending notices to notification-service and drop from
+/// the outbox the ones it has taken: accepted (202, or 200, with the
+/// notification's id: it owns delivery from there, at least once) or
+/// refused as invalid (400 or 422: it never will take it; logged). Anything
+/// else (a 5xx, no answer, 401/403/429: a configuration or load problem)
+/// leaves the notice for the next write or sync: nothing accepted is lost.
 async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
     if book.outbox.is_empty() {
         return book;
@@ -360,8 +362,8 @@ async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
         .header("x-api-key", key.as_str())
         .build();
         match spin_sdk::http::send::<_, Response>(req).await {
-            Ok(resp) if *resp.status() == 200 => done.push(*seq),
-            Ok(resp) if *resp.status() == 400 => {
+            Ok(resp) if accepted(&resp) => done.push(*seq),
+            Ok(resp) if matches!(*resp.status(), 400 | 422) => {
                 eprintln!(
                     "execution-service: notice {seq} refused: {}",
                     String::from_utf8_lossy(resp.body())
@@ -378,6 +380,13 @@ async fn flush_outbox(ledger: &Ledger<SpinCas>, book: Book) -> Book {
         Ok(committed) => committed.book,
         Err(_) => book,
     }
+}
+
+/// notification-service took the notice: a 2xx naming the notification.
+fn accepted(resp: &Response) -> bool {
+    matches!(*resp.status(), 200 | 202)
+        && serde_json::from_slice::<serde_json::Value>(resp.body())
+            .is_ok_and(|body| body["id"].as_str().is_some_and(|id| id.starts_with("ntf-")))
 }
 
 /// The longest reason a trading-state change may give.

@@ -1,8 +1,18 @@
 //! The `notification-service` component: Spin's HTTP trigger in front of [`alerting`].
 //!
-//! Routes (below `/api/v1/notifications`): `POST /send` (trader) delivers a
-//! notification to its channels, `GET /?severity&since&limit` (viewer) reads
-//! the delivery log, `GET /metrics` (open) counts deliveries.
+//! Routes (below `/api/v1/notifications`): `POST /send` (trader) accepts a
+//! notification (202 with its id once it is stored: every channel it goes
+//! to is `pending`), `POST /deliver` (trader) makes one delivery pass now,
+//! `GET /?severity&since&limit` (viewer) reads the delivery log,
+//! `GET /metrics` (open) counts deliveries.
+//!
+//! Delivery is at least once and off the sender's path: after answering a
+//! `send` (the response is complete; the instance goes on), and on every
+//! `POST /deliver` (a CronJob's, in a cluster), the due pending deliveries
+//! are tried once each, oldest first, under a lease per notification so
+//! that two passes do not send one twice; a failure is retried with
+//! backoff for the retry budget (15 minutes by default), across requests
+//! and restarts, and then stays `failed` in the log.
 //!
 //! Channels: Slack (incoming webhook, Block Kit), a generic webhook (JSON,
 //! HMAC-SHA256 signature header) and the log (a JSON line on stderr, which
@@ -13,10 +23,12 @@
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
+
 use alerting::delivery::{self, Attempt, Delivery, DeliveryStatus, Record, RetryPolicy};
 use alerting::{Channel, Notification, Severity, slack, webhook};
 use spin_adapter::{Query, Role, Route, Service, authorize, json_body, path_info};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Method, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
@@ -30,10 +42,37 @@ static SERVICE: Service = Service {
 /// Log records kept (older ones are deleted as new ones arrive).
 const RETENTION: i64 = 1_000;
 const SEQ_KEY: &str = "notify/seq";
+/// The notifications with a pending delivery (their sequence numbers).
+const PENDING_KEY: &str = "notify/pending";
+/// Notifications one delivery pass works on at most.
+const PASS_LIMIT: usize = 50;
+/// How long a pass may hold a notification before another may take it.
+const LEASE_MS: i64 = 30_000;
+
+thread_local! {
+    /// Whether this request accepted deliveries to make after answering.
+    static DELIVER_AFTER: Cell<bool> = const { Cell::new(false) };
+}
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    spin_adapter::serve(&SERVICE, req, route).await
+async fn handle(req: Request, out: ResponseOutparam) {
+    DELIVER_AFTER.set(false);
+    let mut response = spin_adapter::serve(&SERVICE, req, route).await;
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        Ok(head) => {
+            if let Err(e) = out.set_with_body(head, body).await {
+                eprintln!("notification-service: the response was not sent: {e}");
+            }
+        }
+        Err(e) => eprintln!("notification-service: the response was not built: {e}"),
+    }
+    // The caller has its answer; the deliveries it asked for go out now.
+    if DELIVER_AFTER.get()
+        && let Err(e) = deliver_due(PASS_LIMIT).await
+    {
+        eprintln!("notification-service: delivery pass: {e:?}");
+    }
 }
 
 async fn route(req: Request) -> Route {
@@ -93,7 +132,11 @@ fn settings() -> Result<Settings, Route> {
         dedup_window_secs: number("dedup_window_secs", 300)?,
         throttle_per_minute: number("throttle_per_minute", 20)?,
         retry: RetryPolicy {
-            budget_ms: number("retry_budget_ms", 5_000)? as u64,
+            budget_ms: number("retry_budget_ms", RetryPolicy::default().budget_ms as i64)? as u64,
+            base_backoff_ms: number(
+                "retry_base_ms",
+                RetryPolicy::default().base_backoff_ms as i64,
+            )? as u64,
             ..RetryPolicy::default()
         },
         enabled,
@@ -131,8 +174,15 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             notification
                 .validate()
                 .map_err(|(field, e)| Route::error(400, &format!("invalid-{field}"), e))?;
-            let record = send(notification).await?;
-            Ok(Route::ok(record))
+            let record = send(notification)?;
+            let mut body = serde_json::to_value(&record).map_err(store_failed)?;
+            body["accepted"] = serde_json::json!(true);
+            Ok(Route::Json(202, body))
+        }
+        (Method::Post, "/deliver") => {
+            authorize(&req, Role::Trader)?;
+            Query::none(&req)?;
+            Ok(Route::ok(deliver_due(PASS_LIMIT).await?))
         }
         (Method::Get, "/" | "") => {
             authorize(&req, Role::Viewer)?;
@@ -234,10 +284,20 @@ fn within_throttle(
     }
 }
 
-async fn send(notification: Notification) -> Result<Record, Route> {
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Accept a notification: stored in the log with each channel's delivery
+/// decided (pending, or settled: the log channel, throttled, disabled), and
+/// listed as pending. Nothing is sent to Slack or a webhook here.
+fn send(notification: Notification) -> Result<Record, Route> {
     let settings = settings()?;
     let bucket = bucket()?;
     let created_at = now();
+    let accepted_ms = now_ms();
     let seq = atomics::increment(&bucket, SEQ_KEY, 1).map_err(store_failed)?;
     let id = format!("ntf-{seq:08}");
     let fresh = match &notification.dedup_key {
@@ -253,21 +313,16 @@ async fn send(notification: Notification) -> Result<Record, Route> {
     if fresh {
         for channel in channels {
             let delivery = if !settings.enabled.contains(&channel) {
-                Delivery {
-                    channel,
-                    status: DeliveryStatus::Disabled,
-                    attempts: vec![],
-                }
+                Delivery::settled(channel, DeliveryStatus::Disabled)
             } else if notification.severity < Severity::Critical
                 && !within_throttle(&bucket, channel, created_at, settings.throttle_per_minute)?
             {
-                Delivery {
-                    channel,
-                    status: DeliveryStatus::Throttled,
-                    attempts: vec![],
-                }
+                Delivery::settled(channel, DeliveryStatus::Throttled)
+            } else if channel == Channel::Log {
+                log_line(&notification, &id);
+                Delivery::settled(channel, DeliveryStatus::Delivered)
             } else {
-                deliver(&settings, channel, &notification, &id, created_at).await
+                Delivery::pending(channel, accepted_ms)
             };
             deliveries.push(delivery);
         }
@@ -276,107 +331,198 @@ async fn send(notification: Notification) -> Result<Record, Route> {
         id,
         seq,
         created_at,
+        accepted_ms: Some(accepted_ms),
         notification,
         deduplicated: !fresh,
         deliveries,
     };
-    let encoded = serde_json::to_vec(&record).map_err(store_failed)?;
-    bucket.set(&log_key(seq), &encoded).map_err(store_failed)?;
+    store_record(&bucket, &record)?;
+    if record
+        .deliveries
+        .iter()
+        .any(|d| d.status == DeliveryStatus::Pending)
+    {
+        update_pending(&bucket, |pending| pending.push(seq))?;
+        DELIVER_AFTER.set(true);
+    }
     if seq > RETENTION {
         let _ = bucket.delete(&log_key(seq - RETENTION));
     }
     Ok(record)
 }
 
+fn store_record(bucket: &store::Bucket, record: &Record) -> Result<(), Route> {
+    let encoded = serde_json::to_vec(record).map_err(store_failed)?;
+    bucket
+        .set(&log_key(record.seq), &encoded)
+        .map_err(store_failed)
+}
+
 fn log_key(seq: i64) -> String {
     format!("notify/log/{seq:012}")
 }
 
-async fn deliver(
+fn log_line(n: &Notification, id: &str) {
+    let line = serde_json::json!({
+        "notification": id, "type": n.kind, "severity": n.severity,
+        "title": n.title, "message": n.message, "fields": n.fields,
+    });
+    eprintln!("{line}");
+}
+
+/// The sequence numbers with a pending delivery, changed by compare-and-swap.
+fn update_pending(
+    bucket: &store::Bucket,
+    mut change: impl FnMut(&mut Vec<i64>),
+) -> Result<Vec<i64>, Route> {
+    loop {
+        let cas = atomics::Cas::new(bucket, PENDING_KEY).map_err(store_failed)?;
+        let mut pending: Vec<i64> = cas
+            .current()
+            .map_err(store_failed)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        change(&mut pending);
+        pending.sort_unstable();
+        pending.dedup();
+        let encoded = serde_json::to_vec(&pending).map_err(store_failed)?;
+        match atomics::swap(cas, &encoded) {
+            Ok(()) => return Ok(pending),
+            Err(atomics::CasError::CasFailed(_)) => continue,
+            Err(atomics::CasError::StoreError(e)) => return Err(store_failed(e)),
+        }
+    }
+}
+
+/// Take notification `seq` for this pass unless another pass holds it.
+fn take_lease(bucket: &store::Bucket, seq: i64, now: i64) -> Result<bool, Route> {
+    let cas = atomics::Cas::new(bucket, &format!("notify/lease/{seq}")).map_err(store_failed)?;
+    let held_until = cas
+        .current()
+        .map_err(store_failed)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if held_until.is_some_and(|t| t > now) {
+        return Ok(false);
+    }
+    match atomics::swap(cas, (now + LEASE_MS).to_string().as_bytes()) {
+        Ok(()) => Ok(true),
+        Err(atomics::CasError::CasFailed(_)) => Ok(false),
+        Err(atomics::CasError::StoreError(e)) => Err(store_failed(e)),
+    }
+}
+
+/// One delivery pass: every due pending delivery of the oldest pending
+/// notifications is tried once; what is settled leaves the pending list.
+async fn deliver_due(limit: usize) -> Result<serde_json::Value, Route> {
+    let settings = settings()?;
+    let bucket = bucket()?;
+    let pending = update_pending(&bucket, |_| ())?;
+    let (mut attempted, mut delivered, mut failed) = (0, 0, 0);
+    let mut settled = Vec::new();
+    for seq in pending.iter().copied().take(limit) {
+        if !take_lease(&bucket, seq, now_ms())? {
+            continue;
+        }
+        let record = bucket
+            .get(&log_key(seq))
+            .map_err(store_failed)?
+            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
+        let Some(mut record) = record else {
+            // Gone from the log (retention): nothing left to deliver.
+            settled.push(seq);
+            continue;
+        };
+        let accepted = record
+            .accepted_ms
+            .unwrap_or(record.created_at.saturating_mul(1_000));
+        let mut changed = false;
+        for i in 0..record.deliveries.len() {
+            if !record.deliveries[i].is_due(now_ms()) {
+                continue;
+            }
+            let channel = record.deliveries[i].channel;
+            let (attempt, retry_after) = attempt(&settings, channel, &record).await;
+            record.deliveries[i].record(
+                attempt,
+                retry_after.as_deref(),
+                accepted,
+                now_ms(),
+                &settings.retry,
+            );
+            attempted += 1;
+            match record.deliveries[i].status {
+                DeliveryStatus::Delivered => delivered += 1,
+                DeliveryStatus::Failed => failed += 1,
+                _ => {}
+            }
+            changed = true;
+        }
+        if changed {
+            store_record(&bucket, &record)?;
+        }
+        if !record
+            .deliveries
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Pending)
+        {
+            settled.push(seq);
+        }
+        let _ = bucket.delete(&format!("notify/lease/{seq}"));
+    }
+    let remaining = if settled.is_empty() {
+        pending.len()
+    } else {
+        update_pending(&bucket, |p| p.retain(|s| !settled.contains(s)))?.len()
+    };
+    Ok(serde_json::json!({
+        "attempted": attempted,
+        "delivered": delivered,
+        "failed": failed,
+        "pending": remaining,
+    }))
+}
+
+/// One try of one channel: the attempt and the receiver's `Retry-After`.
+async fn attempt(
     settings: &Settings,
     channel: Channel,
-    n: &Notification,
-    id: &str,
-    created_at: i64,
-) -> Delivery {
-    if channel == Channel::Log {
-        let line = serde_json::json!({
-            "notification": id, "type": n.kind, "severity": n.severity,
-            "title": n.title, "message": n.message, "fields": n.fields,
-        });
-        eprintln!("{line}");
-        return Delivery {
-            channel,
-            status: DeliveryStatus::Delivered,
-            attempts: vec![],
-        };
-    }
-    let mut attempts = Vec::new();
-    let mut waited = 0u64;
-    let mut wait = 0u64;
-    for attempt in 1.. {
-        if wait > 0 {
-            sleep_ms(wait);
-            waited += wait;
-        }
-        let request = match channel {
-            Channel::Slack => Request::post(&settings.slack_url, slack::payload(n, id).to_string())
+    record: &Record,
+) -> (Attempt, Option<String>) {
+    let (n, id) = (&record.notification, record.id.as_str());
+    let request = match channel {
+        Channel::Slack => Request::post(&settings.slack_url, slack::payload(n, id).to_string())
+            .header("content-type", "application/json")
+            .build(),
+        _ => {
+            let body = webhook::body(n, id, record.created_at);
+            let signature = webhook::signature(settings.webhook_secret.as_bytes(), now(), &body);
+            Request::post(&settings.webhook_url, body)
                 .header("content-type", "application/json")
-                .build(),
-            _ => {
-                let body = webhook::body(n, id, created_at);
-                let signature =
-                    webhook::signature(settings.webhook_secret.as_bytes(), now(), &body);
-                Request::post(&settings.webhook_url, body)
-                    .header("content-type", "application/json")
-                    .header(webhook::SIGNATURE_HEADER, signature)
-                    .build()
-            }
-        };
-        let (status, retry_after, error) = match spin_sdk::http::send::<_, Response>(request).await
-        {
-            Ok(resp) => {
-                let retry_after = resp
-                    .header("retry-after")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string);
-                (Some(*resp.status()), retry_after, None)
-            }
-            Err(e) => (None, None, Some(e.to_string())),
-        };
-        attempts.push(Attempt {
+                .header(webhook::SIGNATURE_HEADER, signature)
+                .build()
+        }
+    };
+    let (status, retry_after, error) = match spin_sdk::http::send::<_, Response>(request).await {
+        Ok(resp) => {
+            let retry_after = resp
+                .header("retry-after")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            (Some(*resp.status()), retry_after, None)
+        }
+        Err(e) => (None, None, Some(e.to_string())),
+    };
+    (
+        Attempt {
             http_status: status,
             error,
-            waited_ms: wait,
-        });
-        if status.is_some_and(|s| (200..300).contains(&s)) {
-            return Delivery {
-                channel,
-                status: DeliveryStatus::Delivered,
-                attempts,
-            };
-        }
-        match settings
-            .retry
-            .next_wait(attempt, status, retry_after.as_deref(), waited)
-        {
-            Some(next) => wait = next,
-            None => break,
-        }
-    }
-    Delivery {
-        channel,
-        status: DeliveryStatus::Failed,
-        attempts,
-    }
+            waited_ms: 0,
+        },
+        retry_after,
+    )
 }
 
-fn sleep_ms(ms: u64) {
-    wasi::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
-}
-
-/// The newest records matching, newest first (at most `limit`, looking back
-/// over the retained log).
 fn recent(
     severity: Option<Severity>,
     since: Option<i64>,
@@ -436,6 +582,15 @@ fn metrics() -> Result<String, Route> {
     }
     out.push_str(&format!(
         "# HELP notification_deduplicated Notifications in the retained log not delivered as duplicates.\n# TYPE notification_deduplicated gauge\nnotification_deduplicated {deduplicated}\n"
+    ));
+    let pending: Vec<i64> = bucket()?
+        .get(PENDING_KEY)
+        .map_err(store_failed)?
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "# HELP notification_pending Notifications with a delivery still to make.\n# TYPE notification_pending gauge\nnotification_pending {}\n",
+        pending.len()
     ));
     Ok(out)
 }

@@ -4,6 +4,7 @@
 //! no accepted order lost to `kill -9`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::common::*;
 use daytrade_contract::wit_check::assert_projects;
@@ -1301,4 +1302,183 @@ async fn reads_never_write_and_say_when_the_book_was_synced() {
         trading::Book::replay(events.iter().map(|(_, e)| e)) == stored,
         "the book rebuilt from its events differs from the stored book"
     );
+}
+
+/// The notification ids in what a receiver answered `status` to.
+fn notification_ids(seen: &[Seen], status: u16) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.status == status)
+        .filter_map(|s| {
+            let body = String::from_utf8_lossy(&s.body);
+            let at = body.find("ntf-")?;
+            Some(body[at..at + 12].to_string())
+        })
+        .collect()
+}
+
+/// Notices at least once, off the order path, through restarts: Slack
+/// answers 503 to its first calls; notification-service is stopped while a
+/// notice is due (execution-service keeps it in its outbox), started again,
+/// execution-service is restarted, notification-service again: every notice
+/// reaches Slack, each exactly once.
+#[tokio::test]
+async fn notices_reach_slack_exactly_once_through_failures_and_restarts() {
+    let failing = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slack = Recorder::serve({
+        let failing = failing.clone();
+        Arc::new(move |_| {
+            if failing.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 4 {
+                (503, "unavailable".into())
+            } else {
+                (200, "ok".into())
+            }
+        })
+    })
+    .await;
+    let (trading_dir, notify_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let notify_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut notify = settings(&workspace_root().join("spin.toml"), notify_dir.path());
+    notify.components = vec!["notification-service".into()];
+    for (name, value) in [
+        ("notification_channels", "slack".to_string()),
+        ("slack_webhook_origin", format!("http://{}", slack.addr)),
+        (
+            "slack_webhook_url",
+            format!("http://{}/services/T/B/X", slack.addr),
+        ),
+        ("notification_retry_base_ms", "100".to_string()),
+        ("notification_retry_budget_ms", "60000".to_string()),
+    ] {
+        notify.variables.push((name.into(), value));
+    }
+    let mut trading = project(trading_dir.path());
+    trading.components = [
+        "data-service",
+        "symbol-service",
+        "ml-service",
+        "execution-service",
+    ]
+    .map(String::from)
+    .to_vec();
+    trading.variables.push((
+        "notification_service_url".into(),
+        format!("http://{notify_addr}"),
+    ));
+    let notifier = start_on(&notify, notify_addr).await;
+    let host = start(&trading).await;
+    let base = format!("http://{}", host.addr);
+    let pending = |base: String| async move {
+        view(&base, "/api/v1/execution/status").await["pending_notices"].clone()
+    };
+
+    // A denial's notice: accepted by notification-service; Slack says 503.
+    let (status, _) = trade(
+        &base,
+        TRADER,
+        json!({"client_order_id": "n-1", "symbol": "AAPL",
+        "side": "sell", "type": "market", "quantity": 10}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(pending(base.clone()).await, 0, "handed over at once");
+
+    // notification-service down: the next notice waits in the outbox.
+    notifier.shutdown().await;
+    let (status, _) = trade(
+        &base,
+        TRADER,
+        json!({"client_order_id": "n-2", "symbol": "MSFT",
+        "side": "sell", "type": "market", "quantity": 10}),
+    )
+    .await;
+    assert_eq!(status, 422, "the order's answer does not wait for alerts");
+    assert_eq!(pending(base.clone()).await, 1);
+
+    // Back: the next write hands it over.
+    let notifier = start_on(&notify, notify_addr).await;
+    let (status, _) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/sync",
+        Some(TRADER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(pending(base.clone()).await, 0);
+
+    // execution-service restarted: two state changes, two more notices.
+    host.shutdown().await;
+    let host = start(&trading).await;
+    let base = format!("http://{}", host.addr);
+    for state in ["HALTED", "ACTIVE"] {
+        let (status, body) = call(
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/execution/trading-state",
+            Some("dev-admin-key"),
+            Some(json!({"state": state, "reason": "drill"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(pending(base.clone()).await, 0);
+
+    // notification-service restarted with deliveries still due; passes until done.
+    notifier.shutdown().await;
+    let notifier = start_on(&notify, notify_addr).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, pass) = call(
+            &format!("http://{notify_addr}"),
+            reqwest::Method::POST,
+            "/api/v1/notifications/deliver",
+            Some(TRADER),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{pass}");
+        assert_projects(&pass, "notifications", "delivery-pass");
+        if pass["pending"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {pass}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let seen = slack.seen.lock().unwrap().clone();
+    assert!(
+        notification_ids(&seen, 503).len() >= 4,
+        "Slack failed first"
+    );
+    let mut delivered = notification_ids(&seen, 200);
+    delivered.sort();
+    let log: Value = client()
+        .get(format!(
+            "http://{notify_addr}/api/v1/notifications?limit=50"
+        ))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut logged: Vec<String> = log["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    logged.sort();
+    assert_eq!(logged.len(), 4, "two denials, two state changes: {log}");
+    assert_eq!(delivered, logged, "each notice reached Slack exactly once");
+    for record in log["notifications"].as_array().unwrap() {
+        assert_eq!(record["deliveries"][0]["status"], "delivered", "{record}");
+    }
+    host.shutdown().await;
+    notifier.shutdown().await;
 }

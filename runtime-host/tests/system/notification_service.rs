@@ -45,6 +45,7 @@ async fn project(
         ("alert_webhook_secret", SECRET.to_string()),
         ("notification_throttle_per_minute", "3".to_string()),
         ("notification_retry_budget_ms", "3000".to_string()),
+        ("notification_retry_base_ms", "200".to_string()),
     ] {
         settings.variables.push((name.into(), value));
     }
@@ -80,6 +81,39 @@ async fn read_log(host: &runtime_host::RunningHost, query: &str) -> Value {
         .json::<Value>()
         .await
         .unwrap()
+}
+
+/// Delivery passes (`POST /deliver`) until nothing is pending; the log
+/// record of `id` then.
+async fn settle(host: &runtime_host::RunningHost, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pass: Value = client()
+            .post(url(host, "/api/v1/notifications/deliver"))
+            .bearer_auth(TRADER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if pass["pending"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {pass}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = read_log(host, "?limit=500").await;
+    log["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} is not in the log"))
 }
 
 fn halted() -> Value {
@@ -118,8 +152,20 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
     let dir = tempfile::tempdir().unwrap();
     let (host, rx) = project(dir.path(), ok(), ok(), &[]).await;
-    let (status, record) = send(&host, Some(TRADER), halted()).await;
-    assert_eq!(status, 200, "{record}");
+    let (status, accepted) = send(&host, Some(TRADER), halted()).await;
+    // Accepted, stored, and answered before anything went to Slack or the hook.
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["accepted"], true);
+    assert_eq!(
+        statuses(&accepted),
+        pairs(&[
+            ("slack", "pending"),
+            ("webhook", "pending"),
+            ("log", "delivered")
+        ])
+    );
+    let id = accepted["id"].as_str().unwrap();
+    let record = settle(&host, id).await;
     assert_eq!(
         statuses(&record),
         pairs(&[
@@ -136,7 +182,6 @@ async fn slack_and_the_webhook_receive_the_exact_signed_payloads() {
         "notifications",
         "attempt",
     );
-    let id = record["id"].as_str().unwrap();
     let sent: Notification = serde_json::from_value(halted()).unwrap();
 
     let slack_seen = rx.slack.seen.lock().unwrap().clone();
@@ -195,8 +240,9 @@ async fn retries_honour_retry_after_and_stop_on_client_errors() {
         })
     };
     let (host, rx) = project(dir.path(), slack, Arc::new(|_| (503, "down".into())), &[]).await;
-    let (status, record) = send(&host, Some(TRADER), halted()).await;
-    assert_eq!(status, 200, "{record}");
+    let (status, accepted) = send(&host, Some(TRADER), halted()).await;
+    assert_eq!(status, 202, "{accepted}");
+    let record = settle(&host, accepted["id"].as_str().unwrap()).await;
     assert_eq!(
         statuses(&record),
         pairs(&[
@@ -207,21 +253,30 @@ async fn retries_honour_retry_after_and_stop_on_client_errors() {
     );
     let slack_attempts = &record["deliveries"][0]["attempts"];
     assert_eq!(slack_attempts[0]["http_status"], 429);
-    assert_eq!(slack_attempts[1]["waited_ms"], 1_000, "Retry-After: 1");
+    assert!(
+        slack_attempts[1]["waited_ms"].as_u64().unwrap() >= 1_000,
+        "Retry-After: 1: {slack_attempts}"
+    );
     assert_eq!(rx.slack.count(), 2);
-    // 503 four times: waits of 200, 400 and 800 ms, inside the 3 s budget.
-    let waits: Vec<u64> = record["deliveries"][1]["attempts"]
-        .as_array()
-        .unwrap()
+    // 503 again and again: each try at least the backoff after the last
+    // (200, 400, 800, 1,600 ms), until the next would fall past the 3 s budget.
+    let attempts = record["deliveries"][1]["attempts"].as_array().unwrap();
+    let waits: Vec<u64> = attempts
         .iter()
         .map(|a| a["waited_ms"].as_u64().unwrap())
         .collect();
-    assert_eq!(waits, [0, 200, 400, 800]);
-    assert_eq!(rx.hook.count(), 4);
+    assert!((3..=5).contains(&waits.len()), "{waits:?}");
+    for (k, wait) in waits.iter().enumerate().skip(1) {
+        assert!(*wait >= 200 << (k - 1), "try {k} came early: {waits:?}");
+    }
+    assert!(waits.iter().sum::<u64>() <= 3_000, "{waits:?}");
+    assert_eq!(rx.hook.count(), waits.len());
+    assert!(attempts.iter().all(|a| a["http_status"] == 503));
 
     let dir = tempfile::tempdir().unwrap();
     let (host, rx) = project(dir.path(), Arc::new(|_| (400, "bad".into())), ok(), &[]).await;
-    let (_, record) = send(&host, Some(TRADER), halted()).await;
+    let (_, accepted) = send(&host, Some(TRADER), halted()).await;
+    let record = settle(&host, accepted["id"].as_str().unwrap()).await;
     assert_eq!(record["deliveries"][0]["status"], "failed");
     assert_eq!(rx.slack.count(), 1, "a 400 is not retried");
 }
@@ -239,6 +294,7 @@ async fn duplicates_are_delivered_once_and_channels_are_throttled() {
     assert_eq!(first["deduplicated"], false);
     assert_eq!(second["deduplicated"], true);
     assert_eq!(second["deliveries"], json!([]));
+    settle(&host, first["id"].as_str().unwrap()).await;
     assert_eq!(rx.slack.count(), 1);
 
     // Three per minute per channel: the fourth and fifth info alerts are held back...
@@ -252,7 +308,9 @@ async fn duplicates_are_delivered_once_and_channels_are_throttled() {
     // ...a critical one is not.
     let mut critical = halted();
     critical["channels"] = json!(["slack"]);
-    let (_, record) = send(&host, Some(TRADER), critical).await;
+    let (_, accepted) = send(&host, Some(TRADER), critical).await;
+    assert_eq!(accepted["deliveries"][0]["status"], "pending");
+    let record = settle(&host, accepted["id"].as_str().unwrap()).await;
     assert_eq!(record["deliveries"][0]["status"], "delivered");
     assert_eq!(rx.slack.count(), 1 + 2 + 1);
     let metrics = get(&host, "/api/v1/notifications/metrics").await.1;
@@ -370,15 +428,27 @@ async fn a_webhook_url_outside_its_granted_origin_is_refused_by_the_host() {
     .await;
     let mut n = halted();
     n["channels"] = json!(["webhook"]);
-    let (status, record) = send(&host, Some(TRADER), n).await;
-    assert_eq!(status, 200, "{record}");
+    let (status, accepted) = send(&host, Some(TRADER), n).await;
+    assert_eq!(status, 202, "{accepted}");
+    let record = settle(&host, accepted["id"].as_str().unwrap()).await;
+    // Refused by the host at every try, until the retry budget ran out.
     assert_eq!(record["deliveries"][0]["status"], "failed");
+    let attempts = record["deliveries"][0]["attempts"].as_array().unwrap();
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["error"].is_string() && a["http_status"].is_null()),
+        "{record}"
+    );
     assert!(record["deliveries"][0]["attempts"][0]["error"].is_string());
     let denied = metric_value(
         &metrics(&host).await,
         "runtime_host_outbound_denied_total{component=\"notification-service\",kind=\"http\"}",
     );
-    assert!(denied >= 1.0, "the host refused it: {denied}");
+    assert!(
+        denied >= attempts.len() as f64,
+        "the host refused each try: {denied}"
+    );
     assert_eq!(
         elsewhere.count() + rx.hook.count(),
         0,

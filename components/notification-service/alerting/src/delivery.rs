@@ -1,12 +1,15 @@
 //! Delivery: when to retry, what the log records, how it is queried.
 //!
-//! A channel's delivery is retried on 429, 5xx and transport errors with
-//! exponential backoff, waiting what `Retry-After` asks when the receiver
-//! says; a wait beyond the request's budget ends the delivery as failed
-//! rather than holding the caller. De-duplication (one delivery per
-//! `dedup_key` per window) and throttling (per channel per minute;
-//! critical alerts are never throttled) are decided by the component
-//! against the store's compare-and-swap.
+//! A notification is accepted first (stored, every channel `pending`) and
+//! delivered after: one attempt per channel per delivery pass, across
+//! requests and restarts. A channel's delivery is retried on 429, 5xx and
+//! transport errors with exponential backoff, or after what `Retry-After`
+//! asks; when the next try would fall beyond the retry budget (minutes,
+//! counted from acceptance) or the receiver refuses it (another 4xx), it is
+//! `failed` for good. De-duplication (one delivery per `dedup_key` per
+//! window) and throttling (per channel per minute; critical alerts are
+//! never throttled) are decided by the component against the store's
+//! compare-and-swap.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,13 +24,14 @@ pub struct RetryPolicy {
     pub budget_ms: u64,
 }
 
+/// 1 s, 2 s, 4 s, ... up to a minute between tries, for up to 15 minutes.
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 4,
-            base_backoff_ms: 200,
-            max_backoff_ms: 2_000,
-            budget_ms: 5_000,
+            max_attempts: 20,
+            base_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            budget_ms: 15 * 60_000,
         }
     }
 }
@@ -39,8 +43,9 @@ pub fn retryable(status: Option<u16>) -> bool {
 
 impl RetryPolicy {
     /// After attempt `attempt` (1-based) ended with `status` (`None`: no
-    /// answer) and `retry_after` (the header, in seconds), having waited
-    /// `waited_ms` so far: how long to wait before the next, or `None` to stop.
+    /// answer) and `retry_after` (the header, in seconds), `waited_ms` after
+    /// the notification was accepted: how long to wait before the next, or
+    /// `None` to stop.
     pub fn next_wait(
         &self,
         attempt: u32,
@@ -66,6 +71,8 @@ impl RetryPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
+    /// Accepted, not delivered yet: tried at `next_attempt_ms`.
+    Pending,
     Delivered,
     Failed,
     /// Over the channel's per-minute limit: recorded, not sent.
@@ -81,7 +88,7 @@ pub struct Attempt {
     pub http_status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Waited before this attempt.
+    /// Since the previous attempt (the first: since the acceptance).
     pub waited_ms: u64,
 }
 
@@ -90,6 +97,73 @@ pub struct Delivery {
     pub channel: Channel,
     pub status: DeliveryStatus,
     pub attempts: Vec<Attempt>,
+    /// When a pending delivery is tried next (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
+}
+
+impl Delivery {
+    /// A delivery that ends here (`Delivered` to the log, `Throttled`, `Disabled`).
+    pub fn settled(channel: Channel, status: DeliveryStatus) -> Self {
+        Self {
+            channel,
+            status,
+            attempts: Vec::new(),
+            next_attempt_ms: None,
+        }
+    }
+
+    /// A delivery to make, first tried at `at_ms`.
+    pub fn pending(channel: Channel, at_ms: i64) -> Self {
+        Self {
+            channel,
+            status: DeliveryStatus::Pending,
+            attempts: Vec::new(),
+            next_attempt_ms: Some(at_ms),
+        }
+    }
+
+    /// Pending and due at `now_ms`.
+    pub fn is_due(&self, now_ms: i64) -> bool {
+        self.status == DeliveryStatus::Pending && self.next_attempt_ms.is_none_or(|t| t <= now_ms)
+    }
+
+    /// Record an attempt made at `now_ms` of a notification accepted at
+    /// `accepted_ms`: delivered on a 2xx, else pending with its next try
+    /// scheduled by `policy`, or failed for good.
+    pub fn record(
+        &mut self,
+        mut attempt: Attempt,
+        retry_after: Option<&str>,
+        accepted_ms: i64,
+        now_ms: i64,
+        policy: &RetryPolicy,
+    ) {
+        // Each attempt says how long after the one before it came.
+        let waited: u64 = self.attempts.iter().map(|a| a.waited_ms).sum();
+        let previous = accepted_ms.saturating_add(i64::try_from(waited).unwrap_or(i64::MAX));
+        attempt.waited_ms = u64::try_from(now_ms - previous).unwrap_or(0);
+        let status = attempt.http_status;
+        self.attempts.push(attempt);
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            self.status = DeliveryStatus::Delivered;
+            self.next_attempt_ms = None;
+            return;
+        }
+        let number = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX);
+        let elapsed = u64::try_from(now_ms - accepted_ms).unwrap_or(0);
+        match policy.next_wait(number, status, retry_after, elapsed) {
+            Some(wait) => {
+                self.status = DeliveryStatus::Pending;
+                self.next_attempt_ms =
+                    Some(now_ms.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)));
+            }
+            None => {
+                self.status = DeliveryStatus::Failed;
+                self.next_attempt_ms = None;
+            }
+        }
+    }
 }
 
 /// One notification in the delivery log.
@@ -99,6 +173,9 @@ pub struct Record {
     pub seq: i64,
     /// Unix seconds.
     pub created_at: i64,
+    /// When it was accepted, Unix milliseconds (the retry budget counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_ms: Option<i64>,
     pub notification: Notification,
     /// Same `dedup_key` within the window: nothing was delivered.
     pub deduplicated: bool,
@@ -133,7 +210,12 @@ mod tests {
 
     #[test]
     fn retry_decisions_case_table() {
-        let p = RetryPolicy::default();
+        let p = RetryPolicy {
+            max_attempts: 4,
+            base_backoff_ms: 200,
+            max_backoff_ms: 2_000,
+            budget_ms: 5_000,
+        };
         // (attempt, status, retry-after, waited so far, next wait)
         type Case = (u32, Option<u16>, Option<&'static str>, u64, Option<u64>);
         let cases: Vec<Case> = vec![
@@ -166,6 +248,50 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_is_retried_across_passes_until_delivered_or_out_of_budget() {
+        let policy = RetryPolicy::default();
+        let accepted = 1_000_000;
+        let failed = |status| Attempt {
+            http_status: Some(status),
+            error: None,
+            waited_ms: 0,
+        };
+        let mut d = Delivery::pending(Channel::Slack, accepted);
+        assert!(d.is_due(accepted));
+        // 503, 503, 429 (Retry-After: 30), then 200.
+        d.record(failed(503), None, accepted, accepted + 5, &policy);
+        assert_eq!(
+            (d.status, d.next_attempt_ms),
+            (DeliveryStatus::Pending, Some(accepted + 5 + 1_000))
+        );
+        assert!(!d.is_due(accepted + 500));
+        d.record(failed(503), None, accepted, accepted + 1_010, &policy);
+        assert_eq!(d.next_attempt_ms, Some(accepted + 1_010 + 2_000));
+        d.record(failed(429), Some("30"), accepted, accepted + 3_020, &policy);
+        assert_eq!(d.next_attempt_ms, Some(accepted + 3_020 + 30_000));
+        d.record(failed(200), None, accepted, accepted + 33_100, &policy);
+        assert_eq!(
+            (d.status, d.next_attempt_ms),
+            (DeliveryStatus::Delivered, None)
+        );
+        let waits: Vec<u64> = d.attempts.iter().map(|a| a.waited_ms).collect();
+        assert_eq!(waits, [5, 1_005, 2_010, 30_080]);
+
+        // A 4xx other than 429 ends it at once; so does a wait past the budget.
+        let mut d = Delivery::pending(Channel::Webhook, accepted);
+        d.record(failed(404), None, accepted, accepted, &policy);
+        assert_eq!(d.status, DeliveryStatus::Failed);
+        let mut d = Delivery::pending(Channel::Webhook, accepted);
+        let late = accepted + policy.budget_ms as i64 - 500;
+        d.record(failed(503), None, accepted, late, &policy);
+        assert_eq!(
+            (d.status, d.next_attempt_ms),
+            (DeliveryStatus::Failed, None),
+            "the next try would fall after the budget"
+        );
+    }
+
+    #[test]
     fn dedup_windows_and_log_queries() {
         assert!(!is_duplicate(None, 1_000, 300));
         assert!(is_duplicate(Some(1_000), 1_299, 300));
@@ -177,6 +303,7 @@ mod tests {
             id: "ntf-1".into(),
             seq: 1,
             created_at: 1_000,
+            accepted_ms: None,
             notification: Notification {
                 kind: "x".into(),
                 severity: Severity::Warning,

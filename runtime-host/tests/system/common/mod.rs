@@ -89,8 +89,17 @@ pub async fn start(settings: &AppSettings) -> RunningHost {
 }
 
 pub async fn try_start(settings: &AppSettings) -> anyhow::Result<RunningHost> {
+    try_start_on(settings, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A host on a given address (a restart on the port it had).
+pub async fn start_on(settings: &AppSettings, addr: SocketAddr) -> RunningHost {
+    try_start_on(settings, addr).await.unwrap()
+}
+
+pub async fn try_start_on(settings: &AppSettings, addr: SocketAddr) -> anyhow::Result<RunningHost> {
     let app = App::load(settings, Metrics::new())?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = TcpListener::bind(addr).await?;
     let admin = TcpListener::bind("127.0.0.1:0").await?;
     runtime_host::start(
         app,
@@ -292,6 +301,8 @@ pub struct Seen {
     pub target: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// What the responder answered.
+    pub status: u16,
 }
 
 /// What a [`Recorder`] answers: status and body for a path and query.
@@ -339,13 +350,15 @@ impl Recorder {
                                 .await
                                 .map(|b| b.to_bytes().to_vec())
                                 .unwrap_or_default();
+                            let (status, answer) = responder(&target);
                             record.lock().unwrap().push(Seen {
                                 target: target.clone(),
                                 path,
                                 headers,
                                 body,
+                                status,
                             });
-                            let (status, body) = responder(&target);
+                            let body = answer;
                             let mut resp = http::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from(body),
                             ));
