@@ -67,9 +67,11 @@ fn order(i: usize) -> OrderRequest {
     }
 }
 
-/// Orders/s of `Book::submit` inside ledger transactions: 100 orders a day
-/// for 30 days; each day's orders fill on the next bar and finished orders
-/// beyond the newest 200 are archived, as the component does.
+/// Orders/s of `Book::submit_checked` inside ledger transactions: 100 orders
+/// a day for 250 days; each day's orders fill on the next bar, finished
+/// orders beyond the configured newest (25) are archived and client order
+/// ids not in the book are looked up in the ledger's keys, as the component
+/// does.
 fn library() {
     let first = NaiveDate::from_ymd_opt(2010, 1, 4).unwrap();
     let price: market_data::Price = "32.08".parse().unwrap();
@@ -85,7 +87,11 @@ fn library() {
     let store = MemoryStore::default();
     let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
     let mut bars = Vec::new();
-    for day in 0..30 {
+    let keep = trading::Config::from_vars(|_| None)
+        .expect("the default configuration")
+        .keep_finished_orders;
+    let mut first_day = 0.0;
+    for day in 0..250 {
         let date = first + chrono::Duration::days(day);
         bars.push(bar(date));
         let ctx = Context {
@@ -99,23 +105,14 @@ fn library() {
                 bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
             },
         };
-        ledger.transact(|book| book.sync(&ctx)).unwrap();
-        let started = Instant::now();
-        for i in 0..100 {
-            ledger
-                .transact(|book| book.submit(&ctx, order(day as usize * 100 + i), Origin::Api))
-                .unwrap()
-                .value
-                .unwrap();
-        }
-        let per = started.elapsed() / 100;
-        let book = ledger.read().unwrap();
+        // As the component does after a day's first write: yesterday's
+        // fills are worked, finished orders archived, notices delivered.
+        let book = ledger.transact(|book| book.sync(&ctx)).unwrap().book;
         let old: Vec<String> = book
-            .archivable(200)
+            .archivable(keep)
             .iter()
             .map(|r| r.order.id.clone())
             .collect();
-        // As the component does: archive, and drop the notices once delivered.
         let sent: Vec<u64> = book.outbox.iter().map(|(n, _)| *n).collect();
         ledger
             .transact(|b| {
@@ -123,14 +120,38 @@ fn library() {
                 b.delivered(&sent);
             })
             .unwrap();
-        if day == 0 || day == 29 {
+        let started = Instant::now();
+        for i in 0..100 {
+            // A session's orders, three minutes apart.
+            let mut ctx = ctx.clone();
+            ctx.market.now = date.and_hms_opt(0, 0, 0).unwrap().and_utc()
+                + chrono::Duration::minutes(3 * i as i64);
+            ledger
+                .transact(|book| {
+                    book.submit_checked(&ctx, order(day as usize * 100 + i), Origin::Api, |id| {
+                        ledger.client_order(id).map_err(|e| e.to_string())
+                    })
+                })
+                .unwrap()
+                .value
+                .unwrap();
+        }
+        let per = started.elapsed() / 100;
+        let book = ledger.read().unwrap();
+        if day == 0 {
+            first_day = per.as_secs_f64();
+        }
+        if [0, 29, 249].contains(&day) {
+            let bytes = serde_json::to_vec(&book).map_or(0, |b| b.len());
             println!(
-                "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book): {:.1} µs/order ({:.0} orders/s)",
+                "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book, {} KiB): {:.1} µs/order ({:.0} orders/s, {:.2}× day 1; goal day 250 ≤ 1.3×)",
                 day + 1,
                 (day + 1) * 100,
                 book.orders.len(),
+                bytes / 1024,
                 per.as_secs_f64() * 1e6,
-                1.0 / per.as_secs_f64()
+                1.0 / per.as_secs_f64(),
+                per.as_secs_f64() / first_day
             );
         }
     }

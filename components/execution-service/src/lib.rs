@@ -200,12 +200,16 @@ struct Booked<T> {
     synced: Synced,
 }
 
+/// Which order an archived client order id went to (the ledger's keys).
+type Archived<'a> = &'a dyn Fn(&str) -> Result<Option<String>, String>;
+
 /// Load the book (to know its symbols), see the market, then run `op` on
-/// the synced book in one transaction.
+/// the synced book in one transaction; `op` may look up archived client
+/// order ids (inside the transaction, so an order archived meanwhile is seen).
 async fn with_book<T>(
     extra: &[String],
     strict: bool,
-    op: impl Fn(&mut Book, &Context) -> T,
+    op: impl Fn(&mut Book, &Context, Archived<'_>) -> T,
 ) -> Result<Booked<T>, Route> {
     let config = config()?;
     let ledger = ledger(&config)?;
@@ -219,10 +223,11 @@ async fn with_book<T>(
         session_policy: config.session_policy,
         market,
     };
+    let archived = |id: &str| ledger.client_order(id).map_err(|e| e.to_string());
     let committed = ledger
         .transact(|book| {
             book.sync(&ctx);
-            op(book, &ctx)
+            op(book, &ctx, &archived)
         })
         .map_err(ledger_failed)?;
     let synced = Synced {
@@ -284,7 +289,7 @@ fn stored() -> Result<Stored, Route> {
 /// Order ids `GET /orders` looks through at most (newest first).
 const ORDER_SCAN: u64 = 5_000;
 /// Finished orders leave the book in batches of at least this many.
-const ARCHIVE_BATCH: usize = 25;
+const ARCHIVE_BATCH: usize = 10;
 /// Orders archived per request at most.
 const ARCHIVE_LIMIT: usize = 200;
 
@@ -527,7 +532,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;
             Query::none(&req)?;
-            let Booked { value, .. } = with_book(&[], false, |book, _| book.cancel(id)).await?;
+            let Booked { value, .. } = with_book(&[], false, |book, _, _| book.cancel(id)).await?;
             match value {
                 Ok(record) => Ok(Route::ok(record)),
                 Err(trading::book::CancelError::NotFound) => Err(Route::error(
@@ -574,7 +579,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 config,
                 synced,
                 ..
-            } = with_book(&[], false, |_, _| ()).await?;
+            } = with_book(&[], false, |_, _, _| ()).await?;
             Ok(Route::ok(status(&book, &config, Some(synced))))
         }
         (Method::Post, ["trading-state"]) => {
@@ -610,7 +615,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 value: changed,
                 book,
                 ..
-            } = with_book(&[], false, |book, ctx| {
+            } = with_book(&[], false, |book, ctx, _| {
                 book.set_state(ctx, asked.state, reason.clone())
             })
             .await?;
@@ -658,9 +663,11 @@ async fn trade(request: OrderRequest) -> Result<Route, Route> {
         book,
         ledger,
         ..
-    } = with_book(std::slice::from_ref(&symbol), true, |book, ctx| {
-        book.submit(ctx, request.clone(), Origin::Api)
-    })
+    } = with_book(
+        std::slice::from_ref(&symbol),
+        true,
+        |book, ctx, archived| book.submit_checked(ctx, request.clone(), Origin::Api, archived),
+    )
     .await?;
     match value {
         Ok(submitted) => {
@@ -912,12 +919,12 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         value: results,
         book,
         ..
-    } = with_book(&candidates, false, |book, ctx| {
+    } = with_book(&candidates, false, |book, ctx, archived| {
         let as_of = ctx.market.as_of.unwrap_or(clock.as_of);
         trading::cycle::plan(book, &signals, as_of, &request)
             .into_iter()
             .map(|order| {
-                let outcome = book.submit(ctx, order.clone(), Origin::Cycle);
+                let outcome = book.submit_checked(ctx, order.clone(), Origin::Cycle, archived);
                 (order, outcome)
             })
             .collect::<Vec<_>>()

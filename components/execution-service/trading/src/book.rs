@@ -195,7 +195,8 @@ pub struct Book {
     /// recent finished ones; older finished orders are archived out of the
     /// book (see [`Book::archivable`]) so that it stays small.
     pub orders: BTreeMap<String, OrderRecord>,
-    /// Client order id → order id, for every order ever (archived ones too).
+    /// Client order id → order id, for the orders in the book; those of
+    /// archived orders are in the ledger's keys (see [`Book::submit_checked`]).
     pub client_ids: BTreeMap<String, String>,
     pub next_order: u64,
     pub exits: BTreeMap<String, Exits>,
@@ -236,6 +237,9 @@ pub enum SubmitError {
     NoPrice(String),
     #[error("the order was denied: {}", .0.denial.as_ref().map(ToString::to_string).unwrap_or_default())]
     Denied(Box<OrderRecord>),
+    /// The ledger's keys could not be read: nothing was decided.
+    #[error("the ledger is unavailable: {0}")]
+    Unavailable(String),
     /// The client order id belongs to an archived order: the caller answers
     /// with it from the archive (and checks the request matches).
     #[error("client order id `{client_order_id}` is archived order {order_id}")]
@@ -260,6 +264,7 @@ impl SubmitError {
             Self::NoPrice(_) => "no-price",
             Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
             Self::Archived { .. } => "archived",
+            Self::Unavailable(_) => "ledger-unavailable",
         }
     }
 
@@ -269,6 +274,7 @@ impl SubmitError {
             Self::Conflict(_) => 409,
             Self::NoPrice(_) | Self::Denied(_) => 422,
             Self::Archived { .. } => 200,
+            Self::Unavailable(_) => 503,
         }
     }
 }
@@ -752,17 +758,39 @@ impl Book {
         }
     }
 
-    /// Submit an order: the same client order id returns the first result;
-    /// otherwise the risk engine checks it (a denial is recorded as a
-    /// rejected order), and an accepted order executes at once in session or
-    /// works from the next bar.
+    /// [`Book::submit_checked`] for a book whose orders were never archived.
     pub fn submit(
         &mut self,
         ctx: &Context,
         request: OrderRequest,
         origin: Origin,
     ) -> Result<Submitted, SubmitError> {
+        self.submit_checked(ctx, request, origin, |_| Ok(None))
+    }
+
+    /// Submit an order: the same client order id returns the first result
+    /// (`archived` says which order an id that is not in the book went to,
+    /// if any: the ledger's keys, read inside the transaction, so that an
+    /// order archived meanwhile is seen); otherwise the risk engine checks it (a
+    /// denial is recorded as a rejected order), and an accepted order
+    /// executes at once in session or works from the next bar.
+    pub fn submit_checked(
+        &mut self,
+        ctx: &Context,
+        request: OrderRequest,
+        origin: Origin,
+        archived: impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Submitted, SubmitError> {
         validate(&request)?;
+        if !self.client_ids.contains_key(&request.client_order_id)
+            && let Some(order_id) =
+                archived(&request.client_order_id).map_err(SubmitError::Unavailable)?
+        {
+            return Err(SubmitError::Archived {
+                client_order_id: request.client_order_id,
+                order_id,
+            });
+        }
         if let Some(id) = self.client_ids.get(&request.client_order_id) {
             let Some(record) = self.orders.get(id) else {
                 return Err(SubmitError::Archived {

@@ -33,7 +33,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("min_commission", "0"),
     ("participation_bps", "1000"),
     ("session_policy", "queue"),
-    ("keep_finished_orders", "200"),
+    ("keep_finished_orders", "25"),
 ];
 
 impl Config {

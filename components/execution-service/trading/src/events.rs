@@ -16,6 +16,10 @@ use crate::money::Money;
 use crate::order::OrderEvent;
 use crate::portfolio::{Fill, Portfolio};
 
+/// Submissions of the last minute the book remembers at most (the
+/// order-rate limit counts them; a limit above this is never reached).
+pub const RATE_WINDOW: usize = 1_000;
+
 /// A fact about the account, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -120,6 +124,10 @@ impl Book {
                     let window = record.submitted_at - chrono::Duration::seconds(60);
                     self.recent_submissions.retain(|t| *t > window);
                     self.recent_submissions.push(record.submitted_at);
+                    // A flood of submissions does not grow the book: past
+                    // this many in a minute, every limit is reached anyway.
+                    let surplus = self.recent_submissions.len().saturating_sub(RATE_WINDOW);
+                    self.recent_submissions.drain(..surplus);
                 }
                 self.orders.insert(id, (**record).clone());
             }
@@ -210,8 +218,10 @@ impl Book {
                         .orders
                         .get(id)
                         .is_some_and(|r| r.order.status.is_terminal())
+                        && let Some(record) = self.orders.remove(id)
                     {
-                        self.orders.remove(id);
+                        // Its client order id is in the ledger's keys now.
+                        self.client_ids.remove(&record.order.client_order_id);
                     }
                 }
             }

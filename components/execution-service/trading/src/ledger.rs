@@ -10,7 +10,11 @@
 //! (`<key>/events/<sequence>`), written only if absent, so an event is
 //! never rewritten; the next transaction drops the written ones from the
 //! journal. Every event ever committed is therefore in its key or in the
-//! stored book's journal, and [`Ledger::events`] reads them in order.
+//! stored book's journal, and [`Ledger::events`] reads them in order. With
+//! an order placed, its client order id is written to `<key>/client/<id>`
+//! the same way: the book keeps only those of the orders it holds, so
+//! idempotency covers archived orders without the book growing
+//! ([`Ledger::client_order`]).
 
 use std::fmt;
 
@@ -164,38 +168,62 @@ impl<S: CasStore> Ledger<S> {
         format!("{}/events/{sequence:012}", self.key)
     }
 
-    /// Write committed events to their keys, each only if absent (one that
-    /// is there already must hold the same bytes); the last sequence number
-    /// written, 0 for none.
+    fn client_key(&self, client_order_id: &str) -> String {
+        format!("{}/client/{client_order_id}", self.key)
+    }
+
+    /// The order a client order id went to, if it is in the ledger's keys
+    /// (every placed order's is, once its events are written).
+    pub fn client_order(&self, client_order_id: &str) -> Result<Option<String>, LedgerError> {
+        let (bytes, _) = self
+            .store
+            .load(&self.client_key(client_order_id))
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        Ok(bytes.and_then(|b| String::from_utf8(b).ok()))
+    }
+
+    /// Write committed events to their keys (and placed orders' client
+    /// order ids to theirs), each only if absent: one that is there already
+    /// must hold the same bytes. The last sequence number written, 0 for none.
     fn write_events(&self, journal: &[(u64, Event)]) -> Result<u64, LedgerError> {
         let mut last = 0;
         for (sequence, event) in journal {
             let encoded =
                 serde_json::to_vec(event).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-            let key = self.event_key(*sequence);
-            for _ in 0..2 {
-                let (current, token) = self
-                    .store
-                    .load(&key)
-                    .map_err(|e| LedgerError::Store(e.to_string()))?;
-                match current {
-                    Some(stored) if stored == encoded => break,
-                    Some(_) => return Err(LedgerError::Rewritten(*sequence)),
-                    None => {
-                        if self
-                            .store
-                            .swap(token, encoded.clone())
-                            .map_err(|e| LedgerError::Store(e.to_string()))?
-                        {
-                            break;
-                        }
-                        // Written by another writer meanwhile: compare it.
-                    }
-                }
+            self.write_once(&self.event_key(*sequence), &encoded, *sequence)?;
+            if let Event::OrderPlaced { record } = event {
+                let key = self.client_key(&record.order.client_order_id);
+                self.write_once(&key, record.order.id.as_bytes(), *sequence)?;
             }
             last = *sequence;
         }
         Ok(last)
+    }
+
+    /// Store `value` under `key` unless it is there; other bytes there are
+    /// event `sequence` rewritten.
+    fn write_once(&self, key: &str, value: &[u8], sequence: u64) -> Result<(), LedgerError> {
+        for _ in 0..2 {
+            let (current, token) = self
+                .store
+                .load(key)
+                .map_err(|e| LedgerError::Store(e.to_string()))?;
+            match current {
+                Some(stored) if stored == value => return Ok(()),
+                Some(_) => return Err(LedgerError::Rewritten(sequence)),
+                None => {
+                    if self
+                        .store
+                        .swap(token, value.to_vec())
+                        .map_err(|e| LedgerError::Store(e.to_string()))?
+                    {
+                        return Ok(());
+                    }
+                    // Written by another writer meanwhile: compare it.
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Up to `limit` events after sequence number `after`, in order, from

@@ -329,18 +329,30 @@ fn a_resting_limit_order_fills_when_a_later_bar_reaches_it() {
 fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
     let bars = week();
     let c = ctx(&bars[..1]);
-    let mut book = Book::new(Money::units(10_000_000));
+    let ledger = Ledger::new(
+        MemoryStore::default(),
+        "acct",
+        Book::new(Money::units(10_000_000)),
+    );
+    let submit = |request: OrderRequest| {
+        ledger
+            .transact(|b| {
+                b.submit_checked(&c, request.clone(), Origin::Api, |id| {
+                    ledger.client_order(id).map_err(|e| e.to_string())
+                })
+            })
+            .unwrap()
+            .value
+    };
     for i in 0..10 {
         let sell = OrderRequest {
             side: Side::Sell,
             ..buy(&format!("s-{i}"), 100)
         };
-        assert!(
-            book.submit(&c, sell, Origin::Api).is_err(),
-            "nothing to sell"
-        );
+        assert!(submit(sell).is_err(), "nothing to sell");
     }
-    let working = book.submit(&c, buy("w", 100), Origin::Api).unwrap();
+    let working = submit(buy("w", 100)).unwrap();
+    let book = ledger.read().unwrap();
     let old: Vec<String> = book
         .archivable(3)
         .iter()
@@ -348,15 +360,27 @@ fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
         .collect();
     assert_eq!(old.len(), 7, "ten finished, three kept");
     assert_eq!(old[0], "ord-00000001", "oldest first");
-    book.forget(&old);
-    book.forget(std::slice::from_ref(&working.record.order.id));
+    let book = ledger
+        .transact(|b| {
+            b.forget(&old);
+            b.forget(std::slice::from_ref(&working.record.order.id));
+        })
+        .unwrap()
+        .book;
     assert_eq!(book.orders.len(), 4, "three finished and the working one");
+    assert_eq!(
+        book.client_ids.len(),
+        4,
+        "the book keeps the client ids of its own orders only"
+    );
     let again = OrderRequest {
         side: Side::Sell,
         ..buy("s-0", 100)
     };
-    match book.submit(&c, again, Origin::Api) {
+    match submit(again) {
         Err(SubmitError::Archived { order_id, .. }) => assert_eq!(order_id, "ord-00000001"),
         other => panic!("expected the archived order, got {other:?}"),
     }
+    // Without the ledger's keys, the book alone would take it for a new order.
+    assert!(!ledger.read().unwrap().client_ids.contains_key("s-0"));
 }

@@ -1,9 +1,10 @@
 //! Property: the book is the fold of its events. Whatever happens to an
 //! account — orders of every kind, fills and exits on new bars, cancels,
 //! day changes, state changes, notices delivered, orders archived,
-//! idempotent replays — the book rebuilt from the events the ledger stored
-//! equals the live book, the events are numbered 1, 2, 3, ... without a gap,
-//! and no stored event is ever written twice.
+//! idempotent replays, also of archived orders — the book rebuilt from the
+//! events the ledger stored equals the live book, the events are numbered
+//! 1, 2, 3, ... without a gap, no stored event is ever written twice, and
+//! no client order id is ever used by two orders.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -135,6 +136,11 @@ proptest! {
         let first = NaiveDate::from_ymd_opt(2024, 3, 4).unwrap();
         let mut bars = vec![bar(first, 25_000_000, 25_000_000)];
         let mut requests: Vec<OrderRequest> = Vec::new();
+        // As the component submits: client order ids of archived orders are
+        // the ledger's.
+        let archived = |id: &str| ledger.client_order(id).map_err(|e| e.to_string());
+        // The account opens: its first event is stored.
+        ledger.transact(|_| ()).unwrap();
         for (i, step) in steps.iter().enumerate() {
             let ctx = context(&bars, i);
             let last = bars.last().unwrap().close.ticks();
@@ -156,12 +162,12 @@ proptest! {
                     };
                     let request = order(Side::Buy, *lots, kind);
                     requests.push(request.clone());
-                    ledger.transact(|b| { let _ = b.submit(&ctx, request.clone(), Origin::Api); }).unwrap();
+                    ledger.transact(|b| { let _ = b.submit_checked(&ctx, request.clone(), Origin::Api, archived); }).unwrap();
                 }
                 Step::Sell { lots } => {
                     let request = order(Side::Sell, *lots, OrderKind::Market);
                     requests.push(request.clone());
-                    ledger.transact(|b| { let _ = b.submit(&ctx, request.clone(), Origin::Cycle); }).unwrap();
+                    ledger.transact(|b| { let _ = b.submit_checked(&ctx, request.clone(), Origin::Cycle, archived); }).unwrap();
                 }
                 Step::NextBar { move_bps } => {
                     let date = next_weekday(bars.last().unwrap().date);
@@ -199,7 +205,7 @@ proptest! {
                 Step::Again { pick } => {
                     if !requests.is_empty() {
                         let request = requests[pick % requests.len()].clone();
-                        ledger.transact(|b| { let _ = b.submit(&ctx, request.clone(), Origin::Api); }).unwrap();
+                        ledger.transact(|b| { let _ = b.submit_checked(&ctx, request.clone(), Origin::Api, archived); }).unwrap();
                     }
                 }
             }
@@ -212,6 +218,17 @@ proptest! {
         live.journal.clear();
         let rebuilt = Book::replay(events.iter().map(|(_, e)| e));
         prop_assert_eq!(rebuilt, live);
+        let mut client_ids: Vec<&str> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                trading::Event::OrderPlaced { record } => Some(record.order.client_order_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let placed = client_ids.len();
+        client_ids.sort_unstable();
+        client_ids.dedup();
+        prop_assert_eq!(client_ids.len(), placed, "a client order id placed twice");
         let writes = ledger.store().event_writes.lock().unwrap();
         prop_assert!(writes.values().all(|n| *n == 1), "an event key was written twice");
         // Each written once, right after its transaction committed.
