@@ -556,8 +556,14 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Get, ["pnl"]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
-            let Stored { book, synced, .. } = stored()?;
-            let mut body = pnl(&book);
+            let Stored {
+                book,
+                ledger,
+                synced,
+                ..
+            } = stored()?;
+            let curve = ledger.equity_curve(&book).map_err(ledger_failed)?;
+            let mut body = pnl(&book, curve);
             body["synced"] = serde_json::json!(synced);
             Ok(Route::ok(body))
         }
@@ -773,7 +779,7 @@ fn positions(book: &Book) -> serde_json::Value {
     serde_json::json!({ "positions": positions, "cash": book.portfolio.cash })
 }
 
-fn pnl(book: &Book) -> serde_json::Value {
+fn pnl(book: &Book, equity_curve: Vec<trading::book::EquityPoint>) -> serde_json::Value {
     let marks: BTreeMap<String, market_data::Price> = book
         .marks
         .iter()
@@ -787,7 +793,7 @@ fn pnl(book: &Book) -> serde_json::Value {
         "day": book.day_start.map(|(date, _)| date),
         "equity": book.equity(),
         "peak_equity": book.peak_equity,
-        "equity_curve": book.equity_curve,
+        "equity_curve": equity_curve,
     })
 }
 

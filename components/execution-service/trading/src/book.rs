@@ -206,9 +206,15 @@ pub struct Book {
     pub processed: BTreeMap<String, NaiveDate>,
     pub day_start: Option<(NaiveDate, Money)>,
     pub peak_equity: Money,
+    /// The last equity points (see [`crate::events::EQUITY_KEPT`]); the
+    /// ledger holds the whole curve.
     pub equity_curve: Vec<EquityPoint>,
+    /// The equity curve's first day.
+    #[serde(default)]
+    pub equity_since: Option<NaiveDate>,
     /// Submission times within the last minute.
     pub recent_submissions: Vec<DateTime<Utc>>,
+    /// The latest state changes (see [`crate::events::STATE_CHANGES_KEPT`]).
     pub state_changes: Vec<StateChange>,
     /// Notices not yet delivered (an outbox: delivery removes them).
     pub outbox: Vec<(u64, Notice)>,
@@ -309,6 +315,7 @@ impl Book {
             day_start: None,
             peak_equity: cash,
             equity_curve: Vec::new(),
+            equity_since: None,
             recent_submissions: Vec::new(),
             state_changes: Vec::new(),
             outbox: Vec::new(),

@@ -19,6 +19,11 @@ use crate::portfolio::{Fill, Portfolio};
 /// Submissions of the last minute the book remembers at most (the
 /// order-rate limit counts them; a limit above this is never reached).
 pub const RATE_WINDOW: usize = 1_000;
+/// Equity points the book keeps (the day before and the day); the whole
+/// curve is the ledger's ([`crate::ledger::Ledger::equity_curve`]).
+pub const EQUITY_KEPT: usize = 2;
+/// State changes the book keeps, newest last; all of them are events.
+pub const STATE_CHANGES_KEPT: usize = 20;
 
 /// A fact about the account, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,11 +204,16 @@ impl Book {
                     Some(last) if last.date == point.date => *last = *point,
                     _ => self.equity_curve.push(*point),
                 }
+                let surplus = self.equity_curve.len().saturating_sub(EQUITY_KEPT);
+                self.equity_curve.drain(..surplus);
+                self.equity_since.get_or_insert(point.date);
                 self.peak_equity = self.peak_equity.max(point.equity);
             }
             Event::StateChanged { change } => {
                 self.state = change.to;
                 self.state_changes.push(change.clone());
+                let surplus = self.state_changes.len().saturating_sub(STATE_CHANGES_KEPT);
+                self.state_changes.drain(..surplus);
             }
             Event::NoticeQueued { notice } => {
                 self.outbox.push((self.next_notice, notice.clone()));

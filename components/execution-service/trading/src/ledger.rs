@@ -18,7 +18,11 @@
 
 use std::fmt;
 
-use crate::book::Book;
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::book::{Book, EquityPoint};
 use crate::events::Event;
 
 /// A loaded value (`None`: absent) and the token to swap it with.
@@ -48,6 +52,10 @@ impl<T: CasStore> CasStore for &T {
         (**self).swap(token, value)
     }
 }
+
+/// One month of the equity curve: each day's point and the sequence number
+/// of the event that recorded it.
+type Month = BTreeMap<NaiveDate, (u64, EquityPoint)>;
 
 /// Attempts before a transaction gives up under contention.
 pub const MAX_ATTEMPTS: u32 = 200;
@@ -191,13 +199,82 @@ impl<S: CasStore> Ledger<S> {
             let encoded =
                 serde_json::to_vec(event).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
             self.write_once(&self.event_key(*sequence), &encoded, *sequence)?;
-            if let Event::OrderPlaced { record } = event {
-                let key = self.client_key(&record.order.client_order_id);
-                self.write_once(&key, record.order.id.as_bytes(), *sequence)?;
+            match event {
+                Event::OrderPlaced { record } => {
+                    let key = self.client_key(&record.order.client_order_id);
+                    self.write_once(&key, record.order.id.as_bytes(), *sequence)?;
+                }
+                Event::EquityRecorded { point } => self.record_point(*sequence, point)?,
+                _ => {}
             }
             last = *sequence;
         }
         Ok(last)
+    }
+
+    fn month_key(&self, date: NaiveDate) -> String {
+        format!("{}/equity/{}", self.key, date.format("%Y-%m"))
+    }
+
+    /// The equity curve's month of `point`: its point for the day, the
+    /// event's if no later event's is there already (events may be written
+    /// out of order by concurrent writers).
+    fn record_point(&self, sequence: u64, point: &EquityPoint) -> Result<(), LedgerError> {
+        let key = self.month_key(point.date);
+        for _ in 0..MAX_ATTEMPTS {
+            let (bytes, token) = self
+                .store
+                .load(&key)
+                .map_err(|e| LedgerError::Store(e.to_string()))?;
+            let mut month: Month = match bytes {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| LedgerError::Corrupt(format!("{key}: {e}")))?,
+                None => Month::new(),
+            };
+            if month
+                .get(&point.date)
+                .is_some_and(|(seen, _)| *seen >= sequence)
+            {
+                return Ok(());
+            }
+            month.insert(point.date, (sequence, *point));
+            let encoded =
+                serde_json::to_vec(&month).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
+            if self
+                .store
+                .swap(token, encoded)
+                .map_err(|e| LedgerError::Store(e.to_string()))?
+            {
+                return Ok(());
+            }
+        }
+        Err(LedgerError::Contention)
+    }
+
+    /// The whole equity curve, a point a market day, from the ledger's
+    /// months and the book's latest points (which are newer than any month
+    /// may be while their events are being written).
+    pub fn equity_curve(&self, book: &Book) -> Result<Vec<EquityPoint>, LedgerError> {
+        let mut curve: BTreeMap<NaiveDate, EquityPoint> = BTreeMap::new();
+        if let (Some(first), Some(last)) = (book.equity_since, book.equity_curve.last()) {
+            let mut month = first.with_day(1).unwrap_or(first);
+            while month <= last.date {
+                let (bytes, _) = self
+                    .store
+                    .load(&self.month_key(month))
+                    .map_err(|e| LedgerError::Store(e.to_string()))?;
+                if let Some(bytes) = bytes {
+                    let points: Month = serde_json::from_slice(&bytes)
+                        .map_err(|e| LedgerError::Corrupt(format!("equity {month}: {e}")))?;
+                    curve.extend(points.into_iter().map(|(date, (_, point))| (date, point)));
+                }
+                month = month
+                    .checked_add_months(chrono::Months::new(1))
+                    .unwrap_or(NaiveDate::MAX);
+            }
+        }
+        curve.extend(book.equity_curve.iter().map(|p| (p.date, *p)));
+        Ok(curve.into_values().collect())
     }
 
     /// Store `value` under `key` unless it is there; other bytes there are

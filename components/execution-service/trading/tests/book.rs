@@ -106,7 +106,8 @@ fn a_queued_market_order_fills_at_the_next_open_and_exits_at_its_stop() {
     );
     assert!(book.portfolio.realised_pnl.is_negative());
     let curve: Vec<NaiveDate> = book.equity_curve.iter().map(|p| p.date).collect();
-    assert_eq!(curve, [d(4), d(5), d(6), d(7)], "one point per market day");
+    assert_eq!(curve, [d(6), d(7)], "the book keeps the last two days");
+    assert_eq!(book.equity_since, Some(d(4)));
     assert!(book.outbox.iter().any(|(_, n)| matches!(
         n,
         Notice::Filled {
@@ -383,4 +384,44 @@ fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
     }
     // Without the ledger's keys, the book alone would take it for a new order.
     assert!(!ledger.read().unwrap().client_ids.contains_key("s-0"));
+}
+
+/// The whole equity curve is the ledger's: a point a market day, each the
+/// day's last, read back from its months while the book keeps two.
+#[test]
+fn the_ledger_keeps_the_whole_equity_curve() {
+    let bars = week();
+    let ledger = Ledger::new(
+        MemoryStore::default(),
+        "acct",
+        Book::new(Money::units(10_000_000)),
+    );
+    for day in 1..=bars.len() {
+        let c = ctx(&bars[..day]);
+        ledger.transact(|b| b.sync(&c)).unwrap();
+        if day == 1 {
+            ledger
+                .transact(|b| {
+                    let _ = b.submit(&c, buy("e-1", 300), Origin::Api);
+                })
+                .unwrap();
+        }
+        // The same day again: its point is replaced, not added.
+        ledger.transact(|b| b.sync(&c)).unwrap();
+    }
+    let book = ledger.read().unwrap();
+    assert_eq!(book.equity_curve.len(), 2);
+    let curve = ledger.equity_curve(&book).unwrap();
+    let dates: Vec<NaiveDate> = curve.iter().map(|p| p.date).collect();
+    assert_eq!(dates, [d(4), d(5), d(6), d(7)], "one point per market day");
+    assert_eq!(curve.last(), book.equity_curve.last());
+    assert!(
+        curve[3].equity < curve[2].equity,
+        "the stop-loss day lost: {curve:?}"
+    );
+    // Rebuilt from its events, the book is the same: the months are a projection.
+    let events = ledger.events(0, usize::MAX).unwrap();
+    let mut live = book.clone();
+    live.journal.clear();
+    assert!(Book::replay(events.iter().map(|(_, e)| e)) == live);
 }

@@ -218,6 +218,15 @@ proptest! {
         live.journal.clear();
         let rebuilt = Book::replay(events.iter().map(|(_, e)| e));
         prop_assert_eq!(rebuilt, live);
+        // The whole equity curve the ledger keeps is each day's last point.
+        let mut days = BTreeMap::new();
+        for (_, event) in &events {
+            if let trading::Event::EquityRecorded { point } = event {
+                days.insert(point.date, *point);
+            }
+        }
+        let curve = ledger.equity_curve(&ledger.read().unwrap()).unwrap();
+        prop_assert_eq!(curve, days.into_values().collect::<Vec<_>>());
         let mut client_ids: Vec<&str> = events
             .iter()
             .filter_map(|(_, e)| match e {
