@@ -1,8 +1,9 @@
 //! The `execution-service` component: Spin's HTTP trigger in front of [`trading`].
 //!
 //! Routes (below `/api/v1/execution`), with the role each needs:
-//! `POST /trade` (trader), `GET /orders[?status&symbol&limit]`,
-//! `GET /orders/{id}` (viewer), `DELETE /orders/{id}` (trader),
+//! `POST /trade` (trader), `GET /orders[?status&symbol&date&limit&after]`
+//! (pages by cursor), `GET /orders/{id}` with its event history (viewer),
+//! `DELETE /orders/{id}` (trader),
 //! `GET /positions`, `GET /pnl`, `GET /status` (viewer),
 //! `POST /sync` (trader), `POST /cycle` (trader),
 //! `POST /trading-state {state, reason}` (admin), `GET /metrics` (open,
@@ -286,6 +287,13 @@ fn stored() -> Result<Stored, Route> {
     })
 }
 
+/// The number of an order id (`ord-00000042` is 42).
+fn order_number(id: &str) -> Option<u64> {
+    id.strip_prefix("ord-")
+        .filter(|digits| digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
+}
+
 /// Order ids `GET /orders` looks through at most (newest first).
 const ORDER_SCAN: u64 = 5_000;
 /// Finished orders leave the book in batches of at least this many.
@@ -440,7 +448,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["orders"]) => {
             authorize(&req, Role::Viewer)?;
-            let query = Query::of(&req, &["status", "symbol", "limit"])?;
+            let query = Query::of(&req, &["status", "symbol", "limit", "after", "date"])?;
             let status = query.get("status");
             if let Some(asked) = status
                 && asked != "open"
@@ -483,6 +491,28 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                         )
                     })?,
             };
+            let after = match query.get("after") {
+                None => None,
+                Some(raw) => Some(order_number(raw).ok_or_else(|| {
+                    Route::error(
+                        400,
+                        "invalid-after",
+                        format!("`after` is an order id such as ord-00000042, got `{raw}`"),
+                    )
+                })?),
+            };
+            let date = query
+                .get("date")
+                .map(|raw| {
+                    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+                        Route::error(
+                            400,
+                            "invalid-date",
+                            format!("`date` must be YYYY-MM-DD, got `{raw}`"),
+                        )
+                    })
+                })
+                .transpose()?;
             let Stored {
                 book,
                 ledger,
@@ -491,19 +521,22 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             } = stored()?;
             let wanted = |r: &OrderRecord| {
                 symbol.is_none_or(|s| r.order.symbol == s)
+                    && date.is_none_or(|d| r.as_of == d)
                     && status.is_none_or(|s| match s {
                         "open" => r.order.status.is_open(),
                         s => status_name(r.order.status) == s,
                     })
             };
-            // Newest first, from the book or the archive (working orders are
-            // all in the book: `status=open` never reads the archive).
+            // Newest first, below the cursor, from the book or the archive
+            // (working orders are all in the book: `status=open` never reads
+            // the archive). A page looks through at most ORDER_SCAN ids;
+            // `next` is where the next page starts, `null` at the oldest.
             let mut orders = Vec::new();
             let newest = book.next_order.saturating_sub(1);
-            for n in (newest.saturating_sub(ORDER_SCAN)..=newest)
-                .rev()
-                .filter(|n| *n > 0)
-            {
+            let top = after.map_or(newest, |n| n.saturating_sub(1).min(newest));
+            let mut last_seen = None;
+            for n in (top.saturating_sub(ORDER_SCAN - 1).max(1)..=top).rev() {
+                last_seen = Some(n);
                 let id = format!("ord-{n:08}");
                 let record = match book.orders.get(&id) {
                     Some(record) => Some(record.clone()),
@@ -517,17 +550,30 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     }
                 }
             }
+            let next = last_seen
+                .filter(|n| *n > 1 && status != Some("open"))
+                .map(|n| format!("ord-{n:08}"));
             Ok(Route::ok(
-                serde_json::json!({ "orders": orders, "synced": synced }),
+                serde_json::json!({ "orders": orders, "next": next, "synced": synced }),
             ))
         }
         (Method::Get, ["orders", id]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
             let Stored { book, ledger, .. } = stored()?;
-            find_order(&ledger, &book, id)
-                .map(Route::ok)
-                .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))
+            let record = find_order(&ledger, &book, id)
+                .ok_or_else(|| Route::error(404, "order-not-found", format!("no order `{id}`")))?;
+            // Its whole history: the events that made it what it is.
+            let mut history = Vec::new();
+            for sequence in &record.events {
+                let event = ledger.event(&book, *sequence).map_err(ledger_failed)?;
+                let mut entry = serde_json::to_value(&event).unwrap_or_default();
+                entry["sequence"] = serde_json::json!(sequence);
+                history.push(entry);
+            }
+            let mut body = serde_json::to_value(&record).unwrap_or_default();
+            body["history"] = serde_json::Value::Array(history);
+            Ok(Route::ok(body))
         }
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;

@@ -273,6 +273,13 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     )
     .await;
     assert_eq!(order["status"], "filled", "{order}");
+    let history: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["order-placed", "order-filled"], "{order}");
     // Monday's open plus the default 5 bps of slippage, rounded up to a tick.
     let monday = bar(&base, "AAPL", "2010-08-23").await;
     let (open, low) = (price(&monday["open"]), price(&monday["low"]));
@@ -1173,15 +1180,52 @@ async fn finished_orders_move_to_the_archive_and_stay_readable_and_idempotent() 
     assert_eq!(status, 409);
     let limited = view(&base, "/api/v1/execution/orders?limit=3").await;
     assert_eq!(limited["orders"].as_array().unwrap().len(), 3);
-    let (status, _) = call(
-        &base,
-        reqwest::Method::GET,
-        "/api/v1/execution/orders?limit=0",
-        Some(VIEWER),
-        None,
-    )
-    .await;
-    assert_eq!(status, 400);
+    assert_projects(&limited, "execution", "orders");
+    // Pages by cursor, newest first, through book and archive alike.
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = view(&base, &format!("/api/v1/execution/orders?limit=7{cursor}")).await;
+        paged.extend(
+            page["orders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids, "the pages are the whole history, once each");
+    let dated = view(&base, "/api/v1/execution/orders?limit=1000&date=2010-08-20").await;
+    assert_eq!(dated["orders"].as_array().unwrap().len(), 40);
+    let other_day = view(&base, "/api/v1/execution/orders?date=2010-08-19").await;
+    assert_eq!(other_day["orders"], json!([]));
+    // An archived order's whole history: placed (rejected), nothing after.
+    assert_eq!(first["history"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["history"][0]["type"], "order-placed");
+    assert_eq!(first["history"][0]["record"]["status"], "rejected");
+    for (query, code) in [
+        ("limit=0", "invalid-limit"),
+        ("after=42", "invalid-after"),
+        ("date=yesterday", "invalid-date"),
+    ] {
+        let (status, body) = call(
+            &base,
+            reqwest::Method::GET,
+            &format!("/api/v1/execution/orders?{query}"),
+            Some(VIEWER),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
+    }
 }
 
 /// Every row of the default key-value store, as stored.

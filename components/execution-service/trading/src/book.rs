@@ -129,6 +129,9 @@ pub struct OrderRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
     pub fills: Vec<FillRecord>,
+    /// The sequence numbers of its events, oldest first (its history).
+    #[serde(default)]
+    pub events: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -620,6 +623,7 @@ impl Book {
                 works_from: Some(bar.date),
                 denial: None,
                 fills: Vec::new(),
+                events: Vec::new(),
             }),
         });
         // The exit trades inside the bar, without the participation cap: a
@@ -892,6 +896,7 @@ impl Book {
             works_from: None,
             denial: None,
             fills: Vec::new(),
+            events: Vec::new(),
         };
         if let Err(denial) = verdict {
             let _ = order.apply(&OrderEvent::Reject {
@@ -900,14 +905,14 @@ impl Book {
             record.order = order;
             record.denial = Some(denial.clone());
             self.emit(Event::OrderPlaced {
-                record: Box::new(record.clone()),
+                record: Box::new(record),
             });
             self.notify(Notice::Denied {
-                order_id: id,
+                order_id: id.clone(),
                 symbol,
                 denial,
             });
-            return Err(SubmitError::Denied(Box::new(record)));
+            return Err(SubmitError::Denied(Box::new(self.orders[&id].clone())));
         }
         let _ = order.apply(&OrderEvent::Accept);
         record.order = order;

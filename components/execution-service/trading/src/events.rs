@@ -113,6 +113,8 @@ impl Book {
     /// book ever sees; an event that cannot apply (a fill for an order that
     /// is not working) changes nothing, live and on replay alike.
     pub fn apply(&mut self, event: &Event) {
+        // The number this event has: the book has applied `events` before it.
+        let sequence = self.events + 1;
         match event {
             Event::Opened { cash } => {
                 self.portfolio = Portfolio::new(*cash);
@@ -134,7 +136,9 @@ impl Book {
                     let surplus = self.recent_submissions.len().saturating_sub(RATE_WINDOW);
                     self.recent_submissions.drain(..surplus);
                 }
-                self.orders.insert(id, (**record).clone());
+                let mut record = (**record).clone();
+                record.events = vec![sequence];
+                self.orders.insert(id, record);
             }
             Event::OrderFilled { order_id, fill } => {
                 let Some(record) = self.orders.get_mut(order_id) else {
@@ -164,10 +168,12 @@ impl Book {
                 }
                 record.order = order;
                 record.fills.push(*fill);
+                record.events.push(sequence);
             }
             Event::OrderWorks { order_id, from } => {
                 if let Some(record) = self.orders.get_mut(order_id) {
                     record.works_from = Some(*from);
+                    record.events.push(sequence);
                 }
             }
             Event::OrderClosed { order_id, expired } => {
@@ -177,7 +183,9 @@ impl Book {
                     } else {
                         OrderEvent::Cancel
                     };
-                    let _ = record.order.apply(&how);
+                    if record.order.apply(&how).is_ok() {
+                        record.events.push(sequence);
+                    }
                 }
             }
             Event::ExitsSet { symbol, exits } => match exits {

@@ -307,26 +307,28 @@ impl<S: CasStore> Ledger<S> {
     /// their keys or, for the newest, from the stored book's journal.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, Event)>, LedgerError> {
         let book = self.read()?;
-        let last = book.events;
-        let mut out = Vec::new();
-        for sequence in (after + 1..=last).take(limit) {
-            let (bytes, _) = self
-                .store
-                .load(&self.event_key(sequence))
-                .map_err(|e| LedgerError::Store(e.to_string()))?;
-            let event = match bytes {
-                Some(bytes) => serde_json::from_slice(&bytes)
-                    .map_err(|e| LedgerError::Corrupt(format!("event {sequence}: {e}")))?,
-                None => book
-                    .journal
-                    .iter()
-                    .find(|(s, _)| *s == sequence)
-                    .map(|(_, event)| event.clone())
-                    .ok_or_else(|| LedgerError::Corrupt(format!("event {sequence} is missing")))?,
-            };
-            out.push((sequence, event));
+        (after + 1..=book.events)
+            .take(limit)
+            .map(|sequence| Ok((sequence, self.event(&book, sequence)?)))
+            .collect()
+    }
+
+    /// Event `sequence` of `book` (as read): from its key or the book's journal.
+    pub fn event(&self, book: &Book, sequence: u64) -> Result<Event, LedgerError> {
+        let (bytes, _) = self
+            .store
+            .load(&self.event_key(sequence))
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        match bytes {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| LedgerError::Corrupt(format!("event {sequence}: {e}"))),
+            None => book
+                .journal
+                .iter()
+                .find(|(s, _)| *s == sequence)
+                .map(|(_, event)| event.clone())
+                .ok_or_else(|| LedgerError::Corrupt(format!("event {sequence} is missing"))),
         }
-        Ok(out)
     }
 }
 

@@ -217,7 +217,7 @@ proptest! {
         prop_assert_eq!(live.events, events.len() as u64);
         live.journal.clear();
         let rebuilt = Book::replay(events.iter().map(|(_, e)| e));
-        prop_assert_eq!(rebuilt, live);
+        prop_assert_eq!(&rebuilt, &live);
         // The whole equity curve the ledger keeps is each day's last point.
         let mut days = BTreeMap::new();
         for (_, event) in &events {
@@ -227,6 +227,20 @@ proptest! {
         }
         let curve = ledger.equity_curve(&ledger.read().unwrap()).unwrap();
         prop_assert_eq!(curve, days.into_values().collect::<Vec<_>>());
+        // Each order's history lists its own events.
+        for record in live.orders.values() {
+            prop_assert!(!record.events.is_empty());
+            for sequence in &record.events {
+                let id = match &events[*sequence as usize - 1].1 {
+                    trading::Event::OrderPlaced { record } => record.order.id.clone(),
+                    trading::Event::OrderFilled { order_id, .. }
+                    | trading::Event::OrderWorks { order_id, .. }
+                    | trading::Event::OrderClosed { order_id, .. } => order_id.clone(),
+                    other => panic!("event {sequence} is not an order's: {other:?}"),
+                };
+                prop_assert_eq!(&id, &record.order.id);
+            }
+        }
         let mut client_ids: Vec<&str> = events
             .iter()
             .filter_map(|(_, e)| match e {
