@@ -1320,11 +1320,22 @@ async fn reads_never_write_and_say_when_the_book_was_synced() {
     let value = |key: &str| rows.iter().find(|(_, k, _)| k == key).map(|(_, _, v)| v);
     let mut stored: trading::Book =
         serde_json::from_slice(value("execution/book").expect("the book")).unwrap();
+    // Blocks of events, a line each: `<sequence> <json>`.
     let mut events: Vec<(u64, trading::Event)> = rows
         .iter()
-        .filter_map(|(_, key, bytes)| {
-            let sequence = key.strip_prefix("execution/book/events/")?.parse().ok()?;
-            Some((sequence, serde_json::from_slice(bytes).unwrap()))
+        .filter(|(_, key, _)| key.starts_with("execution/book/events/"))
+        .flat_map(|(_, _, bytes)| {
+            String::from_utf8(bytes.clone())
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let (sequence, json) = line.split_once(' ').unwrap();
+                    (
+                        sequence.parse().unwrap(),
+                        serde_json::from_str(json).unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     for (sequence, event) in &stored.journal {

@@ -6,10 +6,11 @@
 //! over Redis in the cluster).
 //!
 //! The events of a transaction ([`crate::events`]) commit with the book, in
-//! its journal; after the swap each is written to a key of its own
-//! (`<key>/events/<sequence>`), written only if absent, so an event is
-//! never rewritten; the next transaction drops the written ones from the
-//! journal. Every event ever committed is therefore in its key or in the
+//! its journal; after the swap they are appended to the ledger's event
+//! blocks (`<key>/events/<block>`, 64 events each, a line per event:
+//! `<sequence> <json>`), by compare-and-swap and only ever appended — an
+//! event already there must be the same bytes, so none is ever rewritten;
+//! the next transaction drops the written ones from the journal. Every event ever committed is therefore in its key or in the
 //! stored book's journal, and [`Ledger::events`] reads them in order. With
 //! an order placed, its client order id is written to `<key>/client/<id>`
 //! the same way: the book keeps only those of the orders it holds, so
@@ -56,6 +57,9 @@ impl<T: CasStore> CasStore for &T {
 /// One month of the equity curve: each day's point and the sequence number
 /// of the event that recorded it.
 type Month = BTreeMap<NaiveDate, (u64, EquityPoint)>;
+
+/// Events a block of the ledger's event log holds.
+pub const EVENT_BLOCK: u64 = 64;
 
 /// Attempts before a transaction gives up under contention.
 pub const MAX_ATTEMPTS: u32 = 200;
@@ -172,8 +176,79 @@ impl<S: CasStore> Ledger<S> {
         Err(LedgerError::Contention)
     }
 
-    fn event_key(&self, sequence: u64) -> String {
-        format!("{}/events/{sequence:012}", self.key)
+    /// The key of the block that holds event `sequence`.
+    fn block_key(&self, sequence: u64) -> String {
+        format!("{}/events/{:08}", self.key, (sequence - 1) / EVENT_BLOCK)
+    }
+
+    /// A block's events by sequence number, as stored.
+    fn block(&self, key: &str) -> Result<(Vec<(u64, Vec<u8>)>, S::Token), LedgerError> {
+        let (bytes, token) = self
+            .store
+            .load(key)
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        let mut events = Vec::new();
+        for line in bytes.unwrap_or_default().split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let at = line
+                .iter()
+                .position(|b| *b == b' ')
+                .ok_or_else(|| LedgerError::Corrupt(format!("{key}: a line without its number")))?;
+            let sequence = std::str::from_utf8(&line[..at])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| LedgerError::Corrupt(format!("{key}: a bad sequence number")))?;
+            events.push((sequence, line[at + 1..].to_vec()));
+        }
+        Ok((events, token))
+    }
+
+    /// Append `new` (consecutive events of one block) to the block: those
+    /// already there must be the same bytes; the rest follow its last.
+    fn append_block(&self, key: &str, new: &[(u64, Vec<u8>)]) -> Result<(), LedgerError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (stored, token) = self.block(key)?;
+            let last = stored.last().map_or(0, |(n, _)| *n);
+            for (sequence, bytes) in new.iter().filter(|(n, _)| *n <= last) {
+                match stored.iter().find(|(n, _)| n == sequence) {
+                    Some((_, there)) if there == bytes => {}
+                    _ => return Err(LedgerError::Rewritten(*sequence)),
+                }
+            }
+            let fresh: Vec<&(u64, Vec<u8>)> = new.iter().filter(|(n, _)| *n > last).collect();
+            let Some((first, _)) = fresh.first() else {
+                return Ok(());
+            };
+            // A block starts at its first number and grows without a gap.
+            let expected = if last == 0 {
+                (first - 1) / EVENT_BLOCK * EVENT_BLOCK + 1
+            } else {
+                last + 1
+            };
+            if *first != expected {
+                return Err(LedgerError::Corrupt(format!(
+                    "{key}: event {first} would follow {last}"
+                )));
+            }
+            let mut value = Vec::new();
+            let lines = stored.iter().chain(fresh);
+            for (sequence, bytes) in lines {
+                value.extend_from_slice(sequence.to_string().as_bytes());
+                value.push(b' ');
+                value.extend_from_slice(bytes);
+                value.push(b'\n');
+            }
+            if self
+                .store
+                .swap(token, value)
+                .map_err(|e| LedgerError::Store(e.to_string()))?
+            {
+                return Ok(());
+            }
+        }
+        Err(LedgerError::Contention)
     }
 
     fn client_key(&self, client_order_id: &str) -> String {
@@ -194,11 +269,24 @@ impl<S: CasStore> Ledger<S> {
     /// order ids to theirs), each only if absent: one that is there already
     /// must hold the same bytes. The last sequence number written, 0 for none.
     fn write_events(&self, journal: &[(u64, Event)]) -> Result<u64, LedgerError> {
-        let mut last = 0;
+        let mut block: Vec<(u64, Vec<u8>)> = Vec::new();
         for (sequence, event) in journal {
+            if block
+                .last()
+                .is_some_and(|(n, _)| (n - 1) / EVENT_BLOCK != (sequence - 1) / EVENT_BLOCK)
+            {
+                self.append_block(&self.block_key(block[0].0), &block)?;
+                block.clear();
+            }
             let encoded =
                 serde_json::to_vec(event).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-            self.write_once(&self.event_key(*sequence), &encoded, *sequence)?;
+            block.push((*sequence, encoded));
+        }
+        if let Some((first, _)) = block.first() {
+            self.append_block(&self.block_key(*first), &block)?;
+        }
+        let mut last = 0;
+        for (sequence, event) in journal {
             match event {
                 Event::OrderPlaced { record } => {
                     let key = self.client_key(&record.order.client_order_id);
@@ -307,20 +395,33 @@ impl<S: CasStore> Ledger<S> {
     /// their keys or, for the newest, from the stored book's journal.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, Event)>, LedgerError> {
         let book = self.read()?;
-        (after + 1..=book.events)
-            .take(limit)
-            .map(|sequence| Ok((sequence, self.event(&book, sequence)?)))
-            .collect()
+        let mut out = Vec::new();
+        let mut block: Option<(String, Vec<(u64, Vec<u8>)>)> = None;
+        for sequence in (after + 1..=book.events).take(limit) {
+            let key = self.block_key(sequence);
+            if block.as_ref().is_none_or(|(k, _)| *k != key) {
+                let (stored, _) = self.block(&key)?;
+                block = Some((key, stored));
+            }
+            let stored = block
+                .as_ref()
+                .map(|(_, s)| s.as_slice())
+                .unwrap_or_default();
+            let event = match stored.iter().find(|(n, _)| *n == sequence) {
+                Some((_, bytes)) => serde_json::from_slice(bytes)
+                    .map_err(|e| LedgerError::Corrupt(format!("event {sequence}: {e}")))?,
+                None => self.event(&book, sequence)?,
+            };
+            out.push((sequence, event));
+        }
+        Ok(out)
     }
 
-    /// Event `sequence` of `book` (as read): from its key or the book's journal.
+    /// Event `sequence` of `book` (as read): from its block or the book's journal.
     pub fn event(&self, book: &Book, sequence: u64) -> Result<Event, LedgerError> {
-        let (bytes, _) = self
-            .store
-            .load(&self.event_key(sequence))
-            .map_err(|e| LedgerError::Store(e.to_string()))?;
-        match bytes {
-            Some(bytes) => serde_json::from_slice(&bytes)
+        let (stored, _) = self.block(&self.block_key(sequence))?;
+        match stored.into_iter().find(|(n, _)| *n == sequence) {
+            Some((_, bytes)) => serde_json::from_slice(&bytes)
                 .map_err(|e| LedgerError::Corrupt(format!("event {sequence}: {e}"))),
             None => book
                 .journal
