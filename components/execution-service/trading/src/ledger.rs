@@ -58,6 +58,9 @@ impl<T: CasStore> CasStore for &T {
 /// of the event that recorded it.
 type Month = BTreeMap<NaiveDate, (u64, EquityPoint)>;
 
+/// Events as a block stores them: each sequence number and its JSON.
+type Lines = Vec<(u64, Vec<u8>)>;
+
 /// Events a block of the ledger's event log holds.
 pub const EVENT_BLOCK: u64 = 64;
 
@@ -182,7 +185,7 @@ impl<S: CasStore> Ledger<S> {
     }
 
     /// A block's events by sequence number, as stored.
-    fn block(&self, key: &str) -> Result<(Vec<(u64, Vec<u8>)>, S::Token), LedgerError> {
+    fn block(&self, key: &str) -> Result<(Lines, S::Token), LedgerError> {
         let (bytes, token) = self
             .store
             .load(key)
@@ -269,7 +272,7 @@ impl<S: CasStore> Ledger<S> {
     /// order ids to theirs), each only if absent: one that is there already
     /// must hold the same bytes. The last sequence number written, 0 for none.
     fn write_events(&self, journal: &[(u64, Event)]) -> Result<u64, LedgerError> {
-        let mut block: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut block: Lines = Vec::new();
         for (sequence, event) in journal {
             if block
                 .last()
@@ -396,7 +399,7 @@ impl<S: CasStore> Ledger<S> {
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, Event)>, LedgerError> {
         let book = self.read()?;
         let mut out = Vec::new();
-        let mut block: Option<(String, Vec<(u64, Vec<u8>)>)> = None;
+        let mut block: Option<(String, Lines)> = None;
         for sequence in (after + 1..=book.events).take(limit) {
             let key = self.block_key(sequence);
             if block.as_ref().is_none_or(|(k, _)| *k != key) {
