@@ -1,7 +1,10 @@
 //! execution-service benchmark (release build):
 //! - the domain library alone: orders/s through risk check, reservation and
-//!   the ledger's compare-and-swap transaction (in-memory store), over 30
+//!   the ledger's compare-and-swap transaction (in-memory store), over 250
 //!   days of 100 orders with finished orders archived as the component does;
+//! - `GET /orders?limit=100` through the host over a history of 25,000
+//!   orders (written into the host's SQLite store by the library, as the
+//!   component lays them out);
 //! - through the host (SQLite key-value store, data-service for prices):
 //!   `POST /trade` sequentially and from 16 concurrent clients, then the
 //!   paper fills of every working order when the clock moves a day;
@@ -157,6 +160,148 @@ fn library() {
     }
 }
 
+/// The host's SQLite key-value store (`default`), as a [`CasStore`].
+struct HostSqlite(rusqlite::Connection);
+
+impl trading::CasStore for HostSqlite {
+    type Token = (String, Option<Vec<u8>>);
+    type Error = rusqlite::Error;
+
+    fn load(&self, key: &str) -> Result<trading::ledger::Snapshot<Self::Token>, Self::Error> {
+        use rusqlite::OptionalExtension;
+        let value: Option<Vec<u8>> = self
+            .0
+            .query_row(
+                "SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1",
+                [key],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok((value.clone(), (key.to_string(), value)))
+    }
+
+    fn swap(&self, (key, seen): Self::Token, value: Vec<u8>) -> Result<bool, Self::Error> {
+        let changed = match seen {
+            Some(seen) => self.0.execute(
+                "UPDATE spin_key_value SET value = ?3 WHERE store = 'default' AND key = ?1 AND value = ?2",
+                (key, seen, value),
+            )?,
+            None => self.0.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)
+                 ON CONFLICT(store, key) DO NOTHING",
+                (key, value),
+            )?,
+        };
+        Ok(changed == 1)
+    }
+}
+
+/// 25,000 orders (250 days of 100, each filled the next day, finished ones
+/// archived to `execution/orders/<id>` as the component does) written by the
+/// library into a host's store; then `GET /orders?limit=100` through it.
+async fn orders_history() {
+    let state = tempfile::tempdir().unwrap();
+    // The host creates the store's table; the library then fills it.
+    drop(start(state.path()).await);
+    let db = rusqlite::Connection::open(state.path().join("sqlite_key_value.db")).unwrap();
+    db.execute_batch("PRAGMA synchronous = OFF").unwrap();
+    let config = trading::Config::from_vars(|_| None).unwrap();
+    let ledger = Ledger::new(
+        HostSqlite(db),
+        "execution/book",
+        Book::new(config.starting_cash),
+    );
+    let price: market_data::Price = "32.08".parse().unwrap();
+    let first = NaiveDate::from_ymd_opt(2009, 9, 1).unwrap();
+    let mut bars = Vec::new();
+    let started = Instant::now();
+    for day in 0..250 {
+        let date = first + chrono::Duration::days(day);
+        bars.push(Bar {
+            date,
+            ts: 0,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 100_000_000,
+        });
+        let mut ctx = Context {
+            limits: relaxed(),
+            broker: PaperBroker::default(),
+            session_policy: SessionPolicy::Queue,
+            market: MarketView {
+                as_of: Some(date),
+                live: false,
+                now: date.and_hms_opt(0, 0, 0).unwrap().and_utc(),
+                bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
+            },
+        };
+        let book = ledger.transact(|b| b.sync(&ctx)).unwrap().book;
+        let old: Vec<&trading::book::OrderRecord> = book.archivable(config.keep_finished_orders);
+        for record in &old {
+            let key = format!("execution/orders/{}", record.order.id);
+            ledger
+                .store()
+                .0
+                .execute(
+                    "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+                    (key, serde_json::to_vec(record).unwrap()),
+                )
+                .unwrap();
+        }
+        let ids: Vec<String> = old.iter().map(|r| r.order.id.clone()).collect();
+        let sent: Vec<u64> = book.outbox.iter().map(|(n, _)| *n).collect();
+        ledger
+            .transact(|b| {
+                b.forget(&ids);
+                b.delivered(&sent);
+            })
+            .unwrap();
+        for i in 0..100 {
+            ctx.market.now += chrono::Duration::minutes(3);
+            ledger
+                .transact(|b| {
+                    b.submit_checked(&ctx, order(day as usize * 100 + i), Origin::Api, |id| {
+                        ledger.client_order(id).map_err(|e| e.to_string())
+                    })
+                })
+                .unwrap()
+                .value
+                .unwrap();
+        }
+    }
+    let written = started.elapsed();
+    drop(ledger);
+    let host = start(state.path()).await;
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        let started = Instant::now();
+        let page: Value = client
+            .get(format!(
+                "http://{}/api/v1/execution/orders?limit=100",
+                host.addr
+            ))
+            .bearer_auth(TRADER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+        assert_eq!(page["orders"].as_array().map(Vec::len), Some(100), "{page}");
+    }
+    latencies.sort();
+    println!(
+        "GET /orders?limit=100 with 25,000 orders in the history (written in {:.0} s): p50 {:.2} ms, p99 {:.2} ms",
+        written.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+}
+
 async fn start(state: &Path) -> runtime_host::RunningHost {
     let mut settings = support::settings(state);
     settings.request_timeout = Duration::from_secs(120);
@@ -247,6 +392,7 @@ async fn credential_costs(client: &reqwest::Client, base: &str) {
 #[tokio::main]
 async fn main() {
     library();
+    orders_history().await;
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
