@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use market_data::Bar;
 use serde_json::{Value, json};
 use trading::book::{Context, MarketView, OrderRequest, Origin, SessionPolicy};
@@ -76,62 +76,91 @@ fn order(i: usize) -> OrderRequest {
 /// ids not in the book are looked up in the ledger's keys, as the component
 /// does.
 fn library() {
-    let first = NaiveDate::from_ymd_opt(2010, 1, 4).unwrap();
-    let price: market_data::Price = "32.08".parse().unwrap();
-    let bar = |date| Bar {
-        date,
-        ts: 0,
-        open: price,
-        high: price,
-        low: price,
-        close: price,
-        volume: 100_000_000,
-    };
     let store = MemoryStore::default();
     let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
-    let mut bars = Vec::new();
+    let mut first_day = 0.0;
+    trade_days(
+        &ledger,
+        |_, _| (),
+        |day, per, book| {
+            if day == 0 {
+                first_day = per.as_secs_f64();
+            }
+            if [0, 29, 249].contains(&day) {
+                let bytes = serde_json::to_vec(book).map_or(0, |b| b.len());
+                println!(
+                    "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book, {} KiB): {:.1} µs/order ({:.0} orders/s, {:.2}× day 1; goal day 250 ≤ 1.3×)",
+                    day + 1,
+                    (day + 1) * 100,
+                    book.orders.len(),
+                    bytes / 1024,
+                    per.as_secs_f64() * 1e6,
+                    1.0 / per.as_secs_f64(),
+                    per.as_secs_f64() / first_day
+                );
+            }
+        },
+    );
+}
+
+/// 250 days of 100 orders as the component works them: a day's first write
+/// syncs (yesterday's orders fill), finished orders beyond the configured
+/// newest are archived (`archive` stores each first, as the component does)
+/// and notices delivered; then the day's orders come three minutes apart,
+/// client order ids not in the book looked up in the ledger's keys.
+/// `each_day` gets the day, its mean time per submission and the book.
+fn trade_days<S: trading::CasStore>(
+    ledger: &Ledger<S>,
+    archive: impl Fn(&S, &trading::book::OrderRecord),
+    mut each_day: impl FnMut(i64, Duration, &Book),
+) {
+    let price: market_data::Price = "32.08".parse().unwrap();
+    let first = NaiveDate::from_ymd_opt(2009, 9, 1).unwrap();
     let keep = trading::Config::from_vars(|_| None)
         .expect("the default configuration")
         .keep_finished_orders;
-    let mut first_day = 0.0;
+    let mut bars = Vec::new();
     for day in 0..250 {
         let date = first + chrono::Duration::days(day);
-        bars.push(bar(date));
-        let ctx = Context {
+        bars.push(Bar {
+            date,
+            ts: 0,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 100_000_000,
+        });
+        let mut ctx = Context {
             limits: relaxed(),
             broker: PaperBroker::default(),
             session_policy: SessionPolicy::Queue,
             market: MarketView {
                 as_of: Some(date),
                 live: false,
-                now: chrono::DateTime::<Utc>::from(std::time::SystemTime::now()),
+                now: date.and_hms_opt(0, 0, 0).unwrap().and_utc(),
                 bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
             },
         };
-        // As the component does after a day's first write: yesterday's
-        // fills are worked, finished orders archived, notices delivered.
-        let book = ledger.transact(|book| book.sync(&ctx)).unwrap().book;
-        let old: Vec<String> = book
-            .archivable(keep)
-            .iter()
-            .map(|r| r.order.id.clone())
-            .collect();
+        let book = ledger.transact(|b| b.sync(&ctx)).unwrap().book;
+        let old = book.archivable(keep);
+        for record in &old {
+            archive(ledger.store(), record);
+        }
+        let ids: Vec<String> = old.iter().map(|r| r.order.id.clone()).collect();
         let sent: Vec<u64> = book.outbox.iter().map(|(n, _)| *n).collect();
         ledger
             .transact(|b| {
-                b.forget(&old);
+                b.forget(&ids);
                 b.delivered(&sent);
             })
             .unwrap();
         let started = Instant::now();
         for i in 0..100 {
-            // A session's orders, three minutes apart.
-            let mut ctx = ctx.clone();
-            ctx.market.now = date.and_hms_opt(0, 0, 0).unwrap().and_utc()
-                + chrono::Duration::minutes(3 * i as i64);
+            ctx.market.now += chrono::Duration::minutes(3);
             ledger
-                .transact(|book| {
-                    book.submit_checked(&ctx, order(day as usize * 100 + i), Origin::Api, |id| {
+                .transact(|b| {
+                    b.submit_checked(&ctx, order(day as usize * 100 + i), Origin::Api, |id| {
                         ledger.client_order(id).map_err(|e| e.to_string())
                     })
                 })
@@ -139,24 +168,7 @@ fn library() {
                 .value
                 .unwrap();
         }
-        let per = started.elapsed() / 100;
-        let book = ledger.read().unwrap();
-        if day == 0 {
-            first_day = per.as_secs_f64();
-        }
-        if [0, 29, 249].contains(&day) {
-            let bytes = serde_json::to_vec(&book).map_or(0, |b| b.len());
-            println!(
-                "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book, {} KiB): {:.1} µs/order ({:.0} orders/s, {:.2}× day 1; goal day 250 ≤ 1.3×)",
-                day + 1,
-                (day + 1) * 100,
-                book.orders.len(),
-                bytes / 1024,
-                per.as_secs_f64() * 1e6,
-                1.0 / per.as_secs_f64(),
-                per.as_secs_f64() / first_day
-            );
-        }
+        each_day(day, started.elapsed() / 100, &ledger.read().unwrap());
     }
 }
 
@@ -211,66 +223,23 @@ async fn orders_history() {
         "execution/book",
         Book::new(config.starting_cash),
     );
-    let price: market_data::Price = "32.08".parse().unwrap();
-    let first = NaiveDate::from_ymd_opt(2009, 9, 1).unwrap();
-    let mut bars = Vec::new();
     let started = Instant::now();
-    for day in 0..250 {
-        let date = first + chrono::Duration::days(day);
-        bars.push(Bar {
-            date,
-            ts: 0,
-            open: price,
-            high: price,
-            low: price,
-            close: price,
-            volume: 100_000_000,
-        });
-        let mut ctx = Context {
-            limits: relaxed(),
-            broker: PaperBroker::default(),
-            session_policy: SessionPolicy::Queue,
-            market: MarketView {
-                as_of: Some(date),
-                live: false,
-                now: date.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-                bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
-            },
-        };
-        let book = ledger.transact(|b| b.sync(&ctx)).unwrap().book;
-        let old: Vec<&trading::book::OrderRecord> = book.archivable(config.keep_finished_orders);
-        for record in &old {
-            let key = format!("execution/orders/{}", record.order.id);
-            ledger
-                .store()
+    trade_days(
+        &ledger,
+        |store, record| {
+            store
                 .0
                 .execute(
                     "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
-                    (key, serde_json::to_vec(record).unwrap()),
+                    (
+                        format!("execution/orders/{}", record.order.id),
+                        serde_json::to_vec(record).unwrap(),
+                    ),
                 )
                 .unwrap();
-        }
-        let ids: Vec<String> = old.iter().map(|r| r.order.id.clone()).collect();
-        let sent: Vec<u64> = book.outbox.iter().map(|(n, _)| *n).collect();
-        ledger
-            .transact(|b| {
-                b.forget(&ids);
-                b.delivered(&sent);
-            })
-            .unwrap();
-        for i in 0..100 {
-            ctx.market.now += chrono::Duration::minutes(3);
-            ledger
-                .transact(|b| {
-                    b.submit_checked(&ctx, order(day as usize * 100 + i), Origin::Api, |id| {
-                        ledger.client_order(id).map_err(|e| e.to_string())
-                    })
-                })
-                .unwrap()
-                .value
-                .unwrap();
-        }
-    }
+        },
+        |_, _, _| (),
+    );
     let written = started.elapsed();
     drop(ledger);
     let host = start(state.path()).await;

@@ -633,37 +633,8 @@ async fn postgres_round_trips_every_type_through_each_interface_version() {
 /// password and an address not granted are errors.
 #[tokio::test]
 async fn mqtt_publishes_to_granted_brokers_with_the_components_credentials() {
-    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
     let broker = MosquittoServer::start();
-    let mut options = MqttOptions::new("subscriber", "127.0.0.1", broker.port);
-    options.set_credentials("desk", "secret");
-    let (subscriber, mut events) = AsyncClient::new(options, 16);
-    subscriber
-        .subscribe("fills/#", QoS::ExactlyOnce)
-        .await
-        .unwrap();
-    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut subscribed_tx = Some(subscribed_tx);
-        while let Ok(event) = events.poll().await {
-            match event {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(tx) = subscribed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(p)) => {
-                    let _ = received_tx.send((p.topic.clone(), p.payload.to_vec()));
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), subscribed)
-        .await
-        .expect("subscribed")
-        .unwrap();
+    let mut received = mqtt_subscriber(&broker, "fills/#").await;
 
     let dir = tempfile::tempdir().unwrap();
     let manifest = guest_manifest(
@@ -752,7 +723,6 @@ async fn mqtt_publishes_to_granted_brokers_with_the_components_credentials() {
 /// encrypted as the server sees it; without, it is refused.
 #[tokio::test]
 async fn postgres_and_mqtt_speak_tls_verified_against_the_hosts_roots() {
-    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
     let ca = TestCa::new();
     let pg = PostgresServer::start_with_tls(&ca);
     let broker = MosquittoServer::start_with_tls(&ca);
@@ -773,35 +743,7 @@ async fn postgres_and_mqtt_speak_tls_verified_against_the_hosts_roots() {
     };
 
     // A subscriber on the broker's plain listener sees what arrives over TLS.
-    let mut options = MqttOptions::new("tls-subscriber", "127.0.0.1", broker.port);
-    options.set_credentials("desk", "secret");
-    let (subscriber, mut events) = AsyncClient::new(options, 16);
-    subscriber
-        .subscribe("fills/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut subscribed_tx = Some(subscribed_tx);
-        while let Ok(event) = events.poll().await {
-            match event {
-                Event::Incoming(Incoming::SubAck(_)) => {
-                    if let Some(tx) = subscribed_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Incoming(Incoming::Publish(p)) => {
-                    let _ = received_tx.send(p.payload.to_vec());
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), subscribed)
-        .await
-        .expect("subscribed")
-        .unwrap();
+    let mut received = mqtt_subscriber(&broker, "fills/#").await;
     let publish = |host: &runtime_host::RunningHost, address: String| {
         let request = client()
             .post(url(
@@ -838,7 +780,7 @@ async fn postgres_and_mqtt_speak_tls_verified_against_the_hosts_roots() {
     }
     let (status, body) = publish(&host, mqtts("tls-guest")).await;
     assert_eq!((status, body.as_str()), (200, "published"));
-    let payload = tokio::time::timeout(Duration::from_secs(10), received.recv())
+    let (_, payload) = tokio::time::timeout(Duration::from_secs(10), received.recv())
         .await
         .expect("the subscriber receives the message")
         .unwrap();

@@ -112,6 +112,18 @@ async fn bar(base: &str, symbol: &str, date: &str) -> Value {
     body["bars"][0].clone()
 }
 
+/// `POST /sync` as a trader: the book worked up to the market clock.
+async fn sync(base: &str) -> (u16, Value) {
+    call(
+        base,
+        reqwest::Method::POST,
+        "/api/v1/execution/sync",
+        Some(TRADER),
+        None,
+    )
+    .await
+}
+
 async fn advance_clock(base: &str) -> Value {
     let resp = client()
         .post(format!("{base}/api/v1/data/clock/advance"))
@@ -252,14 +264,7 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     )
     .await;
     assert_eq!(order["status"], "accepted", "{order}");
-    let (status, synced) = call(
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/execution/sync",
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let (status, synced) = sync(&base).await;
     assert_eq!(status, 200, "{synced}");
     assert_eq!(synced["synced"]["as_of"], "2010-08-23", "{synced}");
     assert_eq!(synced["working_orders"], 0, "{synced}");
@@ -985,14 +990,7 @@ async fn replayed_days_of_trading_cycles_trade_on_paper_and_alert_slack() {
     assert!(placed > 0, "eight days of signals placed no order");
 
     // Up to the day the clock was last moved to (reads do not sync).
-    let (status, _) = call(
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/execution/sync",
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let (status, _) = sync(&base).await;
     assert_eq!(status, 200);
     let pnl = view(&base, "/api/v1/execution/pnl").await;
     let curve: Vec<&str> = pnl["equity_curve"]
@@ -1297,14 +1295,7 @@ async fn reads_never_write_and_say_when_the_book_was_synced() {
     assert_eq!(open["orders"].as_array().unwrap().len(), 6);
     assert_projects(&open, "execution", "orders");
 
-    let (status, synced) = call(
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/execution/sync",
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let (status, synced) = sync(&base).await;
     assert_eq!(status, 200, "{synced}");
     assert_eq!(synced["synced"]["as_of"], "2010-08-23");
     assert_eq!(synced["working_orders"], 0, "Monday's open filled them");
@@ -1451,14 +1442,7 @@ async fn notices_reach_slack_exactly_once_through_failures_and_restarts() {
 
     // Back: the next write hands it over.
     let notifier = start_on(&notify, notify_addr).await;
-    let (status, _) = call(
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/execution/sync",
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let (status, _) = sync(&base).await;
     assert_eq!(status, 200);
     assert_eq!(pending(base.clone()).await, 0);
 
@@ -1482,27 +1466,7 @@ async fn notices_reach_slack_exactly_once_through_failures_and_restarts() {
     // notification-service restarted with deliveries still due; passes until done.
     notifier.shutdown().await;
     let notifier = start_on(&notify, notify_addr).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, pass) = call(
-            &format!("http://{notify_addr}"),
-            reqwest::Method::POST,
-            "/api/v1/notifications/deliver",
-            Some(TRADER),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{pass}");
-        assert_projects(&pass, "notifications", "delivery-pass");
-        if pass["pending"] == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still pending: {pass}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    deliver_all(&format!("http://{notify_addr}")).await;
 
     let seen = slack.seen.lock().unwrap().clone();
     assert!(

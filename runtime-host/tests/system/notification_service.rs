@@ -86,26 +86,7 @@ async fn read_log(host: &runtime_host::RunningHost, query: &str) -> Value {
 /// Delivery passes (`POST /deliver`) until nothing is pending; the log
 /// record of `id` then.
 async fn settle(host: &runtime_host::RunningHost, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let pass: Value = client()
-            .post(url(host, "/api/v1/notifications/deliver"))
-            .bearer_auth(TRADER)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if pass["pending"] == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still pending: {pass}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    deliver_all(&format!("http://{}", host.addr)).await;
     let log = read_log(host, "?limit=500").await;
     log["notifications"]
         .as_array()

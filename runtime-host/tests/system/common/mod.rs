@@ -869,3 +869,69 @@ fn sbin(program: &str) -> PathBuf {
         PathBuf::from(program)
     }
 }
+
+/// A subscriber to `topic` on `broker`'s plain listener (as `desk`), once
+/// the broker has acknowledged the subscription: each message's topic and
+/// payload arrive on the receiver.
+pub async fn mqtt_subscriber(
+    broker: &MosquittoServer,
+    topic: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)> {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+    let mut options = MqttOptions::new(
+        format!("subscriber-{}", free_port()),
+        "127.0.0.1",
+        broker.port,
+    );
+    options.set_credentials("desk", "secret");
+    let (subscriber, mut events) = AsyncClient::new(options, 16);
+    subscriber.subscribe(topic, QoS::ExactlyOnce).await.unwrap();
+    let (received_tx, received) = tokio::sync::mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        // Holding the client keeps the connection.
+        let _subscriber = subscriber;
+        let mut subscribed_tx = Some(subscribed_tx);
+        while let Ok(event) = events.poll().await {
+            match event {
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    if let Some(tx) = subscribed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Incoming::Publish(p)) => {
+                    let _ = received_tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("subscribed")
+        .unwrap();
+    received
+}
+
+/// notification-service's delivery passes (`POST /deliver`, with a trader
+/// key) at `base` until nothing is pending; each pass's answer is checked
+/// against the WIT record.
+pub async fn deliver_all(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = client()
+            .post(format!("{base}/api/v1/notifications/deliver"))
+            .bearer_auth("dev-trader-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let pass: serde_json::Value = resp.json().await.unwrap();
+        daytrade_contract::wit_check::assert_projects(&pass, "notifications", "delivery-pass");
+        if pass["pending"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still pending: {pass}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
