@@ -78,25 +78,31 @@ fn order(i: usize) -> OrderRequest {
 fn library() {
     let store = MemoryStore::default();
     let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
-    let mut first_day = 0.0;
+    // Each figure is the mean of five days (one day's 100 orders take
+    // ~60 ms: too short to read alone on a shared machine).
+    let mut per_day = Vec::new();
+    let mut first_days = 0.0;
     trade_days(
         &ledger,
         |_, _| (),
         |day, per, book| {
-            if day == 0 {
-                first_day = per.as_secs_f64();
-            }
-            if [0, 29, 249].contains(&day) {
+            per_day.push(per.as_secs_f64());
+            if [4, 29, 249].contains(&day) {
+                let mean = per_day[per_day.len() - 5..].iter().sum::<f64>() / 5.0;
+                if day == 4 {
+                    first_days = mean;
+                }
                 let bytes = serde_json::to_vec(book).map_or(0, |b| b.len());
                 println!(
-                    "trading library: submit in a CAS transaction, day {} ({} orders placed so far, {} in the book, {} KiB): {:.1} µs/order ({:.0} orders/s, {:.2}× day 1; goal day 250 ≤ 1.3×)",
+                    "trading library: submit in a CAS transaction, days {}-{} ({} orders placed by then, {} in the book, {} KiB): {:.1} µs/order ({:.0} orders/s, {:.2}× days 1-5; goal day 250 ≤ 1.3×)",
+                    day - 3,
                     day + 1,
                     (day + 1) * 100,
                     book.orders.len(),
                     bytes / 1024,
-                    per.as_secs_f64() * 1e6,
-                    1.0 / per.as_secs_f64(),
-                    per.as_secs_f64() / first_day
+                    mean * 1e6,
+                    1.0 / mean,
+                    mean / first_days
                 );
             }
         },
@@ -120,8 +126,12 @@ fn trade_days<S: trading::CasStore>(
         .expect("the default configuration")
         .keep_finished_orders;
     let mut bars = Vec::new();
-    for day in 0..250 {
-        let date = first + chrono::Duration::days(day);
+    // NYSE trading days (AAPL's calendar): each day's orders fill on the next.
+    let days = std::iter::successors(Some(first), |d| {
+        Some(market_data::Market::Us.next_trading_day(*d))
+    })
+    .take(250);
+    for (day, date) in (0..).zip(days) {
         bars.push(Bar {
             date,
             ts: 0,
