@@ -214,8 +214,10 @@ async fn with_book<T>(
 ) -> Result<Booked<T>, Route> {
     let config = config()?;
     let ledger = ledger(&config)?;
-    let snapshot = ledger.read().map_err(ledger_failed)?;
-    let market = market_view(&snapshot, extra, strict).await?;
+    // The book as loaded now: its symbols say what to fetch, and the
+    // transaction's first attempt starts from it.
+    let loaded = ledger.load().map_err(ledger_failed)?;
+    let market = market_view(&loaded.book, extra, strict).await?;
     let ctx = Context {
         limits: config.limits.clone(),
         broker: PaperBroker {
@@ -226,7 +228,7 @@ async fn with_book<T>(
     };
     let archived = |id: &str| ledger.client_order(id).map_err(|e| e.to_string());
     let committed = ledger
-        .transact(|book| {
+        .transact_from(loaded, |book| {
             book.sync(&ctx);
             op(book, &ctx, &archived)
         })

@@ -857,6 +857,8 @@ async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
 
     // A stream of orders; the host is killed while it flows.
     let base = host.base.clone();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
     let stream = tokio::spawn(async move {
         let mut acknowledged = Vec::new();
         for i in 0..10_000 {
@@ -868,19 +870,19 @@ async fn no_acknowledged_order_is_lost_to_kill_minus_9() {
                 .send()
                 .await;
             match resp {
-                Ok(resp) if resp.status() == 201 => acknowledged.push(id),
+                Ok(resp) if resp.status() == 201 => {
+                    acknowledged.push(id);
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 Ok(resp) => panic!("{}: {:?}", resp.status(), resp.text().await),
                 Err(_) => break,
             }
         }
         acknowledged
     });
-    while view(&host.base, "/api/v1/execution/status").await["orders"]
-        .as_u64()
-        .unwrap()
-        < 25
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Killed mid-stream, once 25 orders were acknowledged.
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 25 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     host.kill();
     let acknowledged = stream.await.unwrap();

@@ -97,6 +97,13 @@ pub struct Ledger<S> {
     opening: Book,
 }
 
+/// A book as loaded, with the stored bytes and the token to swap them with.
+pub struct Loaded<T> {
+    pub book: Book,
+    bytes: Option<Vec<u8>>,
+    token: T,
+}
+
 /// What a transaction saw and did.
 #[derive(Debug)]
 pub struct Committed<T> {
@@ -138,23 +145,54 @@ impl<S: CasStore> Ledger<S> {
         self.decode(bytes.as_deref())
     }
 
+    /// The book as stored, with what a transaction needs to start from it
+    /// ([`Ledger::transact_from`]): one load and one decode serve both a
+    /// caller's look at the book and the transaction's first attempt.
+    pub fn load(&self) -> Result<Loaded<S::Token>, LedgerError> {
+        let (bytes, token) = self
+            .store
+            .load(&self.key)
+            .map_err(|e| LedgerError::Store(e.to_string()))?;
+        let book = self.decode(bytes.as_deref())?;
+        Ok(Loaded { book, bytes, token })
+    }
+
+    /// [`Ledger::transact`], its first attempt on `loaded` (still current if
+    /// nothing was committed since; if something was, that attempt loses
+    /// its race and the next loads afresh).
+    pub fn transact_from<T>(
+        &self,
+        loaded: Loaded<S::Token>,
+        op: impl FnMut(&mut Book) -> T,
+    ) -> Result<Committed<T>, LedgerError> {
+        self.attempts(Some(loaded), op)
+    }
+
     /// Apply `op` to the current book and store the result atomically; an
     /// unchanged book is not written. `op` may run several times (once per
     /// attempt), each time on a fresh copy of the stored book. The events of
     /// earlier transactions are written to their keys first and leave the
     /// journal with this one; this one's are written after it commits.
-    pub fn transact<T>(
+    pub fn transact<T>(&self, op: impl FnMut(&mut Book) -> T) -> Result<Committed<T>, LedgerError> {
+        self.attempts(None, op)
+    }
+
+    fn attempts<T>(
         &self,
+        mut first: Option<Loaded<S::Token>>,
         mut op: impl FnMut(&mut Book) -> T,
     ) -> Result<Committed<T>, LedgerError> {
         // Events this transaction has seen written to their keys.
         let mut written = 0;
         for attempt in 1..=MAX_ATTEMPTS {
-            let (bytes, token) = self
-                .store
-                .load(&self.key)
-                .map_err(|e| LedgerError::Store(e.to_string()))?;
-            let mut book = self.decode(bytes.as_deref())?;
+            let Loaded {
+                mut book,
+                bytes,
+                token,
+            } = match first.take() {
+                Some(loaded) => loaded,
+                None => self.load()?,
+            };
             written = written.max(self.write_events(&book.journal)?);
             book.journal.retain(|(sequence, _)| *sequence > written);
             let value = op(&mut book);

@@ -425,3 +425,37 @@ fn the_ledger_keeps_the_whole_equity_curve() {
     live.journal.clear();
     assert!(Book::replay(events.iter().map(|(_, e)| e)) == live);
 }
+
+/// A transaction may start from a book loaded earlier (the component looks
+/// at it to know what to fetch): if something was committed since, that
+/// first attempt loses its race and the next one works on the new book.
+#[test]
+fn a_transaction_from_a_stale_load_starts_again_from_the_stored_book() {
+    let bars = week();
+    let c = ctx(&bars[..1]);
+    let ledger = Ledger::new(
+        MemoryStore::default(),
+        "acct",
+        Book::new(Money::units(10_000_000)),
+    );
+    let fresh = ledger.load().unwrap();
+    let committed = ledger
+        .transact_from(fresh, |b| b.submit(&c, buy("f-1", 100), Origin::Api))
+        .unwrap();
+    assert_eq!(committed.attempts, 1, "nothing came between");
+    let stale = ledger.load().unwrap();
+    ledger
+        .transact(|b| b.submit(&c, buy("f-2", 100), Origin::Api))
+        .unwrap();
+    let committed = ledger
+        .transact_from(stale, |b| b.submit(&c, buy("f-3", 100), Origin::Api))
+        .unwrap();
+    assert_eq!(committed.attempts, 2, "the stale load lost its race");
+    let book = ledger.read().unwrap();
+    let ids: Vec<&str> = book
+        .orders
+        .values()
+        .map(|r| r.order.client_order_id.as_str())
+        .collect();
+    assert_eq!(ids, ["f-1", "f-2", "f-3"], "nothing committed was lost");
+}
