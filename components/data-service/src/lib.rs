@@ -182,6 +182,10 @@ struct BatchRequest {
     to: Option<NaiveDate>,
     #[serde(default)]
     interval: Option<String>,
+    /// Bars from at least this many days before the clock (with `from`, the
+    /// earlier of the two): a caller that does not know the clock yet.
+    #[serde(default)]
+    lookback_days: Option<u16>,
 }
 
 /// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":"YYYY-MM-DD"}`,
@@ -264,8 +268,16 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     "batch-fetch serves daily bars (`1d`)",
                 ));
             }
+            let clock = md.clock();
+            let back = batch
+                .lookback_days
+                .map(|days| clock.as_of(md.now) - chrono::Duration::days(days.into()));
+            let from = match (batch.from, back) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let results = md
-                .batch(&batch.symbols, batch.from, batch.to)
+                .batch(&batch.symbols, from, batch.to)
                 .await
                 .map_err(failed)?;
             let results: Vec<serde_json::Value> = results
@@ -278,7 +290,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     }),
                 })
                 .collect();
-            Route::ok(serde_json::json!({ "results": results }))
+            // The clock the bars were cut at: a caller needs no second call.
+            Route::ok(serde_json::json!({ "results": results, "clock": clock_view(clock, &md) }))
         }
         (Method::Get, ["features", raw]) => {
             let query = Query::of(&req, &["date"])?;

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use daytrade_contract::ServiceId;
 use market_data::Bar;
 use serde::{Deserialize, Serialize};
@@ -137,9 +137,6 @@ struct BarsView {
 /// caller's error; otherwise, as for a held symbol, it leaves it unmarked.
 async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView, Route> {
     let base = data_url()?;
-    let clock: ClockView =
-        serde_json::from_value(get_json(&format!("{base}/api/v1/data/clock")).await?)
-            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))?;
     let mut symbols: BTreeSet<String> = book
         .portfolio
         .positions
@@ -148,27 +145,27 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
         .cloned()
         .collect();
     symbols.extend(extra.iter().cloned());
-    let mut view = MarketView {
-        as_of: Some(clock.as_of),
-        live: clock.mode == "live",
-        now: Utc::now(),
-        bars: BTreeMap::new(),
+    let clock_of = |value: &serde_json::Value| -> Result<ClockView, Route> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))
     };
     let symbols: Vec<String> = symbols.into_iter().collect();
+    let mut bars = BTreeMap::new();
+    let mut clock = None;
     for chunk in symbols.chunks(DATA_BATCH) {
-        // From the oldest unseen bar; a symbol never seen needs only its last bars.
-        let from = chunk
+        // From the oldest unseen bar; a symbol never seen needs only its
+        // last bars (data-service counts them back from its clock, and
+        // answers with the clock: one call, not two).
+        let seen: Vec<NaiveDate> = chunk
             .iter()
-            .map(|s| {
-                book.processed
-                    .get(s)
-                    .copied()
-                    .unwrap_or(clock.as_of - Duration::days(10))
-            })
-            .min()
-            .unwrap_or(clock.as_of);
-        let body = serde_json::json!({ "symbols": chunk, "from": from, "to": clock.as_of });
+            .filter_map(|s| book.processed.get(s).copied())
+            .collect();
+        let mut body = serde_json::json!({ "symbols": chunk, "from": seen.iter().min() });
+        if seen.len() < chunk.len() {
+            body["lookback_days"] = serde_json::json!(10);
+        }
         let answer = post_json(&format!("{base}/api/v1/data/batch-fetch"), &body).await?;
+        clock.get_or_insert(clock_of(&answer["clock"])?);
         for result in answer["results"].as_array().into_iter().flatten() {
             let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
             if let Some(error) = result.get("error") {
@@ -183,12 +180,22 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
                 }
                 continue;
             }
-            let bars: BarsView = serde_json::from_value(result["ok"].clone())
+            let view: BarsView = serde_json::from_value(result["ok"].clone())
                 .map_err(|e| Route::error(502, "upstream-malformed", format!("{symbol}: {e}")))?;
-            view.bars.insert(symbol, bars.bars);
+            bars.insert(symbol, view.bars);
         }
     }
-    Ok(view)
+    let clock = match clock {
+        Some(clock) => clock,
+        // Nothing to fetch: the clock alone.
+        None => clock_of(&get_json(&format!("{base}/api/v1/data/clock")).await?)?,
+    };
+    Ok(MarketView {
+        as_of: Some(clock.as_of),
+        live: clock.mode == "live",
+        now: Utc::now(),
+        bars,
+    })
 }
 
 /// What [`with_book`] leaves: `op`'s value, the committed book, and the

@@ -158,6 +158,36 @@ async fn batch_fetch_reports_each_symbol() {
     assert!(results[0]["ok"]["bars"].as_array().unwrap().len() > 10);
     assert_eq!(results[1]["error"]["code"], "unknown-symbol");
     assert_eq!(results[2]["symbol"], "AAPL");
+    // The answer says the clock the bars were cut at.
+    assert_eq!(
+        body["clock"],
+        serde_json::json!({"mode": "replay", "as_of": "2010-08-20"})
+    );
+
+    // Counted back from the clock: 10 days before 2010-08-20 (with `from`,
+    // the earlier of the two).
+    let fetch = |body: Value| {
+        let request = client()
+            .post(url(&host, "/api/v1/data/batch-fetch"))
+            .json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let first_date = |answer: &Value| {
+        answer["results"][0]["ok"]["bars"][0]["date"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let back = fetch(serde_json::json!({ "symbols": ["IBM"], "lookback_days": 10 })).await;
+    assert_eq!(first_date(&back), "2010-08-10", "{back}");
+    let both =
+        fetch(serde_json::json!({ "symbols": ["IBM"], "from": "2010-08-16", "lookback_days": 10 }))
+            .await;
+    assert_eq!(first_date(&both), "2010-08-10");
+    let older =
+        fetch(serde_json::json!({ "symbols": ["IBM"], "from": "2010-08-02", "lookback_days": 10 }))
+            .await;
+    assert_eq!(first_date(&older), "2010-08-02");
     host.shutdown().await;
 }
 
