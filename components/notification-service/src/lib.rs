@@ -532,8 +532,7 @@ fn recent(
     let last = bucket
         .get(SEQ_KEY)
         .map_err(store_failed)?
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|v| delivery::counter_value(&v))
         .unwrap_or(0);
     let mut out = Vec::new();
     for seq in (1.max(last - RETENTION + 1)..=last).rev() {

@@ -190,6 +190,19 @@ impl Record {
     }
 }
 
+/// The value of a counter that `wasi:keyvalue/atomics` `increment` keeps,
+/// as `get` returns it: Spin's SQLite store keeps eight little-endian bytes,
+/// Redis (and this project's host) decimal text. (Eight bytes that are all
+/// ASCII digits are text: as little-endian they would be above 3.4e18.)
+pub fn counter_value(bytes: &[u8]) -> Option<i64> {
+    if let Ok(le) = <[u8; 8]>::try_from(bytes)
+        && !bytes.iter().all(u8::is_ascii_digit)
+    {
+        return Some(i64::from_le_bytes(le));
+    }
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
 /// Is a previous delivery of the same key at `last` still inside the window at `now`?
 pub fn is_duplicate(last: Option<i64>, now: i64, window_secs: i64) -> bool {
     last.is_some_and(|t| now - t < window_secs)
@@ -289,6 +302,23 @@ mod tests {
             (DeliveryStatus::Failed, None),
             "the next try would fall after the budget"
         );
+    }
+
+    #[test]
+    fn counters_read_the_same_from_every_store() {
+        assert_eq!(
+            counter_value(&42i64.to_le_bytes()),
+            Some(42),
+            "Spin's SQLite"
+        );
+        assert_eq!(counter_value(b"42"), Some(42), "Redis, this host");
+        assert_eq!(
+            counter_value(b"12345678"),
+            Some(12_345_678),
+            "eight digits are text"
+        );
+        assert_eq!(counter_value(&(1i64 << 40).to_le_bytes()), Some(1 << 40));
+        assert_eq!(counter_value(b"x"), None);
     }
 
     #[test]
