@@ -178,6 +178,9 @@ impl KvBackend {
     }
 
     /// Add `delta` to the integer (decimal text) at `key`, absent counting as 0.
+    /// On SQLite the counter is kept as Spin's SQLite store keeps it (eight
+    /// little-endian bytes, what `get` then returns); on Redis as Redis does
+    /// (`INCRBY`, decimal text), as in Spin.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         match self {
             Self::Sqlite(s) => {
@@ -198,14 +201,11 @@ impl KvBackend {
                         })?;
                     let current = match current {
                         None => 0,
-                        Some(bytes) => std::str::from_utf8(&bytes)
-                            .ok()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .ok_or_else(|| {
-                                rusqlite::Error::InvalidParameterName(format!(
-                                    "the value at `{key}` is not an integer"
-                                ))
-                            })?,
+                        Some(bytes) => sqlite_counter(&bytes).ok_or_else(|| {
+                            rusqlite::Error::InvalidParameterName(format!(
+                                "the value at `{key}` is not an integer"
+                            ))
+                        })?,
                     };
                     let next = current.checked_add(delta).ok_or_else(|| {
                         rusqlite::Error::InvalidParameterName("increment overflows".into())
@@ -213,7 +213,7 @@ impl KvBackend {
                     tx.execute(
                         "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                          ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
-                        (label, &key, next.to_string().into_bytes()),
+                        (label, &key, next.to_le_bytes().to_vec()),
                     )?;
                     tx.commit()?;
                     Ok(next)
@@ -310,6 +310,18 @@ end
 redis.call('SET', KEYS[1], ARGV[3])
 return 1
 ";
+
+/// A counter's value in a SQLite store: Spin's eight little-endian bytes, or
+/// the decimal text this host wrote before it kept them as Spin does (eight
+/// bytes that are all digits are text: as bytes they would exceed 3.4e18).
+fn sqlite_counter(bytes: &[u8]) -> Option<i64> {
+    if let Ok(le) = <[u8; 8]>::try_from(bytes)
+        && !bytes.iter().all(u8::is_ascii_digit)
+    {
+        return Some(i64::from_le_bytes(le));
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
 
 /// A label's rows in a SQLite database (Spin's schema: one table, keyed by store and key).
 #[derive(Clone)]
@@ -637,8 +649,17 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        // A counter written as text (by this host before) counts on...
         assert_eq!(store.increment("k", 40).await.unwrap(), 42);
         assert_eq!(store.increment("n", -3).await.unwrap(), -3);
+        // ...and is kept as Spin's SQLite store keeps it: `get` sees the bytes.
+        assert_eq!(
+            store.get("k").await.unwrap(),
+            Some(42i64.to_le_bytes().to_vec())
+        );
+        assert_eq!(store.increment("k", 1).await.unwrap(), 43);
+        store.set("digits", b"12345678".to_vec()).await.unwrap();
+        assert_eq!(store.increment("digits", 1).await.unwrap(), 12_345_679);
         store.set("text", b"abc".to_vec()).await.unwrap();
         assert!(store.increment("text", 1).await.is_err());
     }
