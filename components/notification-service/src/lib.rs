@@ -370,6 +370,20 @@ fn log_line(n: &Notification, id: &str) {
     eprintln!("{line}");
 }
 
+/// The stored list of sequence numbers with a pending delivery.
+fn decode_pending(bytes: Option<Vec<u8>>) -> Vec<i64> {
+    bytes
+        .and_then(|v| serde_json::from_slice(&v).ok())
+        .unwrap_or_default()
+}
+
+/// The sequence numbers with a pending delivery, as stored (no write).
+fn pending(bucket: &store::Bucket) -> Result<Vec<i64>, Route> {
+    Ok(decode_pending(
+        bucket.get(PENDING_KEY).map_err(store_failed)?,
+    ))
+}
+
 /// The sequence numbers with a pending delivery, changed by compare-and-swap.
 fn update_pending(
     bucket: &store::Bucket,
@@ -377,11 +391,7 @@ fn update_pending(
 ) -> Result<Vec<i64>, Route> {
     loop {
         let cas = atomics::Cas::new(bucket, PENDING_KEY).map_err(store_failed)?;
-        let mut pending: Vec<i64> = cas
-            .current()
-            .map_err(store_failed)?
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default();
+        let mut pending = decode_pending(cas.current().map_err(store_failed)?);
         change(&mut pending);
         pending.sort_unstable();
         pending.dedup();
@@ -417,7 +427,7 @@ fn take_lease(bucket: &store::Bucket, seq: i64, now: i64) -> Result<bool, Route>
 async fn deliver_due(limit: usize) -> Result<serde_json::Value, Route> {
     let settings = settings()?;
     let bucket = bucket()?;
-    let pending = update_pending(&bucket, |_| ())?;
+    let pending = pending(&bucket)?;
     let (mut attempted, mut delivered, mut failed) = (0, 0, 0);
     let mut settled = Vec::new();
     for seq in pending.iter().copied().take(limit) {
@@ -582,11 +592,7 @@ fn metrics() -> Result<String, Route> {
     out.push_str(&format!(
         "# HELP notification_deduplicated Notifications in the retained log not delivered as duplicates.\n# TYPE notification_deduplicated gauge\nnotification_deduplicated {deduplicated}\n"
     ));
-    let pending: Vec<i64> = bucket()?
-        .get(PENDING_KEY)
-        .map_err(store_failed)?
-        .and_then(|v| serde_json::from_slice(&v).ok())
-        .unwrap_or_default();
+    let pending = pending(&bucket()?)?;
     out.push_str(&format!(
         "# HELP notification_pending Notifications with a delivery still to make.\n# TYPE notification_pending gauge\nnotification_pending {}\n",
         pending.len()

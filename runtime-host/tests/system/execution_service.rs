@@ -255,28 +255,14 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
 
     advance_clock(&base).await;
     // A read shows the book as last synced: the order still works.
-    let (_, order) = call(
-        &base,
-        reqwest::Method::GET,
-        &format!("/api/v1/execution/orders/{id}"),
-        Some(VIEWER),
-        None,
-    )
-    .await;
+    let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
     assert_eq!(order["status"], "accepted", "{order}");
     let (status, synced) = sync(&base).await;
     assert_eq!(status, 200, "{synced}");
     assert_eq!(synced["synced"]["as_of"], "2010-08-23", "{synced}");
     assert_eq!(synced["working_orders"], 0, "{synced}");
     assert_projects(&synced, "execution", "status");
-    let (_, order) = call(
-        &base,
-        reqwest::Method::GET,
-        &format!("/api/v1/execution/orders/{id}"),
-        Some(VIEWER),
-        None,
-    )
-    .await;
+    let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
     assert_eq!(order["status"], "filled", "{order}");
     let history: Vec<&str> = order["history"]
         .as_array()
@@ -1477,17 +1463,11 @@ async fn notices_reach_slack_exactly_once_through_failures_and_restarts() {
     );
     let mut delivered = notification_ids(&seen, 200);
     delivered.sort();
-    let log: Value = client()
-        .get(format!(
-            "http://{notify_addr}/api/v1/notifications?limit=50"
-        ))
-        .bearer_auth(VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = view(
+        &format!("http://{notify_addr}"),
+        "/api/v1/notifications?limit=50",
+    )
+    .await;
     let mut logged: Vec<String> = log["notifications"]
         .as_array()
         .unwrap()

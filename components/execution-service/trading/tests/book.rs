@@ -52,6 +52,15 @@ fn ctx(bars: &[Bar]) -> Context {
     }
 }
 
+/// A new account's ledger on an in-memory store.
+fn ledger() -> Ledger<MemoryStore> {
+    Ledger::new(
+        MemoryStore::default(),
+        "acct",
+        Book::new(Money::units(10_000_000)),
+    )
+}
+
 fn buy(id: &str, quantity: u64) -> OrderRequest {
     OrderRequest {
         client_order_id: id.into(),
@@ -330,11 +339,7 @@ fn a_resting_limit_order_fills_when_a_later_bar_reaches_it() {
 fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
     let bars = week();
     let c = ctx(&bars[..1]);
-    let ledger = Ledger::new(
-        MemoryStore::default(),
-        "acct",
-        Book::new(Money::units(10_000_000)),
-    );
+    let ledger = ledger();
     let submit = |request: OrderRequest| {
         ledger
             .transact(|b| {
@@ -391,11 +396,7 @@ fn finished_orders_leave_the_book_and_their_ids_stay_idempotent() {
 #[test]
 fn the_ledger_keeps_the_whole_equity_curve() {
     let bars = week();
-    let ledger = Ledger::new(
-        MemoryStore::default(),
-        "acct",
-        Book::new(Money::units(10_000_000)),
-    );
+    let ledger = ledger();
     for day in 1..=bars.len() {
         let c = ctx(&bars[..day]);
         ledger.transact(|b| b.sync(&c)).unwrap();
@@ -433,11 +434,7 @@ fn the_ledger_keeps_the_whole_equity_curve() {
 fn a_transaction_from_a_stale_load_starts_again_from_the_stored_book() {
     let bars = week();
     let c = ctx(&bars[..1]);
-    let ledger = Ledger::new(
-        MemoryStore::default(),
-        "acct",
-        Book::new(Money::units(10_000_000)),
-    );
+    let ledger = ledger();
     let fresh = ledger.load().unwrap();
     let committed = ledger
         .transact_from(fresh, |b| b.submit(&c, buy("f-1", 100), Origin::Api))
