@@ -11,10 +11,11 @@
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use market_data::clock::Step;
 use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
 use market_data::source::SourceKind;
-use market_data::{History, Interval, Market, MarketClock, Symbol};
+use market_data::{DataError, History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
 use spin_adapter::{KvStore, Query, Route, Service, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
@@ -73,17 +74,17 @@ impl Context {
         let replay = var("replay_date")?;
         // The replay clock is for the bundled history; live providers run on wall time.
         let default_clock = if replay.is_empty() || source != SourceKind::Bundled {
-            MarketClock::Live
+            MarketClock::live(Market::Us)
         } else {
-            MarketClock::Replay {
-                as_of: parse_date("replay_date", &replay).map_err(|_| {
-                    Route::error(
-                        500,
-                        "configuration",
-                        format!("replay_date `{replay}` is not YYYY-MM-DD"),
-                    )
-                })?,
-            }
+            let date = NaiveDate::parse_from_str(&replay, "%Y-%m-%d").map_err(|_| {
+                Route::error(
+                    500,
+                    "configuration",
+                    format!("replay_date `{replay}` is not YYYY-MM-DD"),
+                )
+            })?;
+            MarketClock::after_close(Market::Us, date)
+                .map_err(|e| Route::error(500, "configuration", format!("replay_date: {e}")))?
         };
         Ok(Self {
             history,
@@ -188,44 +189,90 @@ struct BatchRequest {
     lookback_days: Option<u16>,
 }
 
-/// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":"YYYY-MM-DD"}`,
-/// nothing else, and a replay clock no later than today.
-fn clock_body(body: &[u8]) -> Result<MarketClock, Route> {
+/// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":...}`
+/// with `as_of` an RFC 3339 instant in a session of the clock's market (its
+/// close included) or a trading day `YYYY-MM-DD` (after its close), no later
+/// than now; `market` and `interval` are kept from `current` unless given.
+fn clock_body(body: &[u8], current: MarketClock, now: DateTime<Utc>) -> Result<MarketClock, Route> {
     let bad =
         |field: &str, message: String| Route::error(400, &format!("invalid-{field}"), message);
     let fields: serde_json::Map<String, serde_json::Value> = json_body(body)?;
     if let Some(unknown) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "mode" | "as_of"))
+        .find(|k| !matches!(k.as_str(), "mode" | "as_of" | "market" | "interval"))
     {
         return Err(Route::error(
             400,
             "unknown-field",
-            format!("unknown field `{unknown}` (the clock has `mode` and `as_of`)"),
+            format!(
+                "unknown field `{unknown}` (the clock has `mode`, `as_of`, `market` and `interval`)"
+            ),
         ));
     }
-    let as_of = fields.get("as_of");
-    match fields.get("mode").and_then(serde_json::Value::as_str) {
+    let text = |field: &str| -> Result<Option<&str>, Route> {
+        fields
+            .get(field)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| bad(field, format!("`{field}` is a string")))
+            })
+            .transpose()
+    };
+    let market = match text("market")? {
+        None => current.market,
+        Some(code) => Market::parse(code).ok_or_else(|| {
+            bad(
+                "market",
+                format!("`market` is one of tse, us, fx, crypto, not `{code}`"),
+            )
+        })?,
+    };
+    let interval = match text("interval")? {
+        None => current.interval,
+        Some(raw) => parse_interval(raw)?,
+    };
+    let as_of = text("as_of")?;
+    let clock = match text("mode")? {
         Some("live") if as_of.is_some() => {
-            Err(bad("as_of", "a live clock has no `as_of`".to_string()))
+            return Err(bad("as_of", "a live clock has no `as_of`".to_string()));
         }
-        Some("live") => Ok(MarketClock::Live),
+        Some("live") => MarketClock {
+            replay: None,
+            market,
+            interval,
+        },
         Some("replay") => {
-            let as_of = as_of
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| bad("as_of", "a replay clock needs `as_of`".to_string()))
-                .and_then(|raw| parse_date("as_of", raw))?;
-            if as_of > Utc::now().date_naive() {
-                return Err(bad("as_of", format!("`as_of` {as_of} is in the future")));
+            let raw =
+                as_of.ok_or_else(|| bad("as_of", "a replay clock needs `as_of`".to_string()))?;
+            let outside = |e: DataError| Route::error(e.status(), e.code(), e.to_string());
+            let clock = match DateTime::parse_from_rfc3339(raw) {
+                Ok(at) => {
+                    MarketClock::at(market, interval, at.with_timezone(&Utc)).map_err(outside)?
+                }
+                Err(_) => {
+                    let date = parse_date("as_of", raw).map_err(|_| {
+                        bad(
+                            "as_of",
+                            format!("`as_of` is an RFC 3339 instant or YYYY-MM-DD, got `{raw}`"),
+                        )
+                    })?;
+                    MarketClock {
+                        interval,
+                        ..MarketClock::after_close(market, date).map_err(outside)?
+                    }
+                }
+            };
+            if clock.instant(now) > now {
+                return Err(bad("as_of", format!("`as_of` {raw} is in the future")));
             }
-            Ok(MarketClock::Replay { as_of })
+            clock
         }
-        _ => Err(bad("mode", "`mode` is `live` or `replay`".to_string())),
-    }
+        _ => return Err(bad("mode", "`mode` is `live` or `replay`".to_string())),
+    };
+    Ok(clock)
 }
 
-fn interval(raw: Option<&str>) -> Result<Interval, Route> {
-    let raw = raw.unwrap_or("1d");
+fn parse_interval(raw: &str) -> Result<Interval, Route> {
     Interval::parse(raw).ok_or_else(|| {
         Route::error(
             400,
@@ -233,6 +280,10 @@ fn interval(raw: Option<&str>) -> Result<Interval, Route> {
             format!("interval `{raw}` is not one of 1m, 5m, 15m, 1h, 1d"),
         )
     })
+}
+
+fn interval(raw: Option<&str>) -> Result<Interval, Route> {
+    parse_interval(raw.unwrap_or("1d"))
 }
 
 async fn route(req: Request) -> Route {
@@ -271,7 +322,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             let clock = md.clock();
             let back = batch
                 .lookback_days
-                .map(|days| clock.as_of(md.now) - chrono::Duration::days(days.into()));
+                .map(|days| clock.date(md.now) - chrono::Duration::days(days.into()));
             let from = match (batch.from, back) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -336,13 +387,12 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["exchanges", market]) => {
             Query::none(&req)?;
-            match *market {
-                "tse" => Route::ok(Market::Tse.exchange()),
-                "us" => Route::ok(Market::Us.exchange()),
-                other => Route::error(
+            match Market::parse(market) {
+                Some(market) => Route::ok(market.exchange()),
+                None => Route::error(
                     404,
                     "unknown-market",
-                    format!("no market `{other}` (tse, us)"),
+                    format!("no market `{market}` (tse, us, fx, crypto)"),
                 ),
             }
         }
@@ -366,27 +416,41 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Put, ["clock"]) => {
             Query::none(&req)?;
             require_admin(&req)?;
-            let clock = clock_body(req.body())?;
+            let clock = clock_body(req.body(), md.clock(), md.now)?;
             md.set_clock(clock);
             Route::ok(clock_view(clock, &md))
         }
         (Method::Post, ["clock", "advance"]) => {
-            let query = Query::of(&req, &["market"])?;
+            let query = Query::of(&req, &["by", "market"])?;
             require_admin(&req)?;
-            let market = match query.get("market") {
-                None | Some("us") => Market::Us,
-                Some("tse") => Market::Tse,
-                Some(other) => {
-                    return Err(Route::error(
+            let clock = md.clock();
+            let step = match query.get("by") {
+                None => Step::Bar,
+                Some(raw) => Step::parse(raw).ok_or_else(|| {
+                    Route::error(
                         400,
-                        "unknown-market",
-                        format!("no market `{other}`"),
-                    ));
-                }
+                        "invalid-by",
+                        format!("`by` is bar, session or day, not `{raw}`"),
+                    )
+                })?,
             };
-            let clock = md.clock().advance(market);
-            md.set_clock(clock);
-            Route::ok(clock_view(clock, &md))
+            // The clock's own calendar unless the caller names another.
+            let market = match query.get("market") {
+                None => clock.market,
+                Some(code) => Market::parse(code).ok_or_else(|| {
+                    Route::error(400, "unknown-market", format!("no market `{code}`"))
+                })?,
+            };
+            let next = clock.advance(step, market);
+            if next.instant(md.now) > md.now {
+                return Err(Route::error(
+                    409,
+                    "clock-at-now",
+                    "the replay clock cannot pass the wall time",
+                ));
+            }
+            md.set_clock(next);
+            Route::ok(clock_view(next, &md))
         }
         _ => Route::NotFound,
     })
@@ -395,8 +459,6 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
 fn clock_view<S: Store, F: Fetch>(
     clock: MarketClock,
     md: &MarketData<'_, S, F>,
-) -> serde_json::Value {
-    let mut view = serde_json::to_value(clock).unwrap_or_default();
-    view["as_of"] = serde_json::json!(clock.as_of(md.now));
-    view
+) -> market_data::clock::ClockView {
+    clock.view(md.now)
 }

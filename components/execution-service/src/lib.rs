@@ -120,10 +120,13 @@ fn data_url() -> Result<String, Route> {
     upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
 }
 
+/// What the book needs of data-service's clock: live or replay, and the
+/// last complete trading day of the clock's market (`date`; its `as_of` is
+/// the instant).
 #[derive(Deserialize)]
 struct ClockView {
     mode: String,
-    as_of: NaiveDate,
+    date: NaiveDate,
 }
 
 #[derive(Deserialize)]
@@ -191,7 +194,7 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
         None => clock_of(&get_json(&format!("{base}/api/v1/data/clock")).await?)?,
     };
     Ok(MarketView {
-        as_of: Some(clock.as_of),
+        as_of: Some(clock.date),
         live: clock.mode == "live",
         now: Utc::now(),
         bars,
@@ -950,7 +953,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     let (signals, model_version, errors) = if symbols.is_empty() {
         (Vec::new(), serde_json::Value::Null, serde_json::json!([]))
     } else {
-        let body = serde_json::json!({ "symbols": symbols, "date": clock.as_of });
+        let body = serde_json::json!({ "symbols": symbols, "date": clock.date });
         let ml_base = service_url(&ServiceId::ML)?;
         let predicted = post_json(&format!("{ml_base}/api/v1/ml/batch-predict"), &body).await?;
         let signals: Vec<Signal> = predicted["predictions"]
@@ -968,7 +971,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     steps.push(serde_json::json!({
         "step": "predict",
         "ms": ms(step),
-        "as_of": clock.as_of,
+        "as_of": clock.date,
         "model_version": model_version,
         "signals": signals,
         "errors": errors,
@@ -981,7 +984,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         book,
         ..
     } = with_book(&candidates, false, |book, ctx, archived| {
-        let as_of = ctx.market.as_of.unwrap_or(clock.as_of);
+        let as_of = ctx.market.as_of.unwrap_or(clock.date);
         trading::cycle::plan(book, &signals, as_of, &request)
             .into_iter()
             .map(|order| {
@@ -1031,7 +1034,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         "state": book.state,
     }));
     Ok(Route::ok(serde_json::json!({
-        "as_of": clock.as_of,
+        "as_of": clock.date,
         "trace_id": trace_id,
         "elapsed_ms": ms(started),
         "steps": steps,

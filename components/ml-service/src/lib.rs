@@ -212,11 +212,12 @@ async fn check_dates(dates: &[(&str, Option<NaiveDate>)]) -> Result<(), Route> {
         return Ok(());
     }
     let clock = get_json(&format!("{}/api/v1/data/clock", data_url()?)).await?;
-    let as_of: NaiveDate = serde_json::from_value(clock["as_of"].clone()).map_err(|_| {
+    // The clock's last complete trading day (its `as_of` is the instant).
+    let as_of: NaiveDate = serde_json::from_value(clock["date"].clone()).map_err(|_| {
         Route::error(
             502,
             "upstream-malformed",
-            "data-service's clock has no `as_of` date",
+            "data-service's clock has no `date`",
         )
     })?;
     for (field, date) in dates {

@@ -213,10 +213,11 @@ async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
 
 async fn clock(data: &str) -> Result<NaiveDate, Route> {
     let body = get_json(&format!("{data}/api/v1/data/clock")).await?;
-    body["as_of"]
+    // The clock's last complete trading day: screening runs on daily bars.
+    body["date"]
         .as_str()
         .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-        .ok_or_else(|| Route::error(502, "upstream-malformed", "data-service clock has no as_of"))
+        .ok_or_else(|| Route::error(502, "upstream-malformed", "data-service clock has no date"))
 }
 
 /// Fetch every symbol's bars in concurrent batches; returns the series and per-symbol failures.

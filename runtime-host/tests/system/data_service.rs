@@ -159,10 +159,9 @@ async fn batch_fetch_reports_each_symbol() {
     assert_eq!(results[1]["error"]["code"], "unknown-symbol");
     assert_eq!(results[2]["symbol"], "AAPL");
     // The answer says the clock the bars were cut at.
-    assert_eq!(
-        body["clock"],
-        serde_json::json!({"mode": "replay", "as_of": "2010-08-20"})
-    );
+    assert_eq!(body["clock"]["mode"], "replay");
+    assert_eq!(body["clock"]["as_of"], "2010-08-20T20:00:00Z");
+    assert_eq!(body["clock"]["date"], "2010-08-20");
 
     // Counted back from the clock: 10 days before 2010-08-20 (with `from`,
     // the earlier of the two).
@@ -238,20 +237,123 @@ async fn the_replay_clock_moves_only_for_admins() {
         200
     );
     let (_, clock) = get_json(&host, "/api/v1/data/clock").await;
-    assert_eq!(clock["as_of"], "2010-03-31");
-    let resp = client()
-        .post(url(&host, "/api/v1/data/clock/advance"))
-        .header("x-admin-token", "s3cret")
-        .send()
-        .await
-        .unwrap();
-    let clock: Value = resp.json().await.unwrap();
-    assert_eq!(clock["as_of"], "2010-04-01");
+    daytrade_contract::wit_check::assert_projects(&clock, "data", "market-clock");
+    // A date is that trading day's close (16:00 EDT), shown in New York too.
+    assert_eq!(clock["as_of"], "2010-03-31T20:00:00Z");
+    assert_eq!(clock["local"], "2010-03-31T16:00:00-04:00");
+    assert_eq!(
+        (&clock["date"], &clock["interval"]),
+        (&"2010-03-31".into(), &"1d".into())
+    );
+    assert_eq!(clock["session"], Value::Null);
+    assert_eq!(clock["next_session"]["open"], "2010-04-01T13:30:00Z");
+    let advance = |by: &'static str| {
+        client()
+            .post(url(&host, &format!("/api/v1/data/clock/advance{by}")))
+            .header("x-admin-token", "s3cret")
+            .send()
+    };
+    let clock: Value = advance("").await.unwrap().json().await.unwrap();
+    assert_eq!(clock["as_of"], "2010-04-01T20:00:00Z");
     let (_, body) = get_json(&host, "/api/v1/data/stocks/IBM?from=2010-03-01").await;
     assert_eq!(
         body["bars"].as_array().unwrap().last().unwrap()["date"],
         "2010-04-01"
     );
+
+    // An hourly clock inside a session: the day's bar is not complete, so
+    // not seen; bars step on the hour from 09:30, sessions and days to their
+    // close (2010-04-02 was Good Friday: the next day is Monday).
+    let resp = put(
+        "s3cret",
+        r#"{"mode":"replay","as_of":"2010-04-05T13:30:00Z","interval":"1h"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let clock: Value = resp.json().await.unwrap();
+    assert_eq!(clock["date"], "2010-04-01");
+    assert_eq!(clock["session"]["close"], "2010-04-05T20:00:00Z");
+    let (_, body) = get_json(&host, "/api/v1/data/stocks/IBM?from=2010-03-01").await;
+    assert_eq!(
+        body["bars"].as_array().unwrap().last().unwrap()["date"],
+        "2010-04-01"
+    );
+    let (status, refused) = get_json(&host, "/api/v1/data/stocks/IBM?to=2010-04-05").await;
+    assert_eq!((status, &refused["code"]), (400, &"invalid-to".into()));
+    let mut ends = Vec::new();
+    for by in [
+        "?by=bar",
+        "?by=bar",
+        "?by=session",
+        "?by=bar",
+        "?by=day",
+        "?by=day",
+    ] {
+        let clock: Value = advance(by).await.unwrap().json().await.unwrap();
+        ends.push(clock["local"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        ends,
+        [
+            "2010-04-05T10:30:00-04:00",
+            "2010-04-05T11:30:00-04:00",
+            "2010-04-05T16:00:00-04:00",
+            "2010-04-06T10:30:00-04:00",
+            "2010-04-06T16:00:00-04:00",
+            "2010-04-07T16:00:00-04:00",
+        ]
+    );
+    let (_, body) = get_json(&host, "/api/v1/data/stocks/IBM?from=2010-03-01").await;
+    assert_eq!(
+        body["bars"].as_array().unwrap().last().unwrap()["date"],
+        "2010-04-07"
+    );
+
+    // Bad input changes nothing: an instant outside every session, an
+    // unknown interval, market or step, a day the market does not trade.
+    for (body, code) in [
+        (
+            r#"{"mode":"replay","as_of":"2010-04-05T12:00:00Z"}"#,
+            "clock-outside-session",
+        ),
+        (
+            r#"{"mode":"replay","as_of":"2010-04-03"}"#,
+            "clock-outside-session",
+        ),
+        (
+            r#"{"mode":"replay","as_of":"2010-04-05T14:00:00Z","interval":"2h"}"#,
+            "unsupported-interval",
+        ),
+        (
+            r#"{"mode":"replay","as_of":"2010-04-05","market":"lse"}"#,
+            "invalid-market",
+        ),
+        (r#"{"mode":"replay","as_of":"yesterday"}"#, "invalid-as_of"),
+        (r#"{"mode":"replay","as_of":"2999-01-04"}"#, "invalid-as_of"),
+    ] {
+        let resp = put("s3cret", body).await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let error: Value = resp.json().await.unwrap();
+        assert_eq!(error["code"], code, "{body}");
+    }
+    let resp = advance("?by=week").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let (_, unchanged) = get_json(&host, "/api/v1/data/clock").await;
+    assert_eq!(unchanged["as_of"], "2010-04-07T20:00:00Z");
+
+    // A TSE clock in the lunch break is refused; at the morning's close it
+    // stands between sessions, and a bar step ends the afternoon's first hour.
+    let resp = put(
+        "s3cret",
+        r#"{"mode":"replay","as_of":"2025-11-28T11:30:00+09:00","market":"tse","interval":"1h"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let clock: Value = advance("?by=bar").await.unwrap().json().await.unwrap();
+    assert_eq!(clock["local"], "2025-11-28T13:30:00+09:00");
+    assert_eq!(clock["market"], "tse");
     host.shutdown().await;
 }
 

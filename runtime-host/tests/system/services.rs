@@ -120,7 +120,7 @@ async fn out_of_range_input_is_refused_with_a_code_naming_the_field() {
     let host = start(&settings).await;
     let (_, clock) = get_json(&host, "/api/v1/data/clock").await;
     let as_of =
-        chrono::NaiveDate::parse_from_str(clock["as_of"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+        chrono::NaiveDate::parse_from_str(clock["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let after = as_of + chrono::Duration::days(3);
     let cases = [
         ("/api/v1/data/health?deep=yes".to_string(), "invalid-deep"),

@@ -18,6 +18,14 @@ pub enum DataError {
         date: chrono::NaiveDate,
         clock: chrono::NaiveDate,
     },
+    /// A replay clock set where its market does not trade.
+    #[error(
+        "{at} is outside every session of {market:?} (a clock stands in a session, its close included)"
+    )]
+    ClockOutsideSession {
+        at: String,
+        market: crate::exchange::Market,
+    },
     #[error("bundled history is corrupt: {0}")]
     CorruptHistory(&'static str),
 }
@@ -30,6 +38,7 @@ impl DataError {
             Self::UnknownSymbol(_) => "unknown-symbol",
             Self::InvalidRange(_) => "invalid-range",
             Self::AfterClock { field, .. } => field_code(field),
+            Self::ClockOutsideSession { .. } => "clock-outside-session",
             Self::CorruptHistory(_) => "corrupt-history",
         }
     }
@@ -37,7 +46,10 @@ impl DataError {
     /// The HTTP status that fits: the caller's mistake or ours.
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidSymbol { .. } | Self::InvalidRange(_) | Self::AfterClock { .. } => 400,
+            Self::InvalidSymbol { .. }
+            | Self::InvalidRange(_)
+            | Self::AfterClock { .. }
+            | Self::ClockOutsideSession { .. } => 400,
             Self::UnknownSymbol(_) => 404,
             Self::CorruptHistory(_) => 500,
         }

@@ -1,19 +1,35 @@
-//! The exchange table: each market's lot size, currency, time zone, session
-//! hours and holidays.
+//! The exchange table: each market's lot size, currency, time zone, and its
+//! calendar — which days it trades and the sessions of each day as instants.
+//!
+//! Sessions by market (exchange-local time):
+//! - TSE: 09:00–11:30 and 12:30–15:30 with the closing auction 15:25–15:30,
+//!   since 2024-11-05; the afternoon closed at 15:00 before (the close an
+//!   itayose at 15:00, no separate auction period), and the morning at
+//!   11:00 before 2011-11-21.
+//! - US (NYSE / Nasdaq): 09:30–16:00 ET, 13:00 on the NYSE's half days (the
+//!   day before Independence Day, the day after Thanksgiving, Christmas Eve).
+//! - FX: 24×5, from Sunday 17:00 to Friday 17:00 New York time; the trading
+//!   day dated D runs from 17:00 New York on the day before D to 17:00 on D.
+//!   Holidays are not modelled (the interbank market stays open on them).
+//! - Crypto: 24×7, the trading day is the UTC calendar day.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc, Weekday};
-use serde::Serialize;
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Utc, Weekday};
+use serde::{Deserialize, Serialize};
 
 use crate::calendar;
 
 /// The markets the platform trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Market {
     /// Tokyo Stock Exchange (`7203.T`).
     Tse,
     /// US listings (NYSE / Nasdaq: `AAPL`, `BRK-B`).
     Us,
+    /// Spot currency pairs (`EURUSD=X`).
+    Fx,
+    /// Crypto-currency pairs (`BTC-USD`).
+    Crypto,
 }
 
 /// A continuous trading session in exchange-local time.
@@ -32,46 +48,103 @@ pub struct Exchange {
     pub time_zone: &'static str,
     /// The trading unit: orders are whole multiples of it.
     pub lot_size: u64,
+    /// A regular day's sessions (half days and older rules: [`Market::sessions`]).
     pub sessions: Vec<Session>,
+}
+
+/// One session of a trading day, as instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SessionTimes {
+    /// The trading day it belongs to (exchange-local).
+    pub date: NaiveDate,
+    pub open: DateTime<Utc>,
+    pub close: DateTime<Utc>,
+    /// When the closing auction's order period starts (TSE since
+    /// 2024-11-05: 15:25); `None` where the close is a single auction at
+    /// `close` or there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closing_auction: Option<DateTime<Utc>>,
+}
+
+impl SessionTimes {
+    /// Is `at` inside the session (open ≤ at < close)?
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.open <= at && at < self.close
+    }
 }
 
 fn hm(h: u32, m: u32) -> NaiveTime {
     NaiveTime::from_hms_opt(h, m, 0).expect("a valid time")
 }
 
+fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a valid date")
+}
+
+/// The TSE's afternoon has closed at 15:30 since this day.
+pub const TSE_CLOSE_EXTENDED: (i32, u32, u32) = (2024, 11, 5);
+/// The TSE's morning has closed at 11:30 since this day.
+const TSE_LUNCH_SHORTENED: (i32, u32, u32) = (2011, 11, 21);
+
 impl Market {
-    pub fn exchange(self) -> Exchange {
+    pub const ALL: [Self; 4] = [Self::Tse, Self::Us, Self::Fx, Self::Crypto];
+
+    /// Its name in paths and bodies: `tse`, `us`, `fx`, `crypto`.
+    pub fn code(self) -> &'static str {
         match self {
-            // Morning 09:00–11:30 and afternoon 12:30–15:30 since 2024-11-05
-            // (the afternoon closed at 15:00 before).
-            Self::Tse => Exchange {
-                market: self,
-                name: "Tokyo Stock Exchange",
-                currency: "JPY",
-                time_zone: "Asia/Tokyo",
-                lot_size: 100,
-                sessions: vec![
-                    Session {
-                        open: hm(9, 0),
-                        close: hm(11, 30),
-                    },
-                    Session {
-                        open: hm(12, 30),
-                        close: hm(15, 30),
-                    },
-                ],
-            },
-            Self::Us => Exchange {
-                market: self,
-                name: "New York Stock Exchange / Nasdaq",
-                currency: "USD",
-                time_zone: "America/New_York",
-                lot_size: 1,
-                sessions: vec![Session {
-                    open: hm(9, 30),
-                    close: hm(16, 0),
-                }],
-            },
+            Self::Tse => "tse",
+            Self::Us => "us",
+            Self::Fx => "fx",
+            Self::Crypto => "crypto",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.code() == code)
+    }
+
+    pub fn exchange(self) -> Exchange {
+        let (name, currency, time_zone, lot_size, sessions) = match self {
+            Self::Tse => (
+                "Tokyo Stock Exchange",
+                "JPY",
+                "Asia/Tokyo",
+                100,
+                vec![(hm(9, 0), hm(11, 30)), (hm(12, 30), hm(15, 30))],
+            ),
+            Self::Us => (
+                "New York Stock Exchange / Nasdaq",
+                "USD",
+                "America/New_York",
+                1,
+                vec![(hm(9, 30), hm(16, 0))],
+            ),
+            // One session from 17:00 to 17:00 (the next day's) New York time.
+            Self::Fx => (
+                "Spot FX (interbank)",
+                "USD",
+                "America/New_York",
+                1,
+                vec![(hm(17, 0), hm(17, 0))],
+            ),
+            Self::Crypto => (
+                "Crypto-currency exchanges",
+                "USD",
+                "UTC",
+                1,
+                vec![(hm(0, 0), hm(0, 0))],
+            ),
+        };
+        Exchange {
+            market: self,
+            name,
+            currency,
+            time_zone,
+            lot_size,
+            sessions: sessions
+                .into_iter()
+                .map(|(open, close)| Session { open, close })
+                .collect(),
         }
     }
 
@@ -79,26 +152,32 @@ impl Market {
     pub fn utc_offset(self, utc: DateTime<Utc>) -> i64 {
         match self {
             Self::Tse => 9 * 3600,
-            Self::Us => {
+            Self::Us | Self::Fx => {
                 if us_eastern_dst(utc) {
                     -4 * 3600
                 } else {
                     -5 * 3600
                 }
             }
+            Self::Crypto => 0,
         }
     }
 
-    /// Is `date` (exchange-local) a full trading day?
+    /// `utc` in the exchange's zone.
+    pub fn local(self, utc: DateTime<Utc>) -> DateTime<FixedOffset> {
+        let offset = i32::try_from(self.utc_offset(utc)).expect("an offset within a day");
+        utc.with_timezone(&FixedOffset::east_opt(offset).expect("an offset within a day"))
+    }
+
+    /// Is `date` (exchange-local) a trading day?
     pub fn is_trading_day(self, date: NaiveDate) -> bool {
-        if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) {
-            return false;
+        let weekend = matches!(date.weekday(), Weekday::Sat | Weekday::Sun);
+        match self {
+            Self::Crypto => true,
+            Self::Fx => !weekend,
+            Self::Tse => !weekend && !calendar::tse_holidays(date.year()).contains(&date),
+            Self::Us => !weekend && !calendar::nyse_holidays(date.year()).contains(&date),
         }
-        let holidays = match self {
-            Self::Tse => calendar::tse_holidays(date.year()),
-            Self::Us => calendar::nyse_holidays(date.year()),
-        };
-        !holidays.contains(&date)
     }
 
     /// The first trading day after `date`.
@@ -110,24 +189,169 @@ impl Market {
         d
     }
 
+    /// The last trading day before `date`.
+    pub fn previous_trading_day(self, date: NaiveDate) -> NaiveDate {
+        let mut d = date - Duration::days(1);
+        while !self.is_trading_day(d) {
+            d -= Duration::days(1);
+        }
+        d
+    }
+
+    /// A local wall time of `date` as an instant.
+    fn instant(self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        // Offsets change at 02:00 local on Sundays, never during a session:
+        // the offset at noon UTC of the day is the session's.
+        let noon = date.and_time(hm(12, 0)).and_utc();
+        (date.and_time(time) - Duration::seconds(self.utc_offset(noon))).and_utc()
+    }
+
+    /// The sessions of `date`, oldest first; none on a day it does not trade.
+    pub fn sessions(self, date: NaiveDate) -> Vec<SessionTimes> {
+        if !self.is_trading_day(date) {
+            return Vec::new();
+        }
+        let session = |open: DateTime<Utc>, close: DateTime<Utc>| SessionTimes {
+            date,
+            open,
+            close,
+            closing_auction: None,
+        };
+        match self {
+            Self::Tse => {
+                let extended = date
+                    >= ymd(
+                        TSE_CLOSE_EXTENDED.0,
+                        TSE_CLOSE_EXTENDED.1,
+                        TSE_CLOSE_EXTENDED.2,
+                    );
+                let (ly, lm, ld) = TSE_LUNCH_SHORTENED;
+                let morning_close = if date >= ymd(ly, lm, ld) {
+                    hm(11, 30)
+                } else {
+                    hm(11, 0)
+                };
+                let close = if extended { hm(15, 30) } else { hm(15, 0) };
+                let mut afternoon =
+                    session(self.instant(date, hm(12, 30)), self.instant(date, close));
+                if extended {
+                    afternoon.closing_auction = Some(self.instant(date, hm(15, 25)));
+                }
+                vec![
+                    session(
+                        self.instant(date, hm(9, 0)),
+                        self.instant(date, morning_close),
+                    ),
+                    afternoon,
+                ]
+            }
+            Self::Us => {
+                let close = if is_nyse_half_day(date) {
+                    hm(13, 0)
+                } else {
+                    hm(16, 0)
+                };
+                vec![session(
+                    self.instant(date, hm(9, 30)),
+                    self.instant(date, close),
+                )]
+            }
+            Self::Fx => {
+                let day_before = date - Duration::days(1);
+                vec![session(
+                    self.instant(day_before, hm(17, 0)),
+                    self.instant(date, hm(17, 0)),
+                )]
+            }
+            Self::Crypto => {
+                let open = date.and_time(hm(0, 0)).and_utc();
+                vec![session(open, open + Duration::days(1))]
+            }
+        }
+    }
+
     /// When the first session of `date` (exchange-local) opens, in UTC.
     pub fn session_open(self, date: NaiveDate) -> DateTime<Utc> {
-        let open = self.exchange().sessions[0].open;
-        // Offsets change at 02:00 local on Sundays: noon UTC of a trading day is safe.
-        let noon = date.and_time(hm(12, 0)).and_utc();
-        (date.and_time(open) - Duration::seconds(self.utc_offset(noon))).and_utc()
+        match self.sessions(date).first() {
+            Some(s) => s.open,
+            // Not a trading day: where a regular day's session would open.
+            None => self.instant(date, self.exchange().sessions[0].open),
+        }
+    }
+
+    /// When `date`'s last session closes (its daily bar is complete); `None`
+    /// if it does not trade that day.
+    pub fn close_of(self, date: NaiveDate) -> Option<DateTime<Utc>> {
+        self.sessions(date).last().map(|s| s.close)
+    }
+
+    /// The trading day `utc` falls in or, between days, the next one.
+    pub fn trading_day_at(self, utc: DateTime<Utc>) -> NaiveDate {
+        let mut date = self.local(utc).date_naive() - Duration::days(1);
+        loop {
+            if let Some(close) = self.close_of(date)
+                && utc < close
+            {
+                return date;
+            }
+            date += Duration::days(1);
+        }
+    }
+
+    /// The session `utc` is in (open ≤ utc < close), if any.
+    pub fn session_at(self, utc: DateTime<Utc>) -> Option<SessionTimes> {
+        self.sessions(self.trading_day_at(utc))
+            .into_iter()
+            .find(|s| s.contains(utc))
+    }
+
+    /// The first session opening after `utc` (strictly).
+    pub fn next_session(self, utc: DateTime<Utc>) -> SessionTimes {
+        let mut date = self.trading_day_at(utc);
+        loop {
+            if let Some(s) = self.sessions(date).into_iter().find(|s| s.open > utc) {
+                return s;
+            }
+            date = self.next_trading_day(date);
+        }
+    }
+
+    /// The first session closing after `utc` (strictly): the one `utc` is
+    /// in or, between sessions, the next.
+    pub fn session_ending_after(self, utc: DateTime<Utc>) -> SessionTimes {
+        let mut date = self.trading_day_at(utc);
+        loop {
+            if let Some(s) = self.sessions(date).into_iter().find(|s| s.close > utc) {
+                return s;
+            }
+            date = self.next_trading_day(date);
+        }
+    }
+
+    /// The latest trading day whose daily bar is complete at `utc` (its
+    /// last session closed at or before `utc`).
+    pub fn last_closed_day(self, utc: DateTime<Utc>) -> NaiveDate {
+        // The day `utc` is in (or the next) closes after it by definition.
+        self.previous_trading_day(self.trading_day_at(utc))
     }
 
     /// Is the market in a continuous session at `utc`?
     pub fn is_open(self, utc: DateTime<Utc>) -> bool {
-        let local = utc.naive_utc() + Duration::seconds(self.utc_offset(utc));
-        self.is_trading_day(local.date())
-            && self
-                .exchange()
-                .sessions
-                .iter()
-                .any(|s| local.time() >= s.open && local.time() < s.close)
+        self.session_at(utc).is_some()
     }
+}
+
+/// The NYSE's early closes (13:00 ET): the day before Independence Day when
+/// that is Monday to Thursday, the day after Thanksgiving, and Christmas Eve
+/// from Monday to Thursday (on a Friday it is the observed holiday).
+pub fn is_nyse_half_day(date: NaiveDate) -> bool {
+    let y = date.year();
+    let thanksgiving =
+        NaiveDate::from_weekday_of_month_opt(y, 11, Weekday::Thu, 4).expect("exists");
+    let mon_to_thu = date.weekday().num_days_from_monday() < 4;
+    (date == ymd(y, 7, 3) && mon_to_thu)
+        || date == thanksgiving + Duration::days(1)
+        || (date == ymd(y, 12, 24) && mon_to_thu)
 }
 
 /// US Eastern daylight saving time: from 2007, second Sunday of March 02:00 to
@@ -208,5 +432,172 @@ mod tests {
         let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         assert_eq!(Market::Us.next_trading_day(d(2025, 7, 3)), d(2025, 7, 7));
         assert_eq!(Market::Tse.next_trading_day(d(2025, 12, 30)), d(2026, 1, 5));
+    }
+
+    /// (market, date) → its sessions as (open, close, closing auction) in UTC.
+    #[test]
+    fn sessions_per_market_and_rule() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // A session as (open, close, closing auction).
+        type Expected<'a> = &'a [(&'a str, &'a str, Option<&'a str>)];
+        let cases: &[(Market, NaiveDate, Expected)] = &[
+            // TSE after 2024-11-05: lunch, 15:30 close, auction from 15:25.
+            (
+                Market::Tse,
+                d(2024, 11, 5),
+                &[
+                    ("2024-11-05T00:00:00Z", "2024-11-05T02:30:00Z", None),
+                    (
+                        "2024-11-05T03:30:00Z",
+                        "2024-11-05T06:30:00Z",
+                        Some("2024-11-05T06:25:00Z"),
+                    ),
+                ],
+            ),
+            // The day before: a 15:00 close, no auction period.
+            (
+                Market::Tse,
+                d(2024, 11, 1),
+                &[
+                    ("2024-11-01T00:00:00Z", "2024-11-01T02:30:00Z", None),
+                    ("2024-11-01T03:30:00Z", "2024-11-01T06:00:00Z", None),
+                ],
+            ),
+            // Before 2011-11-21 the morning closed at 11:00.
+            (
+                Market::Tse,
+                d(2011, 11, 18),
+                &[
+                    ("2011-11-18T00:00:00Z", "2011-11-18T02:00:00Z", None),
+                    ("2011-11-18T03:30:00Z", "2011-11-18T06:00:00Z", None),
+                ],
+            ),
+            (Market::Tse, d(2025, 11, 24), &[]), // substitute holiday
+            // NYSE: a regular summer day, the half days, a winter day.
+            (
+                Market::Us,
+                d(2025, 7, 2),
+                &[("2025-07-02T13:30:00Z", "2025-07-02T20:00:00Z", None)],
+            ),
+            (
+                Market::Us,
+                d(2025, 7, 3),
+                &[("2025-07-03T13:30:00Z", "2025-07-03T17:00:00Z", None)],
+            ),
+            (
+                Market::Us,
+                d(2025, 11, 28),
+                &[("2025-11-28T14:30:00Z", "2025-11-28T18:00:00Z", None)],
+            ),
+            (
+                Market::Us,
+                d(2024, 12, 24),
+                &[("2024-12-24T14:30:00Z", "2024-12-24T18:00:00Z", None)],
+            ),
+            // July 3rd on a Friday is the observed holiday; Christmas Eve on a
+            // Friday (2021) too.
+            (Market::Us, d(2020, 7, 3), &[]),
+            (Market::Us, d(2021, 12, 24), &[]),
+            (
+                Market::Us,
+                d(2010, 12, 1),
+                &[("2010-12-01T14:30:00Z", "2010-12-01T21:00:00Z", None)],
+            ),
+            // FX: Monday's day opens Sunday 17:00 New York (EST: 22:00 UTC).
+            (
+                Market::Fx,
+                d(2017, 1, 2),
+                &[("2017-01-01T22:00:00Z", "2017-01-02T22:00:00Z", None)],
+            ),
+            // Summer time: 21:00 UTC.
+            (
+                Market::Fx,
+                d(2017, 7, 7),
+                &[("2017-07-06T21:00:00Z", "2017-07-07T21:00:00Z", None)],
+            ),
+            (Market::Fx, d(2017, 7, 8), &[]),
+            (
+                Market::Crypto,
+                d(2018, 3, 4),
+                &[("2018-03-04T00:00:00Z", "2018-03-05T00:00:00Z", None)],
+            ),
+        ];
+        for (market, date, expected) in cases {
+            let got: Vec<_> = market
+                .sessions(*date)
+                .into_iter()
+                .map(|s| (s.open, s.close, s.closing_auction))
+                .collect();
+            let expected: Vec<_> = expected
+                .iter()
+                .map(|(o, c, a)| (utc(o), utc(c), a.map(utc)))
+                .collect();
+            assert_eq!(got, expected, "{market:?} {date}");
+        }
+    }
+
+    #[test]
+    fn nyse_half_days_by_rule() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        for half in [
+            d(2019, 7, 3),
+            d(2023, 7, 3),
+            d(2010, 11, 26),
+            d(2009, 12, 24),
+        ] {
+            assert!(is_nyse_half_day(half), "{half}");
+        }
+        for full in [
+            d(2015, 7, 2),
+            d(2010, 7, 2),
+            d(2010, 12, 23),
+            d(2025, 11, 26),
+        ] {
+            assert!(!is_nyse_half_day(full), "{full}");
+        }
+    }
+
+    #[test]
+    fn where_an_instant_falls() {
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let tse = Market::Tse;
+        // 12:00 JST, lunch: no session; the next is the 12:30 afternoon.
+        let lunch = utc("2025-11-28T03:00:00Z");
+        assert_eq!(tse.session_at(lunch), None);
+        assert_eq!(tse.trading_day_at(lunch), d(2025, 11, 28));
+        assert_eq!(tse.next_session(lunch).open, utc("2025-11-28T03:30:00Z"));
+        assert_eq!(
+            tse.session_ending_after(lunch).close,
+            utc("2025-11-28T06:30:00Z")
+        );
+        // Friday's close to Monday's open; the last complete day at each.
+        let close = utc("2025-11-28T06:30:00Z");
+        assert_eq!(tse.last_closed_day(close), d(2025, 11, 28));
+        assert_eq!(
+            tse.last_closed_day(close - Duration::seconds(1)),
+            d(2025, 11, 27)
+        );
+        assert_eq!(tse.trading_day_at(close), d(2025, 12, 1));
+        assert_eq!(tse.next_session(close).open, utc("2025-12-01T00:00:00Z"));
+        // At a session's open it is in the session; at its close, not.
+        let us = Market::Us;
+        let open = utc("2010-08-20T13:30:00Z");
+        assert_eq!(us.session_at(open).map(|s| s.date), Some(d(2010, 8, 20)));
+        assert_eq!(us.session_at(utc("2010-08-20T20:00:00Z")), None);
+        assert_eq!(us.last_closed_day(open), d(2010, 8, 19));
+        // FX on a Saturday: closed; Monday's day opens on Sunday.
+        let saturday = utc("2017-07-08T12:00:00Z");
+        assert!(!Market::Fx.is_open(saturday));
+        assert_eq!(Market::Fx.trading_day_at(saturday), d(2017, 7, 10));
+        assert_eq!(Market::Fx.last_closed_day(saturday), d(2017, 7, 7));
+        assert_eq!(
+            Market::Fx.next_session(saturday).open,
+            utc("2017-07-09T21:00:00Z")
+        );
+        assert!(Market::Crypto.is_open(saturday));
+        assert_eq!(
+            Market::Fx.local(saturday).to_rfc3339(),
+            "2017-07-08T08:00:00-04:00"
+        );
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::bar::Bar;
 use crate::clock::MarketClock;
 use crate::error::DataError;
+use crate::exchange::Market;
 use crate::features::{self, FeatureVector};
 use crate::history::History;
 use crate::indicators::IndicatorSet;
@@ -176,10 +177,12 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         }
     }
 
-    /// Validate a range against `clock`: `to` defaults to the clock and may not pass it.
+    /// Validate a range of `market`'s bars against `clock`: `to` defaults
+    /// to the clock's last visible day of that market and may not pass it.
     pub fn range(
         &self,
         clock: MarketClock,
+        market: Market,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<(NaiveDate, NaiveDate), ServiceError> {
@@ -188,7 +191,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
         }
-        let to = clock.until("to", to, self.now)?;
+        let to = clock.until(market, "to", to, self.now)?;
         let from = from.unwrap_or(to - Duration::days(365));
         if to - from > Duration::days(MAX_RANGE_DAYS) {
             return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
@@ -213,7 +216,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<Bars, ServiceError> {
         // One read of the clock (a key-value read) per query.
         let clock = self.clock();
-        let (from, to) = self.range(clock, from, to)?;
+        let (from, to) = self.range(clock, symbol.market(), from, to)?;
         let source = self.settings.source;
         let live_source = self.live_source();
         let served = live_source
@@ -250,7 +253,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .get(&key)
             .and_then(|raw| serde_json::from_slice(&raw).ok());
         // A live clock shows only completed intraday bars.
-        let live = clock == MarketClock::Live;
+        let live = clock.is_live();
         let cutoff = self.now.timestamp() - interval.length().num_seconds();
         let answer = |bars: Vec<Bar>, cached, stale| Bars {
             symbol: symbol.clone(),
@@ -343,7 +346,8 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         to: Option<NaiveDate>,
     ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
-        self.range(self.clock(), from, to)?;
+        let clock = self.clock();
+        self.range(clock, clock.market, from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.bars(&symbol, Interval::OneDay, from, to)
@@ -361,7 +365,8 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<Vec<Result<FeatureVector, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
         // The date is the whole batch's: one past the clock refuses the batch.
-        self.clock().until("date", date, self.now)?;
+        let clock = self.clock();
+        clock.until(clock.market, "date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.features(&symbol, date)
@@ -377,7 +382,9 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         symbol: &Symbol,
         date: Option<NaiveDate>,
     ) -> Result<FeatureVector, ServiceError> {
-        let to = self.clock().until("date", date, self.now)?;
+        let to = self
+            .clock()
+            .until(symbol.market(), "date", date, self.now)?;
         let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
         let bars = self
             .bars(symbol, Interval::OneDay, Some(from), Some(to))

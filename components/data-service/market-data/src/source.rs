@@ -318,6 +318,9 @@ pub mod stooq {
         match symbol.market() {
             Market::Tse => text.replace(".t", ".jp"),
             Market::Us => format!("{text}.us"),
+            // `eurusd`, `btcusd`.
+            Market::Fx => text.trim_end_matches("=x").to_string(),
+            Market::Crypto => text.replace('-', ""),
         }
     }
 

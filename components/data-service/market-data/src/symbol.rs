@@ -1,4 +1,5 @@
-//! Ticker symbols: `7203.T` (Tokyo), `AAPL`, `BRK-B` (US listings).
+//! Ticker symbols: `7203.T` (Tokyo), `AAPL`, `BRK-B` (US listings),
+//! `EURUSD=X` (a currency pair), `BTC-USD` (a crypto-currency pair).
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,6 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::DataError;
 use crate::exchange::Market;
+
+/// The quote currencies of crypto pairs (`BTC-USD`).
+const CRYPTO_QUOTES: &[&str] = &["USD", "USDT", "USDC", "EUR", "JPY", "BTC", "ETH"];
 
 /// A checked, normalised ticker: upper case, with its market.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +48,39 @@ impl Symbol {
                 })
             } else {
                 Err(invalid("a Tokyo code is four characters, e.g. 7203.T"))
+            };
+        }
+        // Currency pairs: two ISO 4217 codes and `=X`, as Yahoo names them.
+        if let Some(pair) = text.strip_suffix("=X") {
+            return if pair.len() == 6 && pair.bytes().all(|b| b.is_ascii_uppercase()) {
+                Ok(Self {
+                    text,
+                    market: Market::Fx,
+                })
+            } else {
+                Err(invalid(
+                    "a currency pair is two currency codes and =X, e.g. EURUSD=X",
+                ))
+            };
+        }
+        // Crypto-currency pairs: an asset and a quote currency (three or more
+        // letters after the dash, which no US share class has).
+        if let Some((asset, quote)) = text.split_once('-')
+            && CRYPTO_QUOTES.contains(&quote)
+        {
+            return if (2..=6).contains(&asset.len())
+                && asset
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                Ok(Self {
+                    text,
+                    market: Market::Crypto,
+                })
+            } else {
+                Err(invalid(
+                    "a crypto pair is an asset and a quote currency, e.g. BTC-USD",
+                ))
             };
         }
         // US tickers: letters, with an optional class suffix (`BRK-B`; `BRK.B` is accepted as that).
@@ -117,6 +154,10 @@ mod tests {
             (" msft ", "MSFT", Market::Us),
             ("BRK-B", "BRK-B", Market::Us),
             ("BRK.B", "BRK-B", Market::Us),
+            ("EURUSD=X", "EURUSD=X", Market::Fx),
+            ("usdjpy=x", "USDJPY=X", Market::Fx),
+            ("BTC-USD", "BTC-USD", Market::Crypto),
+            ("eth-usdt", "ETH-USDT", Market::Crypto),
         ];
         for (input, text, market) in cases {
             let symbol = Symbol::parse(input).unwrap();
@@ -142,6 +183,10 @@ mod tests {
             "<script>",
             "1234",
             "A1.T",
+            "EURUS=X",
+            "EUR1SD=X",
+            "B-USD",
+            "BTC.USD.X",
         ] {
             let err = Symbol::parse(bad).unwrap_err();
             assert_eq!(err.code(), "invalid-symbol", "{bad}");

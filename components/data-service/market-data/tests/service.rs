@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::executor::block_on;
+use market_data::exchange::Market as Exchange;
 use market_data::service::{Fetch, MarketData, Settings, Store};
 use market_data::source::SourceKind;
 use market_data::{History, Interval, MarketClock, Symbol};
@@ -72,9 +73,7 @@ fn settings(source: SourceKind) -> Settings {
         yahoo_base_url: "http://yahoo.test".into(),
         stooq_base_url: "http://stooq.test".into(),
         ttl_daily: Duration::seconds(900),
-        default_clock: MarketClock::Replay {
-            as_of: d(2010, 6, 30),
-        },
+        default_clock: MarketClock::after_close(Exchange::Us, d(2010, 6, 30)).unwrap(),
     }
 }
 
@@ -118,9 +117,7 @@ fn bundled_bars_stop_at_the_replay_clock() {
     assert_eq!(bars.as_of, d(2010, 6, 30));
     assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 30));
 
-    md.set_clock(MarketClock::Replay {
-        as_of: d(2010, 6, 15),
-    });
+    md.set_clock(MarketClock::after_close(Exchange::Us, d(2010, 6, 15)).unwrap());
     let bars = block_on(md.bars(&ibm, Interval::OneDay, Some(d(2010, 6, 1)), None)).unwrap();
     assert_eq!(bars.bars.last().unwrap().date, d(2010, 6, 15));
     assert!(
@@ -374,7 +371,7 @@ fn intraday_bars_come_from_yahoo_only_and_only_when_complete() {
         .borrow_mut()
         .push(Ok((200, body.into_bytes())));
     let mut live = settings(SourceKind::Yahoo);
-    live.default_clock = MarketClock::Live;
+    live.default_clock = MarketClock::live(Exchange::Us);
     let md = market(&history, &store, &script, live, now);
     let toyota = Symbol::parse("7203.T").unwrap();
     let bars =
