@@ -22,7 +22,7 @@ use crate::events::Event;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 use crate::portfolio::{Fill, Portfolio};
-use crate::risk::{self, Denial, Exposure, Intent, RiskLimits, TradingState};
+use crate::risk::{self, Denial, Exposure, HaltPolicy, Intent, RiskLimits, TradingState};
 
 /// Orders a request may ask for at most (a guard against absurd sizes, far above any limit).
 pub const MAX_QUANTITY: u64 = 100_000_000;
@@ -74,6 +74,8 @@ pub enum Origin {
     /// The automatic protective exits.
     StopLoss,
     TakeProfit,
+    /// HALTED with `halt_policy = flatten` closing a position.
+    KillSwitch,
 }
 
 /// What a caller asks for. With no quantity, the order is sized from the
@@ -381,6 +383,9 @@ impl Book {
             change: change.clone(),
         });
         self.notify(Notice::StateChanged(change));
+        if to != TradingState::Active {
+            self.on_leaving_active(ctx, to);
+        }
     }
 
     /// Set the trading state by API (the caller checked the admin role).
@@ -544,7 +549,16 @@ impl Book {
             .map(|r| r.order.id.clone())
             .collect();
         for id in working {
-            let report = ctx.broker.execute_on_bar(&self.orders[&id].order, bar, lot);
+            let record = &self.orders[&id];
+            // The kill switch's sells, like the protective exits, are not
+            // left half done by the participation cap.
+            let report = if record.origin == Origin::KillSwitch {
+                let mut uncapped = ctx.broker.clone();
+                uncapped.model.participation_bps = 10_000;
+                uncapped.execute_on_bar(&record.order, bar, lot)
+            } else {
+                ctx.broker.execute_on_bar(&record.order, bar, lot)
+            };
             self.apply_report(ctx, &id, bar.date, report);
         }
         self.protective_exit(ctx, symbol, bar);
@@ -555,7 +569,8 @@ impl Book {
         let Some(exits) = self.exits.get(symbol).copied() else {
             return;
         };
-        if held == 0 || self.state == TradingState::Halted {
+        // Armed in every state: HALTED stops new orders, not the stops.
+        if held == 0 {
             return;
         }
         // A bar that spans both: the stop is assumed first (the cautious reading).
@@ -588,44 +603,14 @@ impl Book {
                 expired: false,
             });
         }
-        let id = self.next_id();
-        let request = OrderRequest {
-            client_order_id: format!("{}-{id}", origin_label(origin)),
-            symbol: symbol.to_string(),
-            side: Side::Sell,
-            kind,
-            time_in_force: TimeInForce::Ioc,
-            quantity: Some(held),
-        };
-        let mut order = Order::new(
-            id.clone(),
-            request.client_order_id.clone(),
-            symbol.to_string(),
-            Side::Sell,
-            kind,
-            TimeInForce::Ioc,
-            held,
-        );
-        let _ = order.apply(&OrderEvent::Accept);
         let reference = match kind {
             OrderKind::Stop { stop_price } => stop_price,
             OrderKind::Limit { limit_price } => limit_price,
             OrderKind::Market => bar.open,
         };
-        self.emit(Event::OrderPlaced {
-            record: Box::new(OrderRecord {
-                order,
-                origin,
-                request,
-                reference_price: reference,
-                submitted_at: ctx.market.now,
-                as_of: bar.date,
-                works_from: Some(bar.date),
-                denial: None,
-                fills: Vec::new(),
-                events: Vec::new(),
-            }),
-        });
+        let id = self.place_system_sell(
+            ctx, symbol, origin, kind, held, reference, bar.date, bar.date,
+        );
         // The exit trades inside the bar, without the participation cap: a
         // protective stop is not left half done.
         let report = {
@@ -639,6 +624,103 @@ impl Book {
             report
         };
         self.apply_report(ctx, &id, bar.date, report);
+    }
+
+    /// Place a sell of `quantity` the system decided (an exit), working from
+    /// `works_from`, IOC; its id.
+    #[allow(clippy::too_many_arguments)]
+    fn place_system_sell(
+        &mut self,
+        ctx: &Context,
+        symbol: &str,
+        origin: Origin,
+        kind: OrderKind,
+        quantity: u64,
+        reference: Price,
+        as_of: NaiveDate,
+        works_from: NaiveDate,
+    ) -> String {
+        let id = self.next_id();
+        let request = OrderRequest {
+            client_order_id: format!("{}-{id}", origin_label(origin)),
+            symbol: symbol.to_string(),
+            side: Side::Sell,
+            kind,
+            time_in_force: TimeInForce::Ioc,
+            quantity: Some(quantity),
+        };
+        let mut order = Order::new(
+            id.clone(),
+            request.client_order_id.clone(),
+            symbol.to_string(),
+            Side::Sell,
+            kind,
+            TimeInForce::Ioc,
+            quantity,
+        );
+        let _ = order.apply(&OrderEvent::Accept);
+        self.emit(Event::OrderPlaced {
+            record: Box::new(OrderRecord {
+                order,
+                origin,
+                request,
+                reference_price: reference,
+                submitted_at: ctx.market.now,
+                as_of,
+                works_from: Some(works_from),
+                denial: None,
+                fills: Vec::new(),
+                events: Vec::new(),
+            }),
+        });
+        id
+    }
+
+    /// Leaving ACTIVE: working entries (buys) are cancelled, so that REDUCING
+    /// and HALTED only ever shrink positions; HALTED with `flatten` also
+    /// cancels the working sells and sells every position at the next bar's
+    /// open (the next trading day's, on daily bars).
+    fn on_leaving_active(&mut self, ctx: &Context, to: TradingState) {
+        let flatten = to == TradingState::Halted && ctx.limits.on_halt == HaltPolicy::Flatten;
+        let cancelled: Vec<String> = self
+            .working_orders()
+            .filter(|r| flatten || r.order.side == Side::Buy)
+            .map(|r| r.order.id.clone())
+            .collect();
+        for id in cancelled {
+            self.emit(Event::OrderClosed {
+                order_id: id,
+                expired: false,
+            });
+        }
+        if !flatten {
+            return;
+        }
+        let held: Vec<(String, u64)> = self
+            .portfolio
+            .positions
+            .iter()
+            .map(|(symbol, p)| (symbol.clone(), p.quantity))
+            .filter(|(_, q)| *q > 0)
+            .collect();
+        for (symbol, quantity) in held {
+            let as_of = ctx.market.as_of.unwrap_or(ctx.market.now.date_naive());
+            let works_from = market_of(&symbol).next_trading_day(as_of);
+            let reference = self
+                .marks
+                .get(&symbol)
+                .map_or(Price::from_ticks(0), |(_, p)| *p);
+            self.place_system_sell(
+                ctx,
+                &symbol,
+                Origin::KillSwitch,
+                OrderKind::Market,
+                quantity,
+                reference,
+                as_of,
+                works_from,
+            );
+        }
     }
 
     /// The id the next order placed gets.
@@ -1006,6 +1088,7 @@ fn origin_label(origin: Origin) -> &'static str {
         Origin::Cycle => "cycle",
         Origin::StopLoss => "stop-loss",
         Origin::TakeProfit => "take-profit",
+        Origin::KillSwitch => "kill-switch",
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::book::SessionPolicy;
 use crate::broker::FillModel;
 use crate::money::Money;
-use crate::risk::RiskLimits;
+use crate::risk::{HaltPolicy, RiskLimits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -33,6 +33,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("min_commission", "0"),
     ("participation_bps", "1000"),
     ("session_policy", "queue"),
+    ("halt_policy", "keep-exits"),
     ("keep_finished_orders", "25"),
 ];
 
@@ -67,6 +68,12 @@ impl Config {
             risk_per_trade_bps: int("risk_per_trade_bps")?,
             stop_loss_bps: int("stop_loss_bps")?,
             take_profit_bps: int("take_profit_bps")?,
+            on_halt: HaltPolicy::parse(value("halt_policy").trim()).ok_or_else(|| {
+                format!(
+                    "variable `halt_policy`: `{}` is neither keep-exits nor flatten",
+                    value("halt_policy")
+                )
+            })?,
         };
         limits.validate()?;
         let fill_model = FillModel {

@@ -34,7 +34,7 @@ pub use ledger::{CasStore, Ledger, LedgerError};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 pub use portfolio::{Fill, Portfolio, Position};
-pub use risk::{Denial, Exposure, Intent, RiskLimits, TradingState};
+pub use risk::{Denial, Exposure, HaltPolicy, Intent, RiskLimits, TradingState};
 
 /// This service.
 pub const SERVICE: ServiceId = ServiceId::EXECUTION;

@@ -32,6 +32,7 @@ pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
             let (severity, why) = match origin {
                 Origin::StopLoss => ("warning", "stop-loss: "),
                 Origin::TakeProfit => ("info", "take-profit: "),
+                Origin::KillSwitch => ("warning", "kill switch: "),
                 Origin::Api | Origin::Cycle => ("info", ""),
             };
             json!({

@@ -24,6 +24,30 @@ pub struct RiskLimits {
     /// Automatic exits, in bps from the entry price.
     pub stop_loss_bps: i64,
     pub take_profit_bps: i64,
+    /// What HALTED does to open positions.
+    pub on_halt: HaltPolicy,
+}
+
+/// HALTED always refuses new orders and cancels working entries; with
+/// `KeepExits` the positions stay, their protective exits (and working
+/// sells) still armed; with `Flatten` every working order is cancelled and
+/// every position sold at the next bar's open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HaltPolicy {
+    #[default]
+    KeepExits,
+    Flatten,
+}
+
+impl HaltPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "keep-exits" => Some(Self::KeepExits),
+            "flatten" => Some(Self::Flatten),
+            _ => None,
+        }
+    }
 }
 
 impl Default for RiskLimits {
@@ -38,6 +62,7 @@ impl Default for RiskLimits {
             risk_per_trade_bps: 100,
             stop_loss_bps: 200,
             take_profit_bps: 500,
+            on_halt: HaltPolicy::KeepExits,
         }
     }
 }

@@ -10,8 +10,8 @@ use market_data::{Bar, Price};
 use trading::book::{Notice, OrderRequest};
 use trading::ledger::{Ledger, MemoryStore};
 use trading::{
-    Book, Context, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker, RiskLimits,
-    SessionPolicy, Side, SubmitError, TimeInForce, TradingState,
+    Book, Context, HaltPolicy, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker,
+    RiskLimits, SessionPolicy, Side, SubmitError, TimeInForce, TradingState,
 };
 
 const SYMBOL: &str = "7203.T";
@@ -206,6 +206,152 @@ fn a_daily_loss_switches_to_reducing_and_reducing_only_lets_exposure_shrink() {
     }
     let changes: Vec<TradingState> = book.state_changes.iter().map(|c| c.to).collect();
     assert_eq!(changes, [TradingState::Reducing, TradingState::Halted]);
+}
+
+/// What leaving ACTIVE does, per state and halt policy: the working buy is
+/// cancelled in REDUCING and HALTED; the working sell stays unless HALTED
+/// flattens; the protective stop still fires in HALTED; `flatten` sells the
+/// position at the next bar's open, however large against the bar's volume.
+#[test]
+fn reducing_and_halted_cancel_entries_and_keep_the_exits_armed() {
+    struct Case {
+        to: TradingState,
+        policy: HaltPolicy,
+        /// (working buy, working sell) status after the change.
+        after_change: (OrderStatus, OrderStatus),
+        /// Shares held after day 7's bar (the stop's day).
+        held_after: u64,
+        exit_origin: Origin,
+    }
+    let cases = [
+        Case {
+            to: TradingState::Reducing,
+            policy: HaltPolicy::KeepExits,
+            after_change: (OrderStatus::Cancelled, OrderStatus::Accepted),
+            held_after: 0,
+            exit_origin: Origin::StopLoss,
+        },
+        Case {
+            to: TradingState::Halted,
+            policy: HaltPolicy::KeepExits,
+            after_change: (OrderStatus::Cancelled, OrderStatus::Accepted),
+            held_after: 0,
+            exit_origin: Origin::StopLoss,
+        },
+        Case {
+            to: TradingState::Halted,
+            policy: HaltPolicy::Flatten,
+            after_change: (OrderStatus::Cancelled, OrderStatus::Cancelled),
+            held_after: 0,
+            exit_origin: Origin::KillSwitch,
+        },
+    ];
+    let bars = week();
+    for case in cases {
+        let name = format!("{:?} {:?}", case.to, case.policy);
+        let mut c = ctx(&bars[..1]);
+        c.limits.on_halt = case.policy;
+        c.limits.max_position_value = Money::units(10_000_000);
+        let mut book = Book::new(Money::units(10_000_000));
+        book.submit(&c, buy("h-1", 300), Origin::Api).unwrap();
+        book.sync(&ctx(&bars[..2]));
+        assert_eq!(book.portfolio.quantity(SYMBOL), 300, "{name}");
+        // Day 5's close: another buy and a limit sell far above, both working.
+        let c5 = Context {
+            limits: c.limits.clone(),
+            ..ctx(&bars[..2])
+        };
+        let entry = book.submit(&c5, buy("h-2", 100), Origin::Api).unwrap();
+        let exit = OrderRequest {
+            side: Side::Sell,
+            kind: OrderKind::Limit {
+                limit_price: px("9000"),
+            },
+            ..buy("h-3", 100)
+        };
+        let exit = book.submit(&c5, exit, Origin::Api).unwrap();
+        book.set_state(&c5, case.to, "operator".into());
+        let status = |b: &Book, id: &str| b.orders[id].order.status;
+        assert_eq!(
+            (
+                status(&book, &entry.record.order.id),
+                status(&book, &exit.record.order.id)
+            ),
+            case.after_change,
+            "{name}"
+        );
+        // Days 6 and 7: the position is sold by the stop (day 7) or by the
+        // kill switch at day 6's open; nothing is bought.
+        let c7 = Context {
+            limits: c.limits.clone(),
+            ..ctx(&bars)
+        };
+        book.sync(&c7);
+        assert_eq!(book.portfolio.quantity(SYMBOL), case.held_after, "{name}");
+        let sold_by: Vec<(Origin, NaiveDate)> = book
+            .orders
+            .values()
+            .filter(|r| r.order.side == Side::Sell && !r.fills.is_empty())
+            .map(|r| (r.origin, r.fills[0].date))
+            .collect();
+        let day = if case.exit_origin == Origin::KillSwitch {
+            d(6)
+        } else {
+            d(7)
+        };
+        assert_eq!(sold_by, [(case.exit_origin, day)], "{name}");
+        let bought: u64 = book
+            .orders
+            .values()
+            .filter(|r| r.order.side == Side::Buy)
+            .map(|r| r.order.filled_quantity)
+            .sum();
+        assert_eq!(bought, 300, "{name}: no entry after the change");
+    }
+}
+
+/// The kill switch's sell is whole even where the bar's volume would cap an
+/// ordinary order (10% participation).
+#[test]
+fn flatten_sells_everything_at_the_next_open() {
+    let thin = |day, price: &str| Bar {
+        volume: 1_000,
+        ..bar(day, price, price, price, price)
+    };
+    let bars = vec![
+        bar(4, "2500", "2500", "2500", "2500"),
+        bar(5, "2500", "2500", "2500", "2500"),
+        thin(6, "2400"),
+    ];
+    let mut c = ctx(&bars[..1]);
+    c.limits.on_halt = HaltPolicy::Flatten;
+    let mut book = Book::new(Money::units(10_000_000));
+    book.submit(&c, buy("f-1", 300), Origin::Api).unwrap();
+    let c5 = Context {
+        limits: c.limits.clone(),
+        ..ctx(&bars[..2])
+    };
+    book.sync(&c5);
+    book.set_state(&c5, TradingState::Halted, "flatten".into());
+    book.sync(&Context {
+        limits: c.limits.clone(),
+        ..ctx(&bars)
+    });
+    assert_eq!(book.portfolio.quantity(SYMBOL), 0);
+    let sell = book
+        .orders
+        .values()
+        .find(|r| r.origin == Origin::KillSwitch)
+        .unwrap();
+    assert_eq!(sell.fills[0].date, d(6));
+    assert_eq!(sell.fills[0].execution.quantity, 300);
+    assert!(book.outbox.iter().any(|(_, n)| matches!(
+        n,
+        Notice::Filled {
+            origin: Origin::KillSwitch,
+            ..
+        }
+    )));
 }
 
 #[test]
