@@ -307,21 +307,25 @@ impl Market {
 
     /// The first session opening after `utc` (strictly).
     pub fn next_session(self, utc: DateTime<Utc>) -> SessionTimes {
-        let mut date = self.trading_day_at(utc);
-        loop {
-            if let Some(s) = self.sessions(date).into_iter().find(|s| s.open > utc) {
-                return s;
-            }
-            date = self.next_trading_day(date);
-        }
+        self.first_session_from(utc, |s| s.open > utc)
     }
 
     /// The first session closing after `utc` (strictly): the one `utc` is
     /// in or, between sessions, the next.
     pub fn session_ending_after(self, utc: DateTime<Utc>) -> SessionTimes {
+        self.first_session_from(utc, |s| s.close > utc)
+    }
+
+    /// The first session, from the trading day of `utc` on, that is `wanted`
+    /// (which must hold for some later session).
+    fn first_session_from(
+        self,
+        utc: DateTime<Utc>,
+        wanted: impl Fn(&SessionTimes) -> bool,
+    ) -> SessionTimes {
         let mut date = self.trading_day_at(utc);
         loop {
-            if let Some(s) = self.sessions(date).into_iter().find(|s| s.close > utc) {
+            if let Some(s) = self.sessions(date).into_iter().find(&wanted) {
                 return s;
             }
             date = self.next_trading_day(date);

@@ -553,9 +553,7 @@ impl Book {
             // The kill switch's sells, like the protective exits, are not
             // left half done by the participation cap.
             let report = if record.origin == Origin::KillSwitch {
-                let mut uncapped = ctx.broker.clone();
-                uncapped.model.participation_bps = 10_000;
-                uncapped.execute_on_bar(&record.order, bar, lot)
+                uncapped(ctx).execute_on_bar(&record.order, bar, lot)
             } else {
                 ctx.broker.execute_on_bar(&record.order, bar, lot)
             };
@@ -615,9 +613,7 @@ impl Book {
         // protective stop is not left half done.
         let report = {
             let order = &self.orders[&id].order;
-            let mut uncapped = ctx.broker.clone();
-            uncapped.model.participation_bps = 10_000;
-            let mut report = uncapped.execute_on_bar(order, bar, 1);
+            let mut report = uncapped(ctx).execute_on_bar(order, bar, 1);
             report.executions.iter_mut().for_each(|e| {
                 e.quantity = e.quantity.min(held);
             });
@@ -1080,6 +1076,14 @@ pub enum CancelError {
     NotFound,
     #[error(transparent)]
     Order(crate::order::OrderError),
+}
+
+/// The broker without the participation cap: the system's exits are not
+/// left half done.
+fn uncapped(ctx: &Context) -> PaperBroker {
+    let mut broker = ctx.broker.clone();
+    broker.model.participation_bps = 10_000;
+    broker
 }
 
 fn origin_label(origin: Origin) -> &'static str {
