@@ -312,13 +312,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Post, ["batch-fetch"]) => {
             Query::none(&req)?;
             let batch: BatchRequest = json_body(req.body())?;
-            if interval(batch.interval.as_deref())? != Interval::OneDay {
-                return Err(Route::error(
-                    400,
-                    "unsupported-interval",
-                    "batch-fetch serves daily bars (`1d`)",
-                ));
-            }
+            let interval = interval(batch.interval.as_deref())?;
             let clock = md.clock();
             let back = batch
                 .lookback_days
@@ -328,7 +322,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 (a, b) => a.or(b),
             };
             let results = md
-                .batch(&batch.symbols, from, batch.to)
+                .batch(&batch.symbols, interval, from, batch.to)
                 .await
                 .map_err(failed)?;
             let results: Vec<serde_json::Value> = results
@@ -383,7 +377,12 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 .iter()
                 .map(|s| s.symbol.as_str())
                 .collect();
-            Route::ok(serde_json::json!({ "source": "bundled", "symbols": symbols }))
+            // The daily universe, and the intraday series beside it.
+            Route::ok(serde_json::json!({
+                "source": "bundled",
+                "symbols": symbols,
+                "intraday": ctx.history.intraday.series(),
+            }))
         }
         (Method::Get, ["exchanges", market]) => {
             Query::none(&req)?;

@@ -878,7 +878,7 @@ fn metrics(book: &Book) -> String {
         out.push_str(&format!("execution_denials{{code=\"{code}\"}} {n}\n"));
     }
     let fills: usize = book.orders.values().map(|r| r.fills.len()).sum();
-    let money = |m: trading::Money| m.ticks() as f64 / 10_000.0;
+    let money = |m: trading::Money| m.ticks() as f64 / market_data::Price::SCALE as f64;
     let state = match book.state {
         TradingState::Active => 0,
         TradingState::Reducing => 1,

@@ -357,6 +357,94 @@ async fn the_replay_clock_moves_only_for_admins() {
     host.shutdown().await;
 }
 
+/// The bundled EUR/USD hours on an hourly FX replay clock: each bar step
+/// shows one more bar, none that has not closed; the day's bar once the FX
+/// day is over; the intraday series listed apart from the daily universe.
+#[tokio::test]
+async fn intraday_history_steps_with_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings
+        .variables
+        .push(("admin_token".into(), "s3cret".into()));
+    let host = start(&settings).await;
+    let resp = client()
+        .put(url(&host, "/api/v1/data/clock"))
+        .header("x-admin-token", "s3cret")
+        .body(r#"{"mode":"replay","as_of":"2017-03-15T10:00:00Z","market":"fx","interval":"1h"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let hours = |body: &Value| -> Vec<i64> {
+        body["bars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["ts"].as_i64().unwrap())
+            .collect()
+    };
+    let path = "/api/v1/data/stocks/EURUSD=X?interval=1h&from=2017-03-15";
+    let (status, before) = get_json(&host, path).await;
+    assert_eq!(status, 200, "{before}");
+    let before = hours(&before);
+    assert_eq!(before.len(), 13);
+    assert_eq!(
+        *before.last().unwrap(),
+        1_489_568_400,
+        "09:00 UTC, closed at 10:00"
+    );
+    let resp = client()
+        .post(url(&host, "/api/v1/data/clock/advance?by=bar"))
+        .header("x-admin-token", "s3cret")
+        .send()
+        .await
+        .unwrap();
+    let clock: Value = resp.json().await.unwrap();
+    assert_eq!(clock["as_of"], "2017-03-15T11:00:00Z");
+    assert_eq!(clock["local"], "2017-03-15T07:00:00-04:00");
+    let (_, after) = get_json(&host, path).await;
+    assert_eq!(hours(&after).len(), 14);
+    let (_, bar) = get_json(
+        &host,
+        "/api/v1/data/stocks/EURUSD=X?interval=1h&from=2017-03-15",
+    )
+    .await;
+    assert_eq!(
+        bar["bars"][0]["open"], "1.06044",
+        "five decimals, as the source"
+    );
+    // Daily bars: up to the 14th, the last FX day that has closed.
+    let (_, daily) = get_json(&host, "/api/v1/data/stocks/EURUSD=X?from=2017-03-01").await;
+    assert_eq!(
+        daily["bars"].as_array().unwrap().last().unwrap()["date"],
+        "2017-03-14"
+    );
+    let (_, symbols) = get_json(&host, "/api/v1/data/symbols").await;
+    assert_eq!(symbols["symbols"].as_array().unwrap().len(), 525);
+    let intraday: Vec<&str> = symbols["intraday"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(intraday, ["BTC-USD", "EURUSD=X"]);
+    // A batch in hours, each symbol alone: IBM has no hourly history.
+    let resp = client()
+        .post(url(&host, "/api/v1/data/batch-fetch"))
+        .json(&serde_json::json!({"symbols": ["EURUSD=X", "IBM"], "interval": "1h", "from": "2017-03-15"}))
+        .send()
+        .await
+        .unwrap();
+    let batch: Value = resp.json().await.unwrap();
+    assert_eq!(
+        batch["results"][0]["ok"]["bars"].as_array().unwrap().len(),
+        14
+    );
+    assert_eq!(batch["results"][1]["error"]["code"], "unsupported-interval");
+    host.shutdown().await;
+}
+
 /// A Yahoo-format answer with one bar per day of June 2010 at 09:30 New York time.
 fn yahoo_body() -> String {
     let days: Vec<i64> = (1..=25).map(|d| 1_275_399_000 + (d - 1) * 86_400).collect();

@@ -94,7 +94,7 @@ fn market_buy(id: &str, symbol: &str, quantity: u64) -> Value {
 fn price(v: &Value) -> Price {
     v.as_str()
         .map(|s| s.parse().unwrap())
-        .or_else(|| v.as_f64().and_then(Price::from_f64))
+        .or_else(|| v.as_f64().and_then(|f| Price::from_f64(f, 4)))
         .unwrap_or_else(|| panic!("not a price: {v}"))
 }
 
@@ -275,7 +275,7 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     let monday = bar(&base, "AAPL", "2010-08-23").await;
     let (open, low) = (price(&monday["open"]), price(&monday["low"]));
     let model = FillModel::default();
-    let entry = model.slipped(Side::Buy, open);
+    let entry = model.slipped(Side::Buy, open, 4);
     assert_eq!(price(&order["fills"][0]["price"]), entry);
     assert_eq!(order["fills"][0]["date"], "2010-08-23");
     assert_projects(&order, "execution", "order-record");
@@ -283,7 +283,7 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
 
     // That day AAPL fell more than 2% below the entry: the automatic stop
     // sold the position inside the same bar, at the stop less slippage.
-    let (stop, _) = trading::risk::exits(&RiskLimits::default(), entry);
+    let (stop, _) = trading::risk::exits(&RiskLimits::default(), entry, 4);
     assert!(low <= stop, "the bundled bar: low {low}, stop {stop}");
     let orders = view(&base, "/api/v1/execution/orders").await;
     let exit = orders["orders"]
@@ -295,7 +295,7 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     assert_eq!(exit["status"], "filled");
     assert_eq!(
         price(&exit["fills"][0]["price"]),
-        model.slipped(Side::Sell, open.min(stop))
+        model.slipped(Side::Sell, open.min(stop), 4)
     );
     let positions = view(&base, "/api/v1/execution/positions").await;
     assert_eq!(positions["positions"], json!([]));
@@ -687,7 +687,7 @@ async fn two_host_processes_sharing_redis_never_breach_a_limit_together() {
 
     // Size orders so that exactly 8 fit under the 1,000,000 position limit.
     let close = price(&bar(&a.base, "AAPL", "2010-08-20").await["close"]);
-    let quantity = 1_000_000 * 10_000 / (8 * close.ticks() as u64);
+    let quantity = (1_000_000 * Price::SCALE / (8 * close.ticks())) as u64;
     let sends: Vec<_> = (0..40)
         .map(|i| {
             let base = if i % 2 == 0 {

@@ -111,6 +111,16 @@ impl MarketClock {
         }
     }
 
+    /// The trading day of `market` the clock is in (between days, the next
+    /// one): the last day whose intraday bars may be seen, those that have
+    /// closed (live: today).
+    pub fn current_day(&self, market: Market, now: DateTime<Utc>) -> NaiveDate {
+        match self.replay {
+            Some(at) => market.trading_day_at(at),
+            None => now.date_naive(),
+        }
+    }
+
     /// The clock's date on its own market (see [`Self::visible_day`]).
     pub fn date(&self, now: DateTime<Utc>) -> NaiveDate {
         self.visible_day(self.market, now)
@@ -158,7 +168,26 @@ impl MarketClock {
         date: Option<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<NaiveDate, DataError> {
-        let clock = self.visible_day(market, now);
+        self.until_day(self.visible_day(market, now), field, date)
+    }
+
+    /// [`Self::until`] for intraday bars: up to the day the clock is in.
+    pub fn until_intraday(
+        &self,
+        market: Market,
+        field: &'static str,
+        date: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    ) -> Result<NaiveDate, DataError> {
+        self.until_day(self.current_day(market, now), field, date)
+    }
+
+    fn until_day(
+        &self,
+        clock: NaiveDate,
+        field: &'static str,
+        date: Option<NaiveDate>,
+    ) -> Result<NaiveDate, DataError> {
         match date {
             Some(date) if date > clock => Err(DataError::AfterClock { field, date, clock }),
             Some(date) => Ok(date),

@@ -148,6 +148,16 @@ impl Market {
         }
     }
 
+    /// The decimals its prices are quoted and filled in: shares 4 (sub-penny,
+    /// as the platform always had), currency pairs 5, crypto-currencies 8.
+    pub fn price_decimals(self) -> u32 {
+        match self {
+            Self::Tse | Self::Us => 4,
+            Self::Fx => 5,
+            Self::Crypto => 8,
+        }
+    }
+
     /// Offset of exchange-local time from UTC at `utc`, in seconds.
     pub fn utc_offset(self, utc: DateTime<Utc>) -> i64 {
         match self {

@@ -12,12 +12,18 @@ use chrono::NaiveDate;
 use crate::bar::Bar;
 use crate::error::DataError;
 use crate::exchange::Market;
+use crate::intraday::Intraday;
 use crate::price::Price;
 
 /// The embedded history file.
 pub static BUNDLED: &[u8] = include_bytes!("../data/history.bin");
 
 const MAGIC: &[u8; 8] = b"DTBARS1\0";
+
+/// The file's prices are in ticks of 0.0001.
+fn price_at(file_ticks: u32) -> Price {
+    Price::from_ticks(i64::from(file_ticks) * (Price::SCALE / 10_000))
+}
 const BAR_SIZE: usize = 28;
 
 /// One symbol's series in the history.
@@ -30,12 +36,13 @@ pub struct SeriesInfo {
     pub adjusted: bool,
 }
 
-/// A read-only view of a history file.
+/// A read-only view of a history file, with the bundled intraday series.
 #[derive(Debug, Clone)]
 pub struct History {
     data: &'static [u8],
     series: Vec<SeriesInfo>,
     bars_offset: usize,
+    pub intraday: Intraday,
 }
 
 struct Reader<'a> {
@@ -104,10 +111,11 @@ impl History {
             data,
             series,
             bars_offset,
+            intraday: Intraday::bundled()?,
         })
     }
 
-    /// Every series, sorted by symbol.
+    /// Every daily series, sorted by symbol (the intraday ones: [`Self::intraday`]).
     pub fn series(&self) -> &[SeriesInfo] {
         &self.series
     }
@@ -119,16 +127,22 @@ impl History {
             .map(|i| &self.series[i])
     }
 
-    /// A symbol's daily bars dated within `from..=to` (either bound open), oldest first.
+    /// A symbol's daily bars dated within `from..=to` (either bound open),
+    /// oldest first; an intraday series' are made from its bars.
     pub fn bars(
         &self,
         symbol: &str,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Vec<Bar>, DataError> {
-        let info = self
-            .info(symbol)
-            .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
+        let Some(info) = self.info(symbol) else {
+            let series = self
+                .intraday
+                .info(symbol)
+                .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
+            let (from, to) = (from.unwrap_or(series.from), to.unwrap_or(series.to));
+            return self.intraday.daily(symbol, from, to);
+        };
         let all = (0..info.bars).map(|i| self.bar(info.first + i));
         Ok(all
             .filter(|b| from.is_none_or(|f| b.date >= f) && to.is_none_or(|t| b.date <= t))
@@ -146,10 +160,10 @@ impl History {
             date,
             // The bundled history is all US listings.
             ts: Market::Us.session_open(date).timestamp(),
-            open: Price::from_ticks(i64::from(u32_at(4))),
-            high: Price::from_ticks(i64::from(u32_at(8))),
-            low: Price::from_ticks(i64::from(u32_at(12))),
-            close: Price::from_ticks(i64::from(u32_at(16))),
+            open: price_at(u32_at(4)),
+            high: price_at(u32_at(8)),
+            low: price_at(u32_at(12)),
+            close: price_at(u32_at(16)),
             volume: u64::from_le_bytes([b[20], b[21], b[22], b[23], b[24], b[25], b[26], b[27]]),
         }
     }

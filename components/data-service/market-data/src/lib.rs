@@ -23,6 +23,7 @@ pub mod features;
 pub mod history;
 pub mod indicators;
 pub mod interval;
+pub mod intraday;
 pub mod price;
 pub mod service;
 pub mod source;
@@ -34,7 +35,7 @@ pub use error::DataError;
 pub use exchange::{Exchange, Market};
 pub use history::History;
 pub use interval::Interval;
-pub use price::Price;
+pub use price::{Price, Rounding};
 pub use symbol::Symbol;
 
 use daytrade_contract::ServiceId;

@@ -183,6 +183,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         &self,
         clock: MarketClock,
         market: Market,
+        interval: Interval,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<(NaiveDate, NaiveDate), ServiceError> {
@@ -191,7 +192,11 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
         }
-        let to = clock.until(market, "to", to, self.now)?;
+        let to = if interval.is_intraday() {
+            clock.until_intraday(market, "to", to, self.now)?
+        } else {
+            clock.until(market, "to", to, self.now)?
+        };
         let from = from.unwrap_or(to - Duration::days(365));
         if to - from > Duration::days(MAX_RANGE_DAYS) {
             return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
@@ -216,21 +221,35 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<Bars, ServiceError> {
         // One read of the clock (a key-value read) per query.
         let clock = self.clock();
-        let (from, to) = self.range(clock, symbol.market(), from, to)?;
+        let (from, to) = self.range(clock, symbol.market(), interval, from, to)?;
         let source = self.settings.source;
         let live_source = self.live_source();
-        let served = live_source
-            .as_ref()
-            .map_or(!interval.is_intraday(), |s| s.serves(interval));
-        if !served {
-            return Err(ServiceError::UnsupportedInterval(format!(
-                "{} does not serve `{}` bars (yahoo serves 1m, 5m, 15m, 1h and 1d; others 1d)",
-                source.name(),
-                interval.as_str()
-            )));
-        }
+        // An intraday bar is seen once it has closed (open + length ≤ the clock).
+        let until = clock.instant(self.now);
+        let closed = |b: &Bar| {
+            !interval.is_intraday() || b.ts + interval.length().num_seconds() <= until.timestamp()
+        };
         let Some(live_source) = live_source else {
-            let bars = self.history.bars(symbol.as_str(), Some(from), Some(to))?;
+            // The bundled history: daily bars for every series, and the
+            // intraday series' own interval.
+            let own = self
+                .history
+                .intraday
+                .info(symbol.as_str())
+                .map(|s| s.interval);
+            let bars = if interval == Interval::OneDay {
+                self.history.bars(symbol.as_str(), Some(from), Some(to))?
+            } else if own == Some(interval) {
+                self.history
+                    .intraday
+                    .bars(symbol.as_str(), from, to, until)?
+            } else {
+                return Err(ServiceError::UnsupportedInterval(format!(
+                    "the bundled history of {symbol} has {} bars, not `{}`",
+                    own.map_or("daily", |i| i.as_str()),
+                    interval.as_str()
+                )));
+            };
             return Ok(Bars {
                 symbol: symbol.clone(),
                 interval,
@@ -242,6 +261,13 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
                 indicators: None,
             });
         };
+        if !live_source.serves(interval) {
+            return Err(ServiceError::UnsupportedInterval(format!(
+                "{} does not serve `{}` bars (yahoo serves 1m, 5m, 15m, 1h and 1d; others 1d)",
+                source.name(),
+                interval.as_str()
+            )));
+        }
         let key = format!(
             "{CACHE_PREFIX}{}/{symbol}/{}/{from}/{to}",
             source.name(),
@@ -252,9 +278,6 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .store
             .get(&key)
             .and_then(|raw| serde_json::from_slice(&raw).ok());
-        // A live clock shows only completed intraday bars.
-        let live = clock.is_live();
-        let cutoff = self.now.timestamp() - interval.length().num_seconds();
         let answer = |bars: Vec<Bar>, cached, stale| Bars {
             symbol: symbol.clone(),
             interval,
@@ -262,10 +285,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             as_of: to,
             cached,
             stale,
-            bars: bars
-                .into_iter()
-                .filter(|b| !(live && interval.is_intraday()) || b.ts <= cutoff)
-                .collect(),
+            bars: bars.into_iter().filter(closed).collect(),
             indicators: None,
         };
         if let Some(entry) = &cached
@@ -342,15 +362,16 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     pub async fn batch(
         &self,
         symbols: &[String],
+        interval: Interval,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
         let clock = self.clock();
-        self.range(clock, clock.market, from, to)?;
+        self.range(clock, clock.market, interval, from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.bars(&symbol, Interval::OneDay, from, to)
+            self.bars(&symbol, interval, from, to)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });

@@ -300,7 +300,7 @@ pub mod yahoo {
             let ts = result.timestamp[i];
             let local = DateTime::<Utc>::from_timestamp(ts + result.meta.gmtoffset, 0)
                 .ok_or_else(|| ProviderError::Malformed("timestamp out of range".into()))?;
-            bars.push(bar(local.date_naive(), ts, o, h, l, c, v)?);
+            bars.push(bar(symbol, local.date_naive(), ts, o, h, l, c, v)?);
         }
         Ok(bars)
     }
@@ -396,6 +396,7 @@ pub mod stooq {
             };
             let ts = symbol.market().session_open(day).timestamp();
             bars.push(bar(
+                symbol,
                 day,
                 ts,
                 num(open)?,
@@ -411,6 +412,7 @@ pub mod stooq {
 
 #[allow(clippy::too_many_arguments)]
 fn bar(
+    symbol: &Symbol,
     date: NaiveDate,
     ts: i64,
     o: f64,
@@ -420,7 +422,7 @@ fn bar(
     v: f64,
 ) -> Result<Bar, ProviderError> {
     let price = |x: f64| {
-        Price::from_f64(x)
+        Price::from_f64(x, symbol.market().price_decimals())
             .filter(|p| p.ticks() > 0)
             .ok_or_else(|| ProviderError::Malformed(format!("bad price {x} on {date}")))
     };

@@ -126,6 +126,52 @@ fn bundled_bars_stop_at_the_replay_clock() {
     );
 }
 
+/// The bundled EUR/USD hours through an hourly FX replay clock: bars up to
+/// the clock's instant, the day's bar only once the FX day (17:00 New York)
+/// is over, and no interval the history does not have.
+#[test]
+fn bundled_intraday_bars_stop_at_the_clock_instant() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
+    let eurusd = Symbol::parse("EURUSD=X").unwrap();
+    // Wednesday 2017-03-15 10:00 UTC: the FX day of the 15th is under way.
+    let at: DateTime<Utc> = "2017-03-15T10:00:00Z".parse().unwrap();
+    md.set_clock(MarketClock::at(Exchange::Fx, Interval::OneHour, at).unwrap());
+    let hours = block_on(md.bars(&eurusd, Interval::OneHour, Some(d(2017, 3, 15)), None)).unwrap();
+    let last = hours.bars.last().unwrap();
+    assert_eq!(
+        last.ts + 3600,
+        at.timestamp(),
+        "the 09:00 bar closed at 10:00"
+    );
+    // 21:00 UTC (17:00 EDT) the day before to 10:00: 13 hours.
+    assert_eq!(hours.bars.len(), 13);
+    assert!(hours.bars.iter().all(|b| b.date == d(2017, 3, 15)));
+    let days = block_on(md.bars(&eurusd, Interval::OneDay, Some(d(2017, 3, 1)), None)).unwrap();
+    assert_eq!(days.bars.last().unwrap().date, d(2017, 3, 14));
+    let err = block_on(md.bars(&eurusd, Interval::OneDay, None, Some(d(2017, 3, 15)))).unwrap_err();
+    assert_eq!(err.code(), "invalid-to");
+    for (symbol, interval) in [
+        ("EURUSD=X", Interval::FiveMinutes),
+        ("IBM", Interval::OneHour),
+    ] {
+        let err =
+            block_on(md.bars(&Symbol::parse(symbol).unwrap(), interval, None, None)).unwrap_err();
+        assert_eq!(
+            (err.code(), err.status()),
+            ("unsupported-interval", 400),
+            "{symbol}"
+        );
+    }
+}
+
 #[test]
 fn bad_ranges_are_rejected() {
     let history = History::bundled().unwrap();
@@ -269,7 +315,8 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
     let symbols: Vec<String> = ["IBM", "ZZZZ", "not a symbol!", "MSFT"]
         .map(String::from)
         .to_vec();
-    let results = block_on(md.batch(&symbols, Some(d(2010, 6, 1)), None)).unwrap();
+    let results =
+        block_on(md.batch(&symbols, Interval::OneDay, Some(d(2010, 6, 1)), None)).unwrap();
     let codes: Vec<&str> = results
         .iter()
         .map(|r| r.as_ref().map_or_else(|(_, e)| e.code(), |_| "ok"))
@@ -277,11 +324,11 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
     assert_eq!(codes, ["ok", "unknown-symbol", "invalid-symbol", "ok"]);
 
     let too_many: Vec<String> = (0..51).map(|_| "IBM".to_string()).collect();
-    let err = block_on(md.batch(&too_many, None, None)).unwrap_err();
+    let err = block_on(md.batch(&too_many, Interval::OneDay, None, None)).unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-symbols", 400));
     for twice in [["IBM", "MSFT", "ibm"], ["BRK.B", "IBM", "BRK-B"]] {
         let twice: Vec<String> = twice.map(String::from).to_vec();
-        let err = block_on(md.batch(&twice, None, None)).unwrap_err();
+        let err = block_on(md.batch(&twice, Interval::OneDay, None, None)).unwrap_err();
         assert_eq!(
             (err.code(), err.status()),
             ("invalid-symbols", 400),

@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use market_data::{Bar, Market, Price, Symbol};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Execution, OrderGateway, PaperBroker, Report};
+use crate::broker::{Execution, OrderGateway, PaperBroker, Report, price_decimals};
 use crate::events::Event;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
@@ -791,7 +791,8 @@ impl Book {
             .get(symbol)
             .and_then(|p| p.entry_price())
             .map(|entry| {
-                let (stop_loss, take_profit) = risk::exits(&ctx.limits, entry);
+                let (stop_loss, take_profit) =
+                    risk::exits(&ctx.limits, entry, price_decimals(symbol));
                 Exits {
                     stop_loss,
                     take_profit,
@@ -820,7 +821,11 @@ impl Book {
         for r in self.working_orders() {
             let remaining = r.order.remaining();
             if r.order.side == Side::Buy {
-                let price = ctx.broker.model.slipped(Side::Buy, r.reference_price);
+                let price = ctx.broker.model.slipped(
+                    Side::Buy,
+                    r.reference_price,
+                    price_decimals(&r.order.symbol),
+                );
                 let notional = Money::notional(price, remaining).unwrap_or(Money::ZERO);
                 reserved += notional + ctx.broker.model.commission(notional);
                 open.insert(r.order.symbol.as_str());
@@ -919,7 +924,7 @@ impl Book {
                 // The stop-distance rule, then no more than the position and
                 // order limits leave room for: a sized order is never one the
                 // risk engine is bound to refuse.
-                let (stop, _) = risk::exits(&ctx.limits, reference_price);
+                let (stop, _) = risk::exits(&ctx.limits, reference_price, price_decimals(&symbol));
                 let sized = risk::position_size(
                     &ctx.limits,
                     exposure.cash,

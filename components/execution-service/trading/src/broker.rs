@@ -17,7 +17,7 @@
 //!   that bar's session, what is left of an IOC order is cancelled.
 //! - **Cost**: commission `max(min_commission, notional × commission_bps)`.
 
-use market_data::{Bar, Price};
+use market_data::{Bar, Price, Rounding};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
@@ -63,15 +63,16 @@ impl FillModel {
         notional.bps(self.commission_bps).max(self.min_commission)
     }
 
-    /// `price` moved `slippage_bps` against the trader, rounded against them.
-    pub fn slipped(&self, side: Side, price: Price) -> Price {
+    /// `price` moved `slippage_bps` against the trader, rounded against
+    /// them to the market's `decimals`.
+    pub fn slipped(&self, side: Side, price: Price, decimals: u32) -> Price {
         let scaled =
             i128::from(price.ticks()) * i128::from(10_000 + side.sign() * self.slippage_bps);
-        let ticks = match side {
-            Side::Buy => (scaled + 9_999) / 10_000,
-            Side::Sell => scaled / 10_000,
+        let (ticks, rounding) = match side {
+            Side::Buy => ((scaled + 9_999) / 10_000, Rounding::Up),
+            Side::Sell => (scaled / 10_000, Rounding::Down),
         };
-        Price::from_ticks(i64::try_from(ticks).expect("price overflow"))
+        Price::from_ticks(i64::try_from(ticks).expect("price overflow")).rounded(decimals, rounding)
     }
 
     /// The most shares one order may take from `bar`, in whole lots.
@@ -129,7 +130,7 @@ impl PaperBroker {
     fn price_on_bar(&self, order: &Order, bar: &Bar) -> Option<Price> {
         let buy = order.side == Side::Buy;
         match order.kind {
-            OrderKind::Market => Some(self.model.slipped(order.side, bar.open)),
+            OrderKind::Market => Some(self.model.slipped(order.side, bar.open, decimals_of(order))),
             OrderKind::Limit { limit_price } => {
                 if buy && bar.low <= limit_price {
                     Some(bar.open.min(limit_price))
@@ -145,16 +146,31 @@ impl PaperBroker {
                 } else {
                     (bar.low <= stop_price).then(|| bar.open.min(stop_price))
                 };
-                trigger.map(|p| self.model.slipped(order.side, p))
+                trigger.map(|p| self.model.slipped(order.side, p, decimals_of(order)))
             }
         }
     }
 }
 
+/// The decimals `order`'s market fills in.
+fn decimals_of(order: &Order) -> u32 {
+    price_decimals(&order.symbol)
+}
+
+/// The decimals `symbol`'s market quotes and fills in (shares' 4 for a
+/// symbol that does not parse, which the book never holds).
+pub fn price_decimals(symbol: &str) -> u32 {
+    market_data::Symbol::parse(symbol).map_or(4, |s| s.market().price_decimals())
+}
+
 impl OrderGateway for PaperBroker {
     fn execute_now(&self, order: &Order, last: &Bar, _lot_size: u64) -> Report {
         let price = match order.kind {
-            OrderKind::Market => Some(self.model.slipped(order.side, last.close)),
+            OrderKind::Market => Some(self.model.slipped(
+                order.side,
+                last.close,
+                decimals_of(order),
+            )),
             OrderKind::Limit { limit_price } => match order.side {
                 Side::Buy => (last.close <= limit_price).then_some(last.close),
                 Side::Sell => (last.close >= limit_price).then_some(last.close),
@@ -163,7 +179,7 @@ impl OrderGateway for PaperBroker {
                 Side::Buy => (last.close >= stop_price).then_some(last.close),
                 Side::Sell => (last.close <= stop_price).then_some(last.close),
             }
-            .map(|p| self.model.slipped(order.side, p)),
+            .map(|p| self.model.slipped(order.side, p, decimals_of(order))),
         };
         let executions = price
             .and_then(|p| self.fill(p, order.remaining()))
@@ -333,17 +349,13 @@ mod tests {
             "5 bps of ¥100,000 is ¥50, under the minimum"
         );
         assert_eq!(model.commission(Money::units(1_000_000)), Money::units(500));
-        let odd = Price::from_ticks(12_345);
-        assert_eq!(
-            model.slipped(Side::Buy, odd).ticks(),
-            12_358,
-            "12,357.345 up"
-        );
-        assert_eq!(
-            model.slipped(Side::Sell, odd).ticks(),
-            12_332,
-            "12,332.655 down"
-        );
+        let odd: Price = "1.2345".parse().unwrap();
+        let at = |side, decimals| model.slipped(side, odd, decimals).to_string();
+        assert_eq!(at(Side::Buy, 4), "1.2358", "1.2357345 up");
+        assert_eq!(at(Side::Sell, 4), "1.2332", "1.2332655 down");
+        // A currency pair's five decimals, a crypto-currency's eight.
+        assert_eq!(at(Side::Buy, 5), "1.23574");
+        assert_eq!(at(Side::Sell, 8), "1.2332655");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Money: fixed-point amounts in the same 0.0001 ticks as [`Price`], so a
+//! Money: fixed-point amounts in the same 10⁻⁸ ticks as [`Price`], so a
 //! notional is exact. Never a binary float, and never a wrapped sum: the
 //! `checked_*` operations return `None` on overflow, and the operators
 //! (`+`, `-`, ...) stop with a panic there (a trap of the component: the
@@ -12,7 +12,7 @@ use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
 use market_data::Price;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An amount of the quote currency in ticks of 0.0001.
+/// An amount of the quote currency in ticks of 10⁻⁸ (±92 billion units at most).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Money(i64);
 
@@ -32,7 +32,7 @@ impl Money {
         self.0
     }
 
-    /// `price × quantity`; `None` on overflow (a notional beyond ±9.2e14 units).
+    /// `price × quantity`; `None` on overflow (a notional beyond ±9.2e10 units).
     pub fn notional(price: Price, quantity: u64) -> Option<Self> {
         i64::try_from(quantity)
             .ok()
@@ -71,7 +71,7 @@ impl Money {
     }
 }
 
-const OVERFLOW: &str = "money overflow: an amount beyond ±922,337,203,685 units";
+const OVERFLOW: &str = "money overflow: an amount beyond ±92,233,720,368 units";
 
 impl Add for Money {
     type Output = Self;
@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(Money::from_ticks(-3).bps(5_000), Money::from_ticks(-2));
         assert_eq!(
             "-12.5".parse::<Money>().unwrap(),
-            -Money::from_ticks(125_000)
+            -Money::from_ticks(1_250_000_000)
         );
         assert_eq!(
             serde_json::to_string(&Money::units(50_000)).unwrap(),

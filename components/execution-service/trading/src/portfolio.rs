@@ -203,17 +203,20 @@ mod tests {
         p.apply("7203.T", &fill(Side::Buy, 200, "2530", 100))
             .unwrap();
         assert_eq!(p.quantity("7203.T"), 300);
-        // (250,000 + 100 + 506,000 + 100) / 300 = 2520.6666 → 2520.6666
-        assert_eq!(p.positions["7203.T"].average_price(), Some(px("2520.6666")));
+        // (250,000 + 100 + 506,000 + 100) / 300 = 2520.666…, down to a tick.
+        assert_eq!(
+            p.positions["7203.T"].average_price(),
+            Some(px("2520.66666666"))
+        );
         assert_eq!(p.cash, Money::units(1_000_000 - 250_100 - 506_100));
 
         p.apply("7203.T", &fill(Side::Sell, 100, "2600", 100))
             .unwrap();
-        // Sold cost: 756,200 × 100 / 300 = 252,066.6666; proceeds 260,000 − 100.
-        assert_eq!(p.realised_pnl.to_string(), "7833.3334");
+        // Sold cost: 756,200 × 100 / 300 = 252,066.66666666; proceeds 260,000 − 100.
+        assert_eq!(p.realised_pnl.to_string(), "7833.33333334");
         let marks = BTreeMap::from([("7203.T".to_string(), px("2550"))]);
         assert_eq!(p.market_value(&marks), Money::units(510_000));
-        assert_eq!(p.unrealised_pnl(&marks).to_string(), "5866.6666");
+        assert_eq!(p.unrealised_pnl(&marks).to_string(), "5866.66666666");
         // Equity = cash + value; P&L adds up: realised + unrealised − nothing lost.
         assert_eq!(
             p.equity(&marks) - Money::units(1_000_000),

@@ -1,7 +1,7 @@
 //! The risk engine: every order is checked against every limit before it is
 //! accepted; a denial is a typed reason with a stable code (served as 422).
 
-use market_data::Price;
+use market_data::{Price, Rounding};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
@@ -296,15 +296,14 @@ pub fn position_size(
     shares - shares % lot_size
 }
 
-/// The automatic exits for a long entry at `entry`: (stop-loss, take-profit).
-pub fn exits(limits: &RiskLimits, entry: Price) -> (Price, Price) {
+/// The automatic exits for a long entry at `entry`: (stop-loss,
+/// take-profit), to the nearest of the market's `decimals`.
+pub fn exits(limits: &RiskLimits, entry: Price, decimals: u32) -> (Price, Price) {
     let entry_money = Money::from_ticks(entry.ticks());
     let stop = entry_money - entry_money.bps(limits.stop_loss_bps);
     let take = entry_money + entry_money.bps(limits.take_profit_bps);
-    (
-        Price::from_ticks(stop.ticks()),
-        Price::from_ticks(take.ticks()),
-    )
+    let price = |m: Money| Price::from_ticks(m.ticks()).rounded(decimals, Rounding::Nearest);
+    (price(stop), price(take))
 }
 
 #[cfg(test)]
@@ -522,7 +521,13 @@ mod tests {
             0,
             "no stop distance"
         );
-        assert_eq!(exits(&limits, px("2500")), (px("2450"), px("2625")));
+        assert_eq!(exits(&limits, px("2500"), 4), (px("2450"), px("2625")));
+        // 2% under 2511.255 is 2461.0299: to the nearest of 4 decimals.
+        assert_eq!(exits(&limits, px("2511.255"), 4).0, px("2461.0299"));
+        assert_eq!(
+            exits(&limits, px("1.05236"), 5),
+            (px("1.03131"), px("1.10498"))
+        );
     }
 
     #[test]
