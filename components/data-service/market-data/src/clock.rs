@@ -158,36 +158,30 @@ impl MarketClock {
         }
     }
 
-    /// The date a query of `market`'s bars asked for as `field`, or the
-    /// clock's when it asked for none; a date the clock has not reached is
-    /// the caller's mistake, never quietly moved back to the clock.
+    /// The last trading day of `market` whose `interval` bars may be seen:
+    /// for daily bars the last complete day, for intraday ones the day the
+    /// clock is in (those of its bars that have closed).
+    pub fn last_day(&self, market: Market, interval: Interval, now: DateTime<Utc>) -> NaiveDate {
+        if interval.is_intraday() {
+            self.current_day(market, now)
+        } else {
+            self.visible_day(market, now)
+        }
+    }
+
+    /// The date a query of `market`'s `interval` bars asked for as `field`,
+    /// or the clock's [`Self::last_day`] when it asked for none; a date the
+    /// clock has not reached is the caller's mistake, never quietly moved
+    /// back to the clock.
     pub fn until(
         &self,
         market: Market,
+        interval: Interval,
         field: &'static str,
         date: Option<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<NaiveDate, DataError> {
-        self.until_day(self.visible_day(market, now), field, date)
-    }
-
-    /// [`Self::until`] for intraday bars: up to the day the clock is in.
-    pub fn until_intraday(
-        &self,
-        market: Market,
-        field: &'static str,
-        date: Option<NaiveDate>,
-        now: DateTime<Utc>,
-    ) -> Result<NaiveDate, DataError> {
-        self.until_day(self.current_day(market, now), field, date)
-    }
-
-    fn until_day(
-        &self,
-        clock: NaiveDate,
-        field: &'static str,
-        date: Option<NaiveDate>,
-    ) -> Result<NaiveDate, DataError> {
+        let clock = self.last_day(market, interval, now);
         match date {
             Some(date) if date > clock => Err(DataError::AfterClock { field, date, clock }),
             Some(date) => Ok(date),
@@ -313,17 +307,20 @@ mod tests {
         let clock = MarketClock::after_close(Market::Us, d(2010, 3, 5)).unwrap();
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let us = Market::Us;
-        assert_eq!(clock.until(us, "to", None, now), Ok(d(2010, 3, 5)));
         assert_eq!(
-            clock.until(us, "to", Some(d(2010, 3, 5)), now),
+            clock.until(us, Interval::OneDay, "to", None, now),
             Ok(d(2010, 3, 5))
         );
         assert_eq!(
-            clock.until(us, "to", Some(d(2010, 1, 1)), now),
+            clock.until(us, Interval::OneDay, "to", Some(d(2010, 3, 5)), now),
+            Ok(d(2010, 3, 5))
+        );
+        assert_eq!(
+            clock.until(us, Interval::OneDay, "to", Some(d(2010, 1, 1)), now),
             Ok(d(2010, 1, 1))
         );
         let after = clock
-            .until(us, "date", Some(d(2010, 3, 8)), now)
+            .until(us, Interval::OneDay, "date", Some(d(2010, 3, 8)), now)
             .unwrap_err();
         assert_eq!((after.code(), after.status()), ("invalid-date", 400));
         assert_eq!(

@@ -192,11 +192,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         {
             return Err(DataError::InvalidRange(format!("from {f} is after to {t}")).into());
         }
-        let to = if interval.is_intraday() {
-            clock.until_intraday(market, "to", to, self.now)?
-        } else {
-            clock.until(market, "to", to, self.now)?
-        };
+        let to = clock.until(market, interval, "to", to, self.now)?;
         let from = from.unwrap_or(to - Duration::days(365));
         if to - from > Duration::days(MAX_RANGE_DAYS) {
             return Err(DataError::InvalidRange(format!("more than {MAX_RANGE_DAYS} days")).into());
@@ -387,7 +383,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         check_batch(symbols)?;
         // The date is the whole batch's: one past the clock refuses the batch.
         let clock = self.clock();
-        clock.until(clock.market, "date", date, self.now)?;
+        clock.until(clock.market, Interval::OneDay, "date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
             self.features(&symbol, date)
@@ -405,7 +401,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<FeatureVector, ServiceError> {
         let to = self
             .clock()
-            .until(symbol.market(), "date", date, self.now)?;
+            .until(symbol.market(), Interval::OneDay, "date", date, self.now)?;
         let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
         let bars = self
             .bars(symbol, Interval::OneDay, Some(from), Some(to))
