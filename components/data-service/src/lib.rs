@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use market_data::clock::Step;
-use market_data::service::{Fetch, MarketData, ServiceError, Settings, Store};
+use market_data::service::{Fetch, MarketData, ServiceError, Settings};
 use market_data::source::SourceKind;
 use market_data::{DataError, History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
@@ -76,7 +76,7 @@ impl Context {
         let default_clock = if replay.is_empty() || source != SourceKind::Bundled {
             MarketClock::live(Market::Us)
         } else {
-            let date = NaiveDate::parse_from_str(&replay, "%Y-%m-%d").map_err(|_| {
+            let date = parse_date("replay_date", &replay).map_err(|_| {
                 Route::error(
                     500,
                     "configuration",
@@ -322,7 +322,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 (a, b) => a.or(b),
             };
             let results = md
-                .batch(&batch.symbols, interval, from, batch.to)
+                .batch(clock, &batch.symbols, interval, from, batch.to)
                 .await
                 .map_err(failed)?;
             let results: Vec<serde_json::Value> = results
@@ -336,7 +336,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 })
                 .collect();
             // The clock the bars were cut at: a caller needs no second call.
-            Route::ok(serde_json::json!({ "results": results, "clock": clock_view(clock, &md) }))
+            Route::ok(serde_json::json!({ "results": results, "clock": clock.view(md.now) }))
         }
         (Method::Get, ["features", raw]) => {
             let query = Query::of(&req, &["date"])?;
@@ -410,14 +410,14 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["clock"]) => {
             Query::none(&req)?;
-            Route::ok(clock_view(md.clock(), &md))
+            Route::ok(md.clock().view(md.now))
         }
         (Method::Put, ["clock"]) => {
             Query::none(&req)?;
             require_admin(&req)?;
             let clock = clock_body(req.body(), md.clock(), md.now)?;
             md.set_clock(clock);
-            Route::ok(clock_view(clock, &md))
+            Route::ok(clock.view(md.now))
         }
         (Method::Post, ["clock", "advance"]) => {
             let query = Query::of(&req, &["by", "market"])?;
@@ -449,15 +449,8 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 ));
             }
             md.set_clock(next);
-            Route::ok(clock_view(next, &md))
+            Route::ok(next.view(md.now))
         }
         _ => Route::NotFound,
     })
-}
-
-fn clock_view<S: Store, F: Fetch>(
-    clock: MarketClock,
-    md: &MarketData<'_, S, F>,
-) -> market_data::clock::ClockView {
-    clock.view(md.now)
 }

@@ -96,6 +96,11 @@ impl MarketClock {
         self.replay.is_none()
     }
 
+    /// `live` or `replay`, as stored and shown.
+    pub fn mode(&self) -> &'static str {
+        if self.is_live() { "live" } else { "replay" }
+    }
+
     /// The clock's instant given the wall time `now`.
     pub fn instant(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         self.replay.unwrap_or(now)
@@ -210,7 +215,7 @@ impl MarketClock {
     pub fn view(&self, now: DateTime<Utc>) -> ClockView {
         let at = self.instant(now);
         ClockView {
-            mode: if self.is_live() { "live" } else { "replay" },
+            mode: self.mode(),
             as_of: at,
             local: self.market.local(at).to_rfc3339(),
             market: self.market,
@@ -250,7 +255,7 @@ fn one_day() -> Interval {
 impl Serialize for MarketClock {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Stored {
-            mode: if self.is_live() { "live" } else { "replay" }.into(),
+            mode: self.mode().into(),
             at: self.replay,
             as_of: None,
             market: self.market,

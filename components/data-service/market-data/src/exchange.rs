@@ -82,9 +82,9 @@ fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 /// The TSE's afternoon has closed at 15:30 since this day.
-pub const TSE_CLOSE_EXTENDED: (i32, u32, u32) = (2024, 11, 5);
+pub const TSE_CLOSE_EXTENDED: NaiveDate = NaiveDate::from_ymd_opt(2024, 11, 5).expect("a date");
 /// The TSE's morning has closed at 11:30 since this day.
-const TSE_LUNCH_SHORTENED: (i32, u32, u32) = (2011, 11, 21);
+const TSE_LUNCH_SHORTENED: NaiveDate = NaiveDate::from_ymd_opt(2011, 11, 21).expect("a date");
 
 impl Market {
     pub const ALL: [Self; 4] = [Self::Tse, Self::Us, Self::Fx, Self::Crypto];
@@ -229,14 +229,8 @@ impl Market {
         };
         match self {
             Self::Tse => {
-                let extended = date
-                    >= ymd(
-                        TSE_CLOSE_EXTENDED.0,
-                        TSE_CLOSE_EXTENDED.1,
-                        TSE_CLOSE_EXTENDED.2,
-                    );
-                let (ly, lm, ld) = TSE_LUNCH_SHORTENED;
-                let morning_close = if date >= ymd(ly, lm, ld) {
+                let extended = date >= TSE_CLOSE_EXTENDED;
+                let morning_close = if date >= TSE_LUNCH_SHORTENED {
                     hm(11, 30)
                 } else {
                     hm(11, 0)

@@ -116,7 +116,12 @@ impl Intraday {
         };
         for i in 0..intraday.series.len() {
             let s = &intraday.series[i];
-            let (from, to) = (intraday.bar(s, 0).date, intraday.bar(s, s.bars - 1).date);
+            let records = intraday.records(s);
+            let (first, last) = (records[0], records[s.bars - 1]);
+            let (from, to) = (
+                Self::day_of(s, open_time(&first)),
+                Self::day_of(s, open_time(&last)),
+            );
             intraday.series[i].from = from;
             intraday.series[i].to = to;
         }
@@ -132,23 +137,33 @@ impl Intraday {
         self.series.iter().find(|s| s.symbol == symbol)
     }
 
-    fn bar(&self, series: &IntradaySeries, index: usize) -> Bar {
-        let start = self.bars_offset + (series.first + index) * BAR_SIZE;
-        let b = &self.data[start..start + BAR_SIZE];
+    /// The series' bars as fixed-size records.
+    fn records(&self, series: &IntradaySeries) -> &'static [[u8; BAR_SIZE]] {
+        let (records, _) = self.data[self.bars_offset..].as_chunks::<BAR_SIZE>();
+        &records[series.first..series.first + series.bars]
+    }
+
+    /// Decode one record; `date` is its trading day.
+    fn bar(series: &IntradaySeries, b: &[u8; BAR_SIZE], date: NaiveDate) -> Bar {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let step = 10i64.pow(Price::DECIMALS - series.decimals);
         let price = |o| Price::from_ticks(i64::from(u32_at(o)) * step);
-        let ts = i64::from_le_bytes(b[0..8].try_into().expect("eight bytes"));
-        let open_at = DateTime::from_timestamp(ts, 0).unwrap_or_default();
         Bar {
-            date: series.market.trading_day_at(open_at),
-            ts,
+            date,
+            ts: open_time(b),
             open: price(8),
             high: price(12),
             low: price(16),
             close: price(20),
             volume: u64::from_le_bytes(b[24..32].try_into().expect("eight bytes")),
         }
+    }
+
+    /// The trading day of the bar opening at `ts`.
+    fn day_of(series: &IntradaySeries, ts: i64) -> NaiveDate {
+        series
+            .market
+            .trading_day_at(DateTime::from_timestamp(ts, 0).unwrap_or_default())
     }
 
     /// `symbol`'s bars whose trading day is within `from..=to` and which
@@ -163,20 +178,40 @@ impl Intraday {
         let series = self
             .info(symbol)
             .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
-        let length = series.interval.length().num_seconds();
-        let last_open = until.timestamp() - length;
-        // Bars are sorted by time: find the window by binary search.
-        let ts_of = |i: usize| {
-            let start = self.bars_offset + (series.first + i) * BAR_SIZE;
-            i64::from_le_bytes(self.data[start..start + 8].try_into().expect("eight bytes"))
-        };
-        let day_start = series.market.session_open(from) - Duration::days(1);
-        let lo = partition(series.bars, |i| ts_of(i) < day_start.timestamp());
-        let hi = partition(series.bars, |i| ts_of(i) <= last_open);
-        Ok((lo..hi.max(lo))
-            .map(|i| self.bar(series, i))
-            .filter(|b| b.date >= from && b.date <= to)
-            .collect())
+        let last_open = until.timestamp() - series.interval.length().num_seconds();
+        // Records are in time order: the window by binary search, from a
+        // day before `from`'s session (its bars may open the day before).
+        let records = self.records(series);
+        let day_start = (series.market.session_open(from) - Duration::days(1)).timestamp();
+        let lo = records.partition_point(|b| open_time(b) < day_start);
+        let hi = records
+            .partition_point(|b| open_time(b) <= last_open)
+            .max(lo);
+        // A day's bars share its date: the calendar is asked once a day.
+        let mut day: Option<(NaiveDate, i64)> = None;
+        let mut bars = Vec::new();
+        for b in &records[lo..hi] {
+            let ts = open_time(b);
+            let date = match day {
+                Some((date, close)) if ts < close => date,
+                _ => {
+                    let date = Self::day_of(series, ts);
+                    let close = series
+                        .market
+                        .close_of(date)
+                        .map_or(i64::MAX, |c| c.timestamp());
+                    day = Some((date, close));
+                    date
+                }
+            };
+            if date > to {
+                break;
+            }
+            if date >= from {
+                bars.push(Self::bar(series, b, date));
+            }
+        }
+        Ok(bars)
     }
 
     /// `symbol`'s daily bars within `from..=to`, made from its intraday bars
@@ -192,12 +227,9 @@ impl Intraday {
         let series = self
             .info(symbol)
             .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
-        let until = series
-            .market
-            .close_of(to)
-            .unwrap_or_else(|| series.market.session_open(to) + Duration::days(1));
         let mut days: Vec<Bar> = Vec::new();
-        for bar in self.bars(symbol, from, to, until)? {
+        // Every bar of a day up to `to` has closed: the dates bound them.
+        for bar in self.bars(symbol, from, to, DateTime::<Utc>::MAX_UTC)? {
             match days.last_mut() {
                 Some(day) if day.date == bar.date => {
                     day.high = day.high.max(bar.high);
@@ -216,18 +248,9 @@ impl Intraday {
     }
 }
 
-/// The first index in `0..n` where `before` stops holding (it holds on a prefix).
-fn partition(n: usize, before: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if before(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
+/// A record's open time (Unix seconds, UTC).
+fn open_time(b: &[u8; BAR_SIZE]) -> i64 {
+    i64::from_le_bytes(b[0..8].try_into().expect("eight bytes"))
 }
 
 #[cfg(test)]

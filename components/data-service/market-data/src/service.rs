@@ -216,7 +216,19 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         to: Option<NaiveDate>,
     ) -> Result<Bars, ServiceError> {
         // One read of the clock (a key-value read) per query.
-        let clock = self.clock();
+        self.bars_at(self.clock(), symbol, interval, from, to).await
+    }
+
+    /// [`Self::bars`] cut at `clock`, read once by the caller (a batch cuts
+    /// every symbol at the same clock).
+    async fn bars_at(
+        &self,
+        clock: MarketClock,
+        symbol: &Symbol,
+        interval: Interval,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Bars, ServiceError> {
         let (from, to) = self.range(clock, symbol.market(), interval, from, to)?;
         let source = self.settings.source;
         let live_source = self.live_source();
@@ -354,20 +366,21 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .collect())
     }
 
-    /// Several symbols at once, fetched concurrently; each succeeds or fails alone.
+    /// Several symbols at once, all cut at `clock` (the caller's one read
+    /// of it), fetched concurrently; each succeeds or fails alone.
     pub async fn batch(
         &self,
+        clock: MarketClock,
         symbols: &[String],
         interval: Interval,
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
     ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
-        let clock = self.clock();
         self.range(clock, clock.market, interval, from, to)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.bars(&symbol, interval, from, to)
+            self.bars_at(clock, &symbol, interval, from, to)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -386,7 +399,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         clock.until(clock.market, Interval::OneDay, "date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.features(&symbol, date)
+            self.features_at(clock, &symbol, date)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -399,12 +412,19 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         symbol: &Symbol,
         date: Option<NaiveDate>,
     ) -> Result<FeatureVector, ServiceError> {
-        let to = self
-            .clock()
-            .until(symbol.market(), Interval::OneDay, "date", date, self.now)?;
+        self.features_at(self.clock(), symbol, date).await
+    }
+
+    async fn features_at(
+        &self,
+        clock: MarketClock,
+        symbol: &Symbol,
+        date: Option<NaiveDate>,
+    ) -> Result<FeatureVector, ServiceError> {
+        let to = clock.until(symbol.market(), Interval::OneDay, "date", date, self.now)?;
         let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
         let bars = self
-            .bars(symbol, Interval::OneDay, Some(from), Some(to))
+            .bars_at(clock, symbol, Interval::OneDay, Some(from), Some(to))
             .await?;
         features::latest(&bars.bars)
             .ok_or_else(|| ServiceError::NotEnoughHistory(symbol.to_string()))

@@ -315,8 +315,14 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
     let symbols: Vec<String> = ["IBM", "ZZZZ", "not a symbol!", "MSFT"]
         .map(String::from)
         .to_vec();
-    let results =
-        block_on(md.batch(&symbols, Interval::OneDay, Some(d(2010, 6, 1)), None)).unwrap();
+    let results = block_on(md.batch(
+        md.clock(),
+        &symbols,
+        Interval::OneDay,
+        Some(d(2010, 6, 1)),
+        None,
+    ))
+    .unwrap();
     let codes: Vec<&str> = results
         .iter()
         .map(|r| r.as_ref().map_or_else(|(_, e)| e.code(), |_| "ok"))
@@ -324,11 +330,11 @@ fn batches_report_each_symbol_alone_and_are_bounded() {
     assert_eq!(codes, ["ok", "unknown-symbol", "invalid-symbol", "ok"]);
 
     let too_many: Vec<String> = (0..51).map(|_| "IBM".to_string()).collect();
-    let err = block_on(md.batch(&too_many, Interval::OneDay, None, None)).unwrap_err();
+    let err = block_on(md.batch(md.clock(), &too_many, Interval::OneDay, None, None)).unwrap_err();
     assert_eq!((err.code(), err.status()), ("invalid-symbols", 400));
     for twice in [["IBM", "MSFT", "ibm"], ["BRK.B", "IBM", "BRK-B"]] {
         let twice: Vec<String> = twice.map(String::from).to_vec();
-        let err = block_on(md.batch(&twice, Interval::OneDay, None, None)).unwrap_err();
+        let err = block_on(md.batch(md.clock(), &twice, Interval::OneDay, None, None)).unwrap_err();
         assert_eq!(
             (err.code(), err.status()),
             ("invalid-symbols", 400),
