@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use market_data::{Bar, Market, Price, Symbol};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Execution, OrderGateway, PaperBroker, Report, price_decimals};
+use crate::broker::{Execution, OrderGateway, PaperBroker, Report};
 use crate::events::Event;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
@@ -590,17 +590,7 @@ impl Book {
             return;
         };
         // The exit sells everything: working sells of the symbol are superseded.
-        let superseded: Vec<String> = self
-            .working_orders()
-            .filter(|r| r.order.symbol == symbol && r.order.side == Side::Sell)
-            .map(|r| r.order.id.clone())
-            .collect();
-        for id in superseded {
-            self.emit(Event::OrderClosed {
-                order_id: id,
-                expired: false,
-            });
-        }
+        self.cancel_working(|r| r.order.symbol == symbol && r.order.side == Side::Sell);
         let reference = match kind {
             OrderKind::Stop { stop_price } => stop_price,
             OrderKind::Limit { limit_price } => limit_price,
@@ -678,20 +668,11 @@ impl Book {
     /// open (the next trading day's, on daily bars).
     fn on_leaving_active(&mut self, ctx: &Context, to: TradingState) {
         let flatten = to == TradingState::Halted && ctx.limits.on_halt == HaltPolicy::Flatten;
-        let cancelled: Vec<String> = self
-            .working_orders()
-            .filter(|r| flatten || r.order.side == Side::Buy)
-            .map(|r| r.order.id.clone())
-            .collect();
-        for id in cancelled {
-            self.emit(Event::OrderClosed {
-                order_id: id,
-                expired: false,
-            });
-        }
+        self.cancel_working(|r| flatten || r.order.side == Side::Buy);
         if !flatten {
             return;
         }
+        let as_of = ctx.market.as_of.unwrap_or(ctx.market.now.date_naive());
         let held: Vec<(String, u64)> = self
             .portfolio
             .positions
@@ -700,7 +681,6 @@ impl Book {
             .filter(|(_, q)| *q > 0)
             .collect();
         for (symbol, quantity) in held {
-            let as_of = ctx.market.as_of.unwrap_or(ctx.market.now.date_naive());
             let works_from = market_of(&symbol).next_trading_day(as_of);
             let reference = self
                 .marks
@@ -716,6 +696,21 @@ impl Book {
                 as_of,
                 works_from,
             );
+        }
+    }
+
+    /// Cancel the working orders `which` picks.
+    fn cancel_working(&mut self, which: impl Fn(&OrderRecord) -> bool) {
+        let cancelled: Vec<String> = self
+            .working_orders()
+            .filter(|r| which(r))
+            .map(|r| r.order.id.clone())
+            .collect();
+        for id in cancelled {
+            self.emit(Event::OrderClosed {
+                order_id: id,
+                expired: false,
+            });
         }
     }
 
@@ -1152,6 +1147,11 @@ pub fn market_of(symbol: &str) -> Market {
 
 pub fn lot_size(symbol: &str) -> u64 {
     market_of(symbol).exchange().lot_size
+}
+
+/// The decimals `symbol`'s market quotes and fills in.
+pub fn price_decimals(symbol: &str) -> u32 {
+    market_of(symbol).price_decimals()
 }
 
 fn affordable_shares(broker: &PaperBroker, cash: Money, price: Price, lot: u64) -> u64 {

@@ -20,6 +20,7 @@
 use market_data::{Bar, Price, Rounding};
 use serde::{Deserialize, Serialize};
 
+use crate::book::price_decimals;
 use crate::money::Money;
 use crate::order::{Order, OrderKind, Side};
 
@@ -130,7 +131,11 @@ impl PaperBroker {
     fn price_on_bar(&self, order: &Order, bar: &Bar) -> Option<Price> {
         let buy = order.side == Side::Buy;
         match order.kind {
-            OrderKind::Market => Some(self.model.slipped(order.side, bar.open, decimals_of(order))),
+            OrderKind::Market => Some(self.model.slipped(
+                order.side,
+                bar.open,
+                price_decimals(&order.symbol),
+            )),
             OrderKind::Limit { limit_price } => {
                 if buy && bar.low <= limit_price {
                     Some(bar.open.min(limit_price))
@@ -146,21 +151,13 @@ impl PaperBroker {
                 } else {
                     (bar.low <= stop_price).then(|| bar.open.min(stop_price))
                 };
-                trigger.map(|p| self.model.slipped(order.side, p, decimals_of(order)))
+                trigger.map(|p| {
+                    self.model
+                        .slipped(order.side, p, price_decimals(&order.symbol))
+                })
             }
         }
     }
-}
-
-/// The decimals `order`'s market fills in.
-fn decimals_of(order: &Order) -> u32 {
-    price_decimals(&order.symbol)
-}
-
-/// The decimals `symbol`'s market quotes and fills in (shares' 4 for a
-/// symbol that does not parse, which the book never holds).
-pub fn price_decimals(symbol: &str) -> u32 {
-    market_data::Symbol::parse(symbol).map_or(4, |s| s.market().price_decimals())
 }
 
 impl OrderGateway for PaperBroker {
@@ -169,7 +166,7 @@ impl OrderGateway for PaperBroker {
             OrderKind::Market => Some(self.model.slipped(
                 order.side,
                 last.close,
-                decimals_of(order),
+                price_decimals(&order.symbol),
             )),
             OrderKind::Limit { limit_price } => match order.side {
                 Side::Buy => (last.close <= limit_price).then_some(last.close),
@@ -179,7 +176,10 @@ impl OrderGateway for PaperBroker {
                 Side::Buy => (last.close >= stop_price).then_some(last.close),
                 Side::Sell => (last.close <= stop_price).then_some(last.close),
             }
-            .map(|p| self.model.slipped(order.side, p, decimals_of(order))),
+            .map(|p| {
+                self.model
+                    .slipped(order.side, p, price_decimals(&order.symbol))
+            }),
         };
         let executions = price
             .and_then(|p| self.fill(p, order.remaining()))
