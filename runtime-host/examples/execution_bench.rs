@@ -55,6 +55,8 @@ fn relaxed() -> RiskLimits {
         max_order_notional: Money::units(1_000_000_000),
         max_orders_per_minute: u32::MAX,
         max_open_positions: 1_000,
+        // Positions accumulate over the 250 days, as in the earlier figures.
+        flat_by_close: false,
         ..RiskLimits::default()
     }
 }
@@ -67,6 +69,8 @@ fn order(i: usize) -> OrderRequest {
         kind: OrderKind::Market,
         time_in_force: TimeInForce::Day,
         quantity: Some(1),
+        stop_loss: None,
+        take_profit: None,
     }
 }
 
@@ -134,7 +138,7 @@ fn trade_days<S: trading::CasStore>(
     for (day, date) in (0..).zip(days) {
         bars.push(Bar {
             date,
-            ts: 0,
+            ts: market_data::Market::Us.session_open(date).timestamp(),
             open: price,
             high: price,
             low: price,
@@ -146,10 +150,14 @@ fn trade_days<S: trading::CasStore>(
             broker: PaperBroker::default(),
             session_policy: SessionPolicy::Queue,
             market: MarketView {
-                as_of: Some(date),
-                live: false,
                 now: date.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-                bars: BTreeMap::from([("AAPL".to_string(), bars.clone())]),
+                ..MarketView::replay(
+                    date,
+                    market_data::Market::Us
+                        .close_of(date)
+                        .expect("a trading day"),
+                    BTreeMap::from([("AAPL".to_string(), bars.clone())]),
+                )
             },
         };
         let book = ledger.transact(|b| b.sync(&ctx)).unwrap().book;

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use daytrade_contract::ServiceId;
-use market_data::Bar;
+use market_data::{Bar, Interval};
 use serde::{Deserialize, Serialize};
 use spin_adapter::{
     Query, Role, Route, Service, authorize, get_json, json_body, json_value, path_info, post_json,
@@ -127,6 +127,9 @@ fn data_url() -> Result<String, Route> {
 struct ClockView {
     mode: String,
     date: NaiveDate,
+    /// The clock's instant: the decision time.
+    as_of: chrono::DateTime<Utc>,
+    interval: Interval,
 }
 
 #[derive(Deserialize)]
@@ -154,50 +157,70 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
     };
     let symbols: Vec<String> = symbols.into_iter().collect();
     let mut bars = BTreeMap::new();
-    let mut clock = None;
-    for chunk in symbols.chunks(DATA_BATCH) {
-        // From the oldest unseen bar; a symbol never seen needs only its
-        // last bars (data-service counts them back from its clock, and
-        // answers with the clock: one call, not two).
-        let seen: Vec<NaiveDate> = chunk
-            .iter()
-            .filter_map(|s| book.processed.get(s).copied())
-            .collect();
-        let mut body = serde_json::json!({ "symbols": chunk, "from": seen.iter().min() });
-        if seen.len() < chunk.len() {
-            body["lookback_days"] = serde_json::json!(10);
-        }
-        let answer = post_json(&format!("{base}/api/v1/data/batch-fetch"), &body).await?;
-        clock.get_or_insert(clock_of(&answer["clock"])?);
-        for result in answer["results"].as_array().into_iter().flatten() {
-            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
-            if let Some(error) = result.get("error") {
-                if strict && extra.contains(&symbol) {
-                    let code = error["code"].as_str().unwrap_or("upstream-error");
-                    let status = if code == "unknown-symbol" { 404 } else { 422 };
-                    return Err(Route::error(
-                        status,
-                        code,
-                        error["message"].as_str().unwrap_or_default(),
-                    ));
-                }
-                continue;
+    let mut intervals = BTreeMap::new();
+    // The clock first: its interval is the bars the book works on (a
+    // symbol without bars of that interval falls back to daily ones).
+    let clock = clock_of(&get_json(&format!("{base}/api/v1/data/clock")).await?)?;
+    let mut pending: Vec<(Interval, Vec<String>)> = vec![(clock.interval, symbols)];
+    while let Some((interval, symbols)) = pending.pop() {
+        let mut daily = Vec::new();
+        for chunk in symbols.chunks(DATA_BATCH) {
+            // From the oldest unseen bar's day (a day early: a trading day
+            // may start the UTC day before); a symbol never seen needs
+            // only its last bars (data-service counts them back from its
+            // clock).
+            let seen: Vec<NaiveDate> = chunk
+                .iter()
+                .filter_map(|s| book.processed.get(s))
+                .map(|t| t.date_naive() - chrono::Duration::days(1))
+                .collect();
+            let mut body = serde_json::json!({
+                "symbols": chunk,
+                "from": seen.iter().min(),
+                "interval": interval,
+            });
+            if seen.len() < chunk.len() {
+                body["lookback_days"] = serde_json::json!(10);
             }
-            let view: BarsView = serde_json::from_value(result["ok"].clone())
-                .map_err(|e| Route::error(502, "upstream-malformed", format!("{symbol}: {e}")))?;
-            bars.insert(symbol, view.bars);
+            let answer = post_json(&format!("{base}/api/v1/data/batch-fetch"), &body).await?;
+            for result in answer["results"].as_array().into_iter().flatten() {
+                let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
+                if let Some(error) = result.get("error") {
+                    let code = error["code"].as_str().unwrap_or("upstream-error");
+                    if code == "unsupported-interval" && interval != Interval::OneDay {
+                        daily.push(symbol);
+                        continue;
+                    }
+                    if strict && extra.contains(&symbol) {
+                        let status = if code == "unknown-symbol" { 404 } else { 422 };
+                        return Err(Route::error(
+                            status,
+                            code,
+                            error["message"].as_str().unwrap_or_default(),
+                        ));
+                    }
+                    continue;
+                }
+                let view: BarsView = serde_json::from_value(result["ok"].clone()).map_err(|e| {
+                    Route::error(502, "upstream-malformed", format!("{symbol}: {e}"))
+                })?;
+                bars.insert(symbol.clone(), view.bars);
+                if interval != Interval::OneDay {
+                    intervals.insert(symbol, interval);
+                }
+            }
+        }
+        if !daily.is_empty() {
+            pending.push((Interval::OneDay, daily));
         }
     }
-    let clock = match clock {
-        Some(clock) => clock,
-        // Nothing to fetch: the clock alone.
-        None => clock_of(&get_json(&format!("{base}/api/v1/data/clock")).await?)?,
-    };
     Ok(MarketView {
         as_of: Some(clock.date),
+        at: clock.as_of,
         live: clock.mode == "live",
         now: Utc::now(),
         bars,
+        intervals,
     })
 }
 
@@ -443,13 +466,20 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             }
             // A price field of another order type would be dropped unseen.
             let kind = fields.get("type").and_then(serde_json::Value::as_str);
-            for (field, belongs) in [("limit_price", "limit"), ("stop_price", "stop")] {
-                if fields.contains_key(field) && kind != Some(belongs) {
+            let belongs: [(&str, &[&str]); 4] = [
+                ("limit_price", &["limit", "stop-limit"]),
+                ("stop_price", &["stop", "stop-limit"]),
+                ("trail_amount", &["trailing-stop"]),
+                ("trail_bps", &["trailing-stop"]),
+            ];
+            for (field, types) in belongs {
+                if fields.contains_key(field) && !kind.is_some_and(|k| types.contains(&k)) {
                     return Err(Route::error(
                         400,
                         &format!("invalid-{field}"),
                         format!(
-                            "`{field}` belongs to a `{belongs}` order, not to `{}`",
+                            "`{field}` belongs to a {} order, not to `{}`",
+                            types.join(" or "),
                             kind.unwrap_or("an order without a type")
                         ),
                     ));
@@ -985,7 +1015,8 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         ..
     } = with_book(&candidates, false, |book, ctx, archived| {
         let as_of = ctx.market.as_of.unwrap_or(clock.date);
-        trading::cycle::plan(book, &signals, as_of, &request)
+        let label = trading::cycle::decision_label(ctx.market.at, as_of, clock.interval);
+        trading::cycle::plan(book, &signals, &label, &request)
             .into_iter()
             .map(|order| {
                 let outcome = book.submit_checked(ctx, order.clone(), Origin::Cycle, archived);

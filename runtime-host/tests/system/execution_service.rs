@@ -248,7 +248,12 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     let (status, placed) = trade(&base, TRADER, market_buy("buy-1", "AAPL", 100)).await;
     assert_eq!(status, 201, "{placed}");
     assert_eq!(placed["status"], "accepted");
-    assert_eq!(placed["works_from"], "2010-08-23", "the next session");
+    // Decided at the close (16:00 EDT): it works from the next bar, Monday's.
+    assert_eq!(placed["works_from"], "2010-08-20T20:00:00Z");
+    assert_eq!(
+        placed["expires_at"], "2010-08-23T20:00:00Z",
+        "Monday's close"
+    );
     assert_eq!(placed["replayed"], false);
     assert_projects(&placed, "execution", "order-record");
     let id = placed["id"].as_str().unwrap().to_string();
@@ -424,6 +429,42 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
             "unknown-symbol",
         ),
         (
+            "a stop-limit without its limit",
+            with(json!({"type": "stop-limit", "stop_price": "150"})),
+            400,
+            "invalid-limit_price",
+        ),
+        (
+            "a trailing stop with both distances",
+            with(json!({"type": "trailing-stop", "trail_amount": "2", "trail_bps": 50})),
+            400,
+            "invalid-trail_amount",
+        ),
+        (
+            "a trail on a market order",
+            with(json!({"trail_bps": 50})),
+            400,
+            "invalid-trail_bps",
+        ),
+        (
+            "an unknown time in force",
+            with(json!({"time_in_force": "gtc"})),
+            400,
+            "invalid-time_in_force",
+        ),
+        (
+            "a bracket with its stop above its target",
+            with(json!({"stop_loss": "200", "take_profit": "150"})),
+            400,
+            "invalid-stop_loss",
+        ),
+        (
+            "a closing auction on a currency pair",
+            json!({"client_order_id": "fx-1", "symbol": "EURUSD=X", "side": "buy", "type": "market", "quantity": 1000, "time_in_force": "at-close"}),
+            400,
+            "unsupported-order-type",
+        ),
+        (
             "sell with nothing held",
             with(json!({"side": "sell"})),
             422,
@@ -522,10 +563,14 @@ async fn bad_orders_get_stable_4xx_codes_and_denials_are_recorded() {
 async fn the_kill_switch_halts_reduces_and_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = project(dir.path());
-    // A wide stop: the position must outlive Monday's 2% fall for the sells below.
+    // A wide stop and overnight holding: the position must outlive
+    // Monday's 2% fall and its close for the sells below.
     settings
         .variables
         .push(("execution_stop_loss_bps".into(), "5000".into()));
+    settings
+        .variables
+        .push(("execution_flat_by_close".into(), "false".into()));
     let host = start(&settings).await;
     let base = format!("http://{}", host.addr);
     let set = |state: &'static str| {

@@ -17,6 +17,7 @@ use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, Ut
 use serde::{Deserialize, Serialize};
 
 use crate::calendar;
+use crate::interval::Interval;
 
 /// The markets the platform trades.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,6 +51,20 @@ pub struct Exchange {
     pub lot_size: u64,
     /// A regular day's sessions (half days and older rules: [`Market::sessions`]).
     pub sessions: Vec<Session>,
+}
+
+/// A bar's place in its market's calendar (see [`Market::bar_times`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarTimes {
+    /// Its trading day.
+    pub date: NaiveDate,
+    pub close: DateTime<Utc>,
+    /// It opens the trading day: the opening auction's bar.
+    pub opens_day: bool,
+    /// It ends the trading day: the closing auction's bar.
+    pub ends_day: bool,
+    /// When the trading day's last session closes.
+    pub day_close: DateTime<Utc>,
 }
 
 /// One session of a trading day, as instants.
@@ -208,6 +223,11 @@ impl Market {
         d
     }
 
+    /// Opens and closes its days with auctions (at-open and at-close orders).
+    pub fn has_auctions(self) -> bool {
+        matches!(self, Self::Tse | Self::Us)
+    }
+
     /// A local wall time of `date` as an instant.
     fn instant(self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
         // Offsets change at 02:00 local on Sundays, never during a session:
@@ -343,6 +363,32 @@ impl Market {
         self.previous_trading_day(self.trading_day_at(utc))
     }
 
+    /// When a bar of `interval` opening at `open` closes, and where it
+    /// stands in its trading day: a daily bar closes with its day's last
+    /// session, an intraday bar after its length or with its session if that
+    /// is sooner (the TSE's 15:00 hourly bar ends at 15:30).
+    pub fn bar_times(self, open: DateTime<Utc>, interval: Interval) -> BarTimes {
+        let date = self.trading_day_at(open);
+        let sessions = self.sessions(date);
+        let day_close = sessions.last().map_or(open, |s| s.close);
+        let close = if interval == Interval::OneDay {
+            day_close
+        } else {
+            let session_close = sessions
+                .iter()
+                .find(|s| s.close > open)
+                .map_or(day_close, |s| s.close);
+            (open + interval.length()).min(session_close)
+        };
+        BarTimes {
+            date,
+            close,
+            opens_day: sessions.first().is_some_and(|s| s.open == open),
+            ends_day: close >= day_close,
+            day_close,
+        }
+    }
+
     /// Is the market in a continuous session at `utc`?
     pub fn is_open(self, utc: DateTime<Utc>) -> bool {
         self.session_at(utc).is_some()
@@ -403,6 +449,116 @@ mod tests {
         assert!(tse.is_open(utc("2025-11-28T06:29:00Z"))); // 15:29
         assert!(!tse.is_open(utc("2025-11-28T06:30:00Z"))); // 15:30
         assert!(!tse.is_open(utc("2025-11-24T01:00:00Z"))); // substitute holiday
+    }
+
+    /// Bars end with their length or their session, and know the day's
+    /// auctions: (open, interval) → (close, opens the day, ends the day).
+    #[test]
+    fn bar_close_and_place_case_table() {
+        let cases = [
+            // TSE 2025-11-28: 09:00 bar, 11:00 bar cut at lunch, 15:00 bar at 15:30.
+            (
+                Market::Tse,
+                "2025-11-28T00:00:00Z",
+                Interval::OneHour,
+                "2025-11-28T01:00:00Z",
+                true,
+                false,
+            ),
+            (
+                Market::Tse,
+                "2025-11-28T02:00:00Z",
+                Interval::OneHour,
+                "2025-11-28T02:30:00Z",
+                false,
+                false,
+            ),
+            (
+                Market::Tse,
+                "2025-11-28T03:30:00Z",
+                Interval::OneHour,
+                "2025-11-28T04:30:00Z",
+                false,
+                false,
+            ),
+            (
+                Market::Tse,
+                "2025-11-28T06:00:00Z",
+                Interval::OneHour,
+                "2025-11-28T06:30:00Z",
+                false,
+                true,
+            ),
+            // Before 2024-11-05 the TSE closed at 15:00.
+            (
+                Market::Tse,
+                "2024-11-01T05:00:00Z",
+                Interval::FifteenMinutes,
+                "2024-11-01T05:15:00Z",
+                false,
+                false,
+            ),
+            (
+                Market::Tse,
+                "2024-11-01T05:45:00Z",
+                Interval::FifteenMinutes,
+                "2024-11-01T06:00:00Z",
+                false,
+                true,
+            ),
+            // A US daily bar ends at 16:00 ET, at 13:00 on a half day.
+            (
+                Market::Us,
+                "2025-12-01T14:30:00Z",
+                Interval::OneDay,
+                "2025-12-01T21:00:00Z",
+                true,
+                true,
+            ),
+            (
+                Market::Us,
+                "2025-11-28T14:30:00Z",
+                Interval::OneDay,
+                "2025-11-28T18:00:00Z",
+                true,
+                true,
+            ),
+            // FX: the day dated 2017-03-07 opens 17:00 New York on the 6th.
+            (
+                Market::Fx,
+                "2017-03-06T22:00:00Z",
+                Interval::OneHour,
+                "2017-03-06T23:00:00Z",
+                true,
+                false,
+            ),
+            (
+                Market::Fx,
+                "2017-03-07T21:00:00Z",
+                Interval::OneHour,
+                "2017-03-07T22:00:00Z",
+                false,
+                true,
+            ),
+            (
+                Market::Crypto,
+                "2018-01-01T23:00:00Z",
+                Interval::OneHour,
+                "2018-01-02T00:00:00Z",
+                false,
+                true,
+            ),
+        ];
+        for (market, open, interval, close, opens, ends) in cases {
+            let got = market.bar_times(utc(open), interval);
+            assert_eq!(got.close, utc(close), "{market:?} {open} {interval:?}");
+            assert_eq!(
+                (got.opens_day, got.ends_day),
+                (opens, ends),
+                "{market:?} {open}"
+            );
+            assert_eq!(got.day_close, market.close_of(got.date).unwrap());
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod symbol;
 pub use bar::Bar;
 pub use clock::MarketClock;
 pub use error::DataError;
-pub use exchange::{Exchange, Market};
+pub use exchange::{BarTimes, Exchange, Market};
 pub use history::History;
 pub use interval::Interval;
 pub use price::{Price, Rounding};

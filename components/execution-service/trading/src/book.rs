@@ -14,10 +14,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use market_data::{Bar, Market, Price, Symbol};
+use market_data::{Bar, Interval, Market, Price, Symbol};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Execution, OrderGateway, PaperBroker, Report};
+use crate::broker::{Execution, MarketBar, OrderGateway, PaperBroker, Report};
 use crate::events::Event;
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
@@ -47,19 +47,44 @@ pub struct Context {
 /// The market as data-service shows it at this moment.
 #[derive(Debug, Clone, Default)]
 pub struct MarketView {
-    /// The market clock's date: bars up to it are visible.
+    /// The market clock's date (its last complete trading day).
     pub as_of: Option<NaiveDate>,
-    /// A live clock (sessions apply); the replay clock stands after a close.
+    /// The market clock's instant: the decision time of what is submitted
+    /// now. No bar closing after it is in `bars`.
+    pub at: DateTime<Utc>,
+    /// A live clock (the instant is now) or a replay.
     pub live: bool,
-    /// Wall time, for sessions (live) and the order-rate window.
+    /// Wall time, for the order-rate window.
     pub now: DateTime<Utc>,
-    /// Daily bars per symbol, oldest first, none after `as_of`.
+    /// Bars per symbol, oldest first.
     pub bars: BTreeMap<String, Vec<Bar>>,
+    /// The interval of a symbol's bars, when not daily.
+    pub intervals: BTreeMap<String, Interval>,
 }
 
 impl MarketView {
+    /// A replay clock at `at` (its date the last trading day closed by
+    /// then in `symbol`'s market... the caller's) seeing daily `bars`.
+    pub fn replay(as_of: NaiveDate, at: DateTime<Utc>, bars: BTreeMap<String, Vec<Bar>>) -> Self {
+        Self {
+            as_of: Some(as_of),
+            at,
+            live: false,
+            now: at,
+            bars,
+            intervals: BTreeMap::new(),
+        }
+    }
+
     fn last_bar(&self, symbol: &str) -> Option<&Bar> {
         self.bars.get(symbol).and_then(|b| b.last())
+    }
+
+    pub fn interval(&self, symbol: &str) -> Interval {
+        self.intervals
+            .get(symbol)
+            .copied()
+            .unwrap_or(Interval::OneDay)
     }
 }
 
@@ -76,6 +101,8 @@ pub enum Origin {
     TakeProfit,
     /// HALTED with `halt_policy = flatten` closing a position.
     KillSwitch,
+    /// Flat by the close: the cutoff closing a position.
+    FlatByClose,
 }
 
 /// What a caller asks for. With no quantity, the order is sized from the
@@ -92,6 +119,13 @@ pub struct OrderRequest {
     pub time_in_force: TimeInForce,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<u64>,
+    /// A bracket (buys): the position's exits once this entry fills,
+    /// instead of the account's `stop_loss_bps` / `take_profit_bps`; the
+    /// two are one-cancels-other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_loss: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<Price>,
 }
 
 impl OrderRequest {
@@ -103,8 +137,12 @@ impl OrderRequest {
         "type",
         "limit_price",
         "stop_price",
+        "trail_amount",
+        "trail_bps",
         "time_in_force",
         "quantity",
+        "stop_loss",
+        "take_profit",
     ];
 }
 
@@ -123,13 +161,19 @@ pub struct OrderRecord {
     /// The price the risk engine checked it at.
     pub reference_price: Price,
     pub submitted_at: DateTime<Utc>,
-    /// The market date it was submitted on (after that day's close on the replay clock).
+    /// The market clock's date when it was submitted.
     pub as_of: NaiveDate,
-    /// The first bar it may trade on, if it did not execute at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub works_from: Option<NaiveDate>,
+    /// The market clock's instant when it was decided: it trades only on
+    /// bars opening at or after it (an `at-close` order: closing after it).
+    pub works_from: DateTime<Utc>,
+    /// The end of its trading day: what is left then expires (or is
+    /// cancelled, IOC).
+    pub expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
+    /// An exit leg's bracket order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     pub fills: Vec<FillRecord>,
     /// The sequence numbers of its events, oldest first (its history).
     #[serde(default)]
@@ -138,17 +182,23 @@ pub struct OrderRecord {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FillRecord {
-    /// The market date of the bar it filled on.
+    /// The trading day of the bar it filled on.
     pub date: NaiveDate,
+    /// When it filled: the bar's open, or its close for a closing auction.
+    pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub execution: Execution,
 }
 
-/// Protective exits of a position, from its average entry price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Protective exits of a position: from its average entry price by the
+/// account's rule, or a bracket order's own (one cancels the other).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exits {
     pub stop_loss: Price,
     pub take_profit: Price,
+    /// The bracket order they came from (`None`: the account's rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,8 +257,9 @@ pub struct Book {
     pub exits: BTreeMap<String, Exits>,
     /// Last close seen per symbol (its date, price).
     pub marks: BTreeMap<String, (NaiveDate, Price)>,
-    /// The last bar date worked through per symbol.
-    pub processed: BTreeMap<String, NaiveDate>,
+    /// Per symbol, the instant its bars are worked through: a bar closing
+    /// after it is new.
+    pub processed: BTreeMap<String, DateTime<Utc>>,
     pub day_start: Option<(NaiveDate, Money)>,
     pub peak_equity: Money,
     /// The last equity points (see [`crate::events::EQUITY_KEPT`]); the
@@ -248,6 +299,9 @@ pub enum SubmitError {
     NoPrice(String),
     #[error("the order was denied: {}", .0.denial.as_ref().map(ToString::to_string).unwrap_or_default())]
     Denied(Box<OrderRecord>),
+    /// The order type or time in force is not one the symbol's market has.
+    #[error("{0}")]
+    Unsupported(String),
     /// The ledger's keys could not be read: nothing was decided.
     #[error("the ledger is unavailable: {0}")]
     Unavailable(String),
@@ -269,9 +323,14 @@ impl SubmitError {
                 "quantity" => "invalid-quantity",
                 "limit_price" => "invalid-limit_price",
                 "stop_price" => "invalid-stop_price",
+                "trail_amount" => "invalid-trail_amount",
+                "trail_bps" => "invalid-trail_bps",
+                "stop_loss" => "invalid-stop_loss",
+                "take_profit" => "invalid-take_profit",
                 _ => "invalid-order",
             },
             Self::Conflict(_) => "idempotency-conflict",
+            Self::Unsupported(_) => "unsupported-order-type",
             Self::NoPrice(_) => "no-price",
             Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
             Self::Archived { .. } => "archived",
@@ -281,7 +340,7 @@ impl SubmitError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::Invalid { .. } => 400,
+            Self::Invalid { .. } | Self::Unsupported(_) => 400,
             Self::Conflict(_) => 409,
             Self::NoPrice(_) | Self::Denied(_) => 422,
             Self::Archived { .. } => 200,
@@ -395,63 +454,72 @@ impl Book {
         changed
     }
 
-    /// Bring the book up to the market clock: working orders and protective
-    /// exits meet every bar they have not seen, day by day; marks, the equity
-    /// curve and the daily P&L follow; a loss limit that is hit switches
-    /// trading to REDUCING.
+    /// Bring the book up to the market clock: every bar not yet worked, in
+    /// time order across symbols, meets the working orders (those decided
+    /// before it opened), the protective exits and the close cutoff; marks,
+    /// the equity curve and the loss limits follow bar by bar (a limit that
+    /// is hit switches trading to REDUCING at once).
     pub fn sync(&mut self, ctx: &Context) {
-        let mut dates: Vec<NaiveDate> = Vec::new();
+        let mut due: Vec<(&str, MarketBar)> = Vec::new();
         for (symbol, bars) in &ctx.market.bars {
+            let market = market_of(symbol);
+            let interval = ctx.market.interval(symbol);
             // A symbol the book neither holds nor works: nothing of ours can
             // trade on its past bars, only its last close matters.
             let involved = self.portfolio.quantity(symbol) > 0
                 || self.working_orders().any(|r| &r.order.symbol == symbol);
-            if !involved || !self.processed.contains_key(symbol) {
+            let seen = self.processed.get(symbol).copied();
+            let Some(seen) = seen.filter(|_| involved) else {
                 if let Some(last) = bars.last() {
-                    self.mark(symbol, last.date, Some(last.close));
+                    let bar = MarketBar::new(market, interval, *last);
+                    self.mark(symbol, last.date, bar.closes_at(), Some(last.close));
                 }
                 continue;
-            }
-            let seen = self.processed.get(symbol).copied();
-            dates.extend(
-                bars.iter()
-                    .map(|b| b.date)
-                    .filter(|d| seen.is_none_or(|s| *d > s)),
+            };
+            // Oldest first: the new bars are a suffix (a bar opening at or
+            // after `seen` closes after it; one opening before may too).
+            let from = bars
+                .partition_point(|b| b.ts < seen.timestamp())
+                .saturating_sub(1);
+            due.extend(
+                bars[from..]
+                    .iter()
+                    .map(|b| (symbol.as_str(), MarketBar::new(market, interval, *b)))
+                    .filter(|(_, b)| b.closes_at() > seen),
             );
         }
-        dates.sort_unstable();
-        dates.dedup();
-        for date in dates {
-            self.roll_day(date);
-            for (symbol, bars) in &ctx.market.bars {
-                let Some(bar) = bars.iter().find(|b| b.date == date) else {
-                    continue;
-                };
-                if self.processed.get(symbol).is_some_and(|seen| *seen >= date) {
-                    continue;
-                }
-                self.work_bar(ctx, symbol, bar);
-                self.mark(symbol, date, Some(bar.close));
+        due.sort_by_key(|(symbol, b)| (b.opens_at, *symbol));
+        let mut i = 0;
+        while i < due.len() {
+            let opens_at = due[i].1.opens_at;
+            self.end_sessions(opens_at);
+            let mut date = due[i].1.bar.date;
+            while i < due.len() && due[i].1.opens_at == opens_at {
+                let (symbol, bar) = due[i];
+                date = date.max(bar.bar.date);
+                self.roll_day(bar.bar.date);
+                self.work_bar(ctx, symbol, &bar);
+                self.mark(symbol, bar.bar.date, bar.closes_at(), Some(bar.bar.close));
+                i += 1;
             }
             self.record_equity(date);
             self.check_loss_limits(ctx);
         }
+        self.end_sessions(ctx.market.at);
+        self.past_cutoff(ctx);
         if let Some(as_of) = ctx.market.as_of {
             self.roll_day(as_of);
-            self.end_sessions(ctx, as_of);
             self.record_equity(as_of);
         }
     }
 
-    /// Working orders whose session is over without a bar to trade on (the
-    /// symbol did not trade, or its history ends) expire, or are cancelled
-    /// if IOC: the session of `works_from` is over once the clock is past
-    /// it, or, on the replay clock (which stands after the close), at it.
-    fn end_sessions(&mut self, ctx: &Context, as_of: NaiveDate) {
-        let over = |d: NaiveDate| d < as_of || (!ctx.market.live && d == as_of);
+    /// Working orders whose trading day ended by `at` without a bar to
+    /// finish them (the symbol did not trade, or its history ends) expire,
+    /// or are cancelled if IOC.
+    fn end_sessions(&mut self, at: DateTime<Utc>) {
         let ended: Vec<String> = self
             .working_orders()
-            .filter(|r| r.works_from.is_some_and(over))
+            .filter(|r| r.expires_at <= at)
             .map(|r| r.order.id.clone())
             .collect();
         for id in ended {
@@ -459,27 +527,53 @@ impl Book {
         }
     }
 
-    /// A working order's session is over: a day order expires, an IOC order
-    /// is cancelled.
+    /// The clock is past a market's entry cutoff (and before its close):
+    /// the working entries there are cancelled (positions are closed on the
+    /// bars, see [`Book::work_bar`]).
+    fn past_cutoff(&mut self, ctx: &Context) {
+        let at = ctx.market.at;
+        let past: Vec<Market> = Market::ALL
+            .into_iter()
+            .filter(|m| {
+                let close = m.session_ending_after(at);
+                let day_close = m.close_of(close.date).unwrap_or(close.close);
+                ctx.limits.cutoff(*m, day_close).is_some_and(|c| c <= at)
+            })
+            .collect();
+        if !past.is_empty() {
+            self.cancel_working(|r| is_entry(r) && past.contains(&market_of(&r.order.symbol)));
+        }
+    }
+
+    /// A working order's session is over: a day or auction order expires,
+    /// an IOC order is cancelled.
     fn end_order(&mut self, id: &str) {
-        let expired = self.orders[id].order.time_in_force == TimeInForce::Day;
+        let expired = self.orders[id].order.time_in_force != TimeInForce::Ioc;
         self.emit(Event::OrderClosed {
             order_id: id.to_string(),
             expired,
         });
     }
 
-    /// `symbol`'s bars are worked through `date` (and its mark is `close`):
-    /// an event only when that says something new.
-    fn mark(&mut self, symbol: &str, date: NaiveDate, close: Option<Price>) {
-        let same_date = self.processed.get(symbol) == Some(&date);
+    /// `symbol`'s bars are worked through `through` (and its mark is
+    /// `close`, of trading day `date`): an event only when that says
+    /// something new.
+    fn mark(
+        &mut self,
+        symbol: &str,
+        date: NaiveDate,
+        through: DateTime<Utc>,
+        close: Option<Price>,
+    ) {
+        let same_time = self.processed.get(symbol) == Some(&through);
         let same_mark = close.is_none_or(|c| self.marks.get(symbol) == Some(&(date, c)));
-        if same_date && same_mark {
+        if same_time && same_mark {
             return;
         }
         self.emit(Event::Marked {
             symbol: symbol.to_string(),
             date,
+            through,
             close,
         });
     }
@@ -539,65 +633,122 @@ impl Book {
         self.change_state(ctx, TradingState::Reducing, "risk-engine", reason);
     }
 
-    /// One bar of `symbol`: working orders first (they trade from the open),
-    /// then the protective exits of the position over the bar's range.
-    fn work_bar(&mut self, ctx: &Context, symbol: &str, bar: &Bar) {
+    /// One bar of `symbol`: past the close cutoff, entries are cancelled
+    /// and the position sold at the open; then the working orders decided
+    /// before the bar (at-close ones: before its close); then the
+    /// protective exits over the bar's range; and on the day's last bar,
+    /// when it spans the cutoff, what is still held is sold at the close
+    /// (the closing auction).
+    fn work_bar(&mut self, ctx: &Context, symbol: &str, bar: &MarketBar) {
+        let market = market_of(symbol);
+        let cutoff = ctx.limits.cutoff(market, bar.times.day_close);
+        if cutoff.is_some_and(|c| bar.opens_at >= c) {
+            self.cancel_working(|r| r.order.symbol == symbol && is_entry(r));
+            self.flatten(ctx, symbol, bar, TimeInForce::Ioc);
+        }
         let lot = lot_size(symbol);
         let working: Vec<String> = self
             .working_orders()
-            .filter(|r| r.order.symbol == symbol && r.works_from.is_some_and(|d| d <= bar.date))
+            .filter(|r| r.order.symbol == symbol && trades_on(r, bar))
             .map(|r| r.order.id.clone())
             .collect();
         for id in working {
             let record = &self.orders[&id];
-            // The kill switch's sells, like the protective exits, are not
+            // The system's own sells, like the protective exits, are not
             // left half done by the participation cap.
-            let report = if record.origin == Origin::KillSwitch {
+            let report = if matches!(record.origin, Origin::KillSwitch | Origin::FlatByClose) {
                 uncapped(ctx).execute_on_bar(&record.order, bar, lot)
             } else {
                 ctx.broker.execute_on_bar(&record.order, bar, lot)
             };
-            self.apply_report(ctx, &id, bar.date, report);
+            self.apply_report(ctx, &id, bar, report);
         }
         self.protective_exit(ctx, symbol, bar);
+        if bar.times.ends_day && cutoff.is_some_and(|c| bar.opens_at < c && c < bar.closes_at()) {
+            self.flatten(ctx, symbol, bar, TimeInForce::AtClose);
+        }
     }
 
-    fn protective_exit(&mut self, ctx: &Context, symbol: &str, bar: &Bar) {
+    /// Sell all of `symbol` on `bar` for the close cutoff: at its open
+    /// (IOC) or in its closing auction (at-close).
+    fn flatten(&mut self, ctx: &Context, symbol: &str, bar: &MarketBar, how: TimeInForce) {
         let held = self.portfolio.quantity(symbol);
-        let Some(exits) = self.exits.get(symbol).copied() else {
+        if held == 0 {
+            return;
+        }
+        self.cancel_working(|r| r.order.symbol == symbol && r.order.side == Side::Sell);
+        let reference = match how {
+            TimeInForce::AtClose => bar.bar.close,
+            _ => bar.bar.open,
+        };
+        let decided = match how {
+            TimeInForce::AtClose => bar.closes_at() - chrono::Duration::seconds(1),
+            _ => bar.opens_at,
+        };
+        let id = self.place_system_sell(
+            ctx,
+            SystemSell {
+                symbol,
+                origin: Origin::FlatByClose,
+                kind: OrderKind::Market,
+                time_in_force: how,
+                quantity: held,
+                reference,
+                works_from: decided,
+                expires_at: bar.times.day_close,
+                parent: None,
+            },
+        );
+        let report = uncapped(ctx).execute_on_bar(&self.orders[&id].order, bar, 1);
+        self.apply_report(ctx, &id, bar, report);
+    }
+
+    fn protective_exit(&mut self, ctx: &Context, symbol: &str, bar: &MarketBar) {
+        let held = self.portfolio.quantity(symbol);
+        let Some(exits) = self.exits.get(symbol).cloned() else {
             return;
         };
         // Armed in every state: HALTED stops new orders, not the stops.
         if held == 0 {
             return;
         }
-        // A bar that spans both: the stop is assumed first (the cautious reading).
-        let (origin, kind) = if bar.low <= exits.stop_loss {
+        // A bar that spans both: the stop is assumed first (the cautious
+        // reading); either way one leg fills and the other is gone with
+        // the position (one cancels the other).
+        let (origin, kind, reference) = if bar.bar.low <= exits.stop_loss {
             (
                 Origin::StopLoss,
                 OrderKind::Stop {
                     stop_price: exits.stop_loss,
                 },
+                exits.stop_loss,
             )
-        } else if bar.high >= exits.take_profit {
+        } else if bar.bar.high >= exits.take_profit {
             (
                 Origin::TakeProfit,
                 OrderKind::Limit {
                     limit_price: exits.take_profit,
                 },
+                exits.take_profit,
             )
         } else {
             return;
         };
         // The exit sells everything: working sells of the symbol are superseded.
         self.cancel_working(|r| r.order.symbol == symbol && r.order.side == Side::Sell);
-        let reference = match kind {
-            OrderKind::Stop { stop_price } => stop_price,
-            OrderKind::Limit { limit_price } => limit_price,
-            OrderKind::Market => bar.open,
-        };
         let id = self.place_system_sell(
-            ctx, symbol, origin, kind, held, reference, bar.date, bar.date,
+            ctx,
+            SystemSell {
+                symbol,
+                origin,
+                kind,
+                time_in_force: TimeInForce::Ioc,
+                quantity: held,
+                reference,
+                works_from: bar.opens_at,
+                expires_at: bar.times.day_close,
+                parent: exits.order_id.clone(),
+            },
         );
         // The exit trades inside the bar, without the participation cap: a
         // protective stop is not left half done.
@@ -609,52 +760,44 @@ impl Book {
             });
             report
         };
-        self.apply_report(ctx, &id, bar.date, report);
+        self.apply_report(ctx, &id, bar, report);
     }
 
-    /// Place a sell of `quantity` the system decided (an exit), working from
-    /// `works_from`, IOC; its id.
-    #[allow(clippy::too_many_arguments)]
-    fn place_system_sell(
-        &mut self,
-        ctx: &Context,
-        symbol: &str,
-        origin: Origin,
-        kind: OrderKind,
-        quantity: u64,
-        reference: Price,
-        as_of: NaiveDate,
-        works_from: NaiveDate,
-    ) -> String {
+    /// Place a sell the system decided (an exit); its id.
+    fn place_system_sell(&mut self, ctx: &Context, sell: SystemSell<'_>) -> String {
         let id = self.next_id();
         let request = OrderRequest {
-            client_order_id: format!("{}-{id}", origin_label(origin)),
-            symbol: symbol.to_string(),
+            client_order_id: format!("{}-{id}", origin_label(sell.origin)),
+            symbol: sell.symbol.to_string(),
             side: Side::Sell,
-            kind,
-            time_in_force: TimeInForce::Ioc,
-            quantity: Some(quantity),
+            kind: sell.kind,
+            time_in_force: sell.time_in_force,
+            quantity: Some(sell.quantity),
+            stop_loss: None,
+            take_profit: None,
         };
         let mut order = Order::new(
             id.clone(),
             request.client_order_id.clone(),
-            symbol.to_string(),
+            sell.symbol.to_string(),
             Side::Sell,
-            kind,
-            TimeInForce::Ioc,
-            quantity,
+            sell.kind,
+            sell.time_in_force,
+            sell.quantity,
         );
         let _ = order.apply(&OrderEvent::Accept);
         self.emit(Event::OrderPlaced {
             record: Box::new(OrderRecord {
                 order,
-                origin,
+                origin: sell.origin,
                 request,
-                reference_price: reference,
+                reference_price: sell.reference,
                 submitted_at: ctx.market.now,
-                as_of,
-                works_from: Some(works_from),
+                as_of: ctx.market.as_of.unwrap_or(ctx.market.at.date_naive()),
+                works_from: sell.works_from,
+                expires_at: sell.expires_at,
                 denial: None,
+                parent: sell.parent,
                 fills: Vec::new(),
                 events: Vec::new(),
             }),
@@ -665,14 +808,13 @@ impl Book {
     /// Leaving ACTIVE: working entries (buys) are cancelled, so that REDUCING
     /// and HALTED only ever shrink positions; HALTED with `flatten` also
     /// cancels the working sells and sells every position at the next bar's
-    /// open (the next trading day's, on daily bars).
+    /// open.
     fn on_leaving_active(&mut self, ctx: &Context, to: TradingState) {
         let flatten = to == TradingState::Halted && ctx.limits.on_halt == HaltPolicy::Flatten;
         self.cancel_working(|r| flatten || r.order.side == Side::Buy);
         if !flatten {
             return;
         }
-        let as_of = ctx.market.as_of.unwrap_or(ctx.market.now.date_naive());
         let held: Vec<(String, u64)> = self
             .portfolio
             .positions
@@ -681,20 +823,23 @@ impl Book {
             .filter(|(_, q)| *q > 0)
             .collect();
         for (symbol, quantity) in held {
-            let works_from = market_of(&symbol).next_trading_day(as_of);
             let reference = self
                 .marks
                 .get(&symbol)
                 .map_or(Price::from_ticks(0), |(_, p)| *p);
             self.place_system_sell(
                 ctx,
-                &symbol,
-                Origin::KillSwitch,
-                OrderKind::Market,
-                quantity,
-                reference,
-                as_of,
-                works_from,
+                SystemSell {
+                    symbol: &symbol,
+                    origin: Origin::KillSwitch,
+                    kind: OrderKind::Market,
+                    time_in_force: TimeInForce::Ioc,
+                    quantity,
+                    reference,
+                    works_from: ctx.market.at,
+                    expires_at: day_end(market_of(&symbol), TimeInForce::Ioc, ctx.market.at),
+                    parent: None,
+                },
             );
         }
     }
@@ -721,8 +866,13 @@ impl Book {
 
     /// Apply a gateway's report to an order and the portfolio. A buy fill the
     /// cash cannot pay for is cut to what it can (whole lots).
-    fn apply_report(&mut self, ctx: &Context, id: &str, date: NaiveDate, report: Report) {
+    fn apply_report(&mut self, ctx: &Context, id: &str, bar: &MarketBar, report: Report) {
         let lot = lot_size(&self.orders[id].order.symbol);
+        let at = match self.orders[id].order.time_in_force {
+            TimeInForce::AtClose => bar.closes_at(),
+            _ => bar.opens_at,
+        };
+        let date = bar.bar.date;
         for mut execution in report.executions {
             let (symbol, side, origin) = {
                 let o = &self.orders[id];
@@ -762,9 +912,13 @@ impl Book {
             }
             self.emit(Event::OrderFilled {
                 order_id: id.to_string(),
-                fill: FillRecord { date, execution },
+                fill: FillRecord {
+                    date,
+                    at,
+                    execution,
+                },
             });
-            self.refresh_exits(ctx, &symbol);
+            self.refresh_exits(ctx, &symbol, id);
             self.notify(Notice::Filled {
                 order_id: id.to_string(),
                 symbol,
@@ -774,26 +928,57 @@ impl Book {
                 origin,
             });
         }
+        let order = &self.orders[id].order;
+        if order.status.is_open()
+            && ((report.triggered && !order.triggered) || report.trail_stop.is_some())
+        {
+            self.emit(Event::OrderTriggered {
+                order_id: id.to_string(),
+                triggered: report.triggered || order.triggered,
+                trail_stop: report.trail_stop.or(order.trail_stop),
+            });
+        }
         if report.done && self.orders[id].order.status.is_open() {
             self.end_order(id);
         }
     }
 
-    fn refresh_exits(&mut self, ctx: &Context, symbol: &str) {
+    /// A fill of order `id` changed the position of `symbol`: its exits are
+    /// the bracket's if that order is one, stay a bracket's while the
+    /// position lasts, and otherwise follow the average entry by the
+    /// account's rule; none once the position is closed.
+    fn refresh_exits(&mut self, ctx: &Context, symbol: &str, id: &str) {
+        let request = &self.orders[id].request;
+        let bracket = match (request.side, request.stop_loss, request.take_profit) {
+            (Side::Buy, Some(stop_loss), Some(take_profit)) => Some(Exits {
+                stop_loss,
+                take_profit,
+                order_id: Some(id.to_string()),
+            }),
+            _ => None,
+        };
+        let current = self.exits.get(symbol);
         let exits = self
             .portfolio
             .positions
             .get(symbol)
             .and_then(|p| p.entry_price())
             .map(|entry| {
+                if let Some(bracket) = bracket {
+                    return bracket;
+                }
+                if let Some(kept) = current.filter(|e| e.order_id.is_some()) {
+                    return kept.clone();
+                }
                 let (stop_loss, take_profit) =
                     risk::exits(&ctx.limits, entry, price_decimals(symbol));
                 Exits {
                     stop_loss,
                     take_profit,
+                    order_id: None,
                 }
             });
-        if self.exits.get(symbol) != exits.as_ref() {
+        if current != exits.as_ref() {
             self.emit(Event::ExitsSet {
                 symbol: symbol.to_string(),
                 exits,
@@ -899,15 +1084,22 @@ impl Book {
             };
         }
         let symbol = request.symbol.clone();
+        let market = market_of(&symbol);
         let last = *ctx
             .market
             .last_bar(&symbol)
             .ok_or_else(|| SubmitError::NoPrice(symbol.clone()))?;
         let as_of = ctx.market.as_of.unwrap_or(last.date);
+        let decimals = price_decimals(&symbol);
+        // A trailing stop starts its trail from the last close.
+        let trail_stop = request.kind.trailed(request.side, last.close, decimals);
         let reference_price = match request.kind {
             OrderKind::Market => last.close,
-            OrderKind::Limit { limit_price } => limit_price,
+            OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => {
+                limit_price
+            }
             OrderKind::Stop { stop_price } => stop_price,
+            OrderKind::TrailingStop { .. } => trail_stop.unwrap_or(last.close),
         };
         // The clock moves on: first work what earlier orders have not seen.
         self.sync(ctx);
@@ -916,10 +1108,13 @@ impl Book {
         let quantity = match request.quantity {
             Some(q) => q,
             None => {
-                // The stop-distance rule, then no more than the position and
-                // order limits leave room for: a sized order is never one the
+                // The stop-distance rule (a bracket's own stop, or the
+                // account's), then no more than the position and order
+                // limits leave room for: a sized order is never one the
                 // risk engine is bound to refuse.
-                let (stop, _) = risk::exits(&ctx.limits, reference_price, price_decimals(&symbol));
+                let stop = request
+                    .stop_loss
+                    .unwrap_or_else(|| risk::exits(&ctx.limits, reference_price, decimals).0);
                 let sized = risk::position_size(
                     &ctx.limits,
                     exposure.cash,
@@ -936,8 +1131,12 @@ impl Book {
                 sized.min(fits - fits % lot)
             }
         };
-        let market = market_of(&symbol);
-        let in_session = ctx.market.live && market.is_open(ctx.market.now);
+        let at = ctx.market.at;
+        let in_session = market.is_open(at);
+        let day_close = market.close_of(market.session_ending_after(at).date);
+        let past_cutoff = day_close
+            .and_then(|close| ctx.limits.cutoff(market, close))
+            .is_some_and(|cutoff| cutoff <= at);
         let intent = Intent {
             side: request.side,
             quantity,
@@ -951,6 +1150,9 @@ impl Book {
             && exposure.state != TradingState::Halted
         {
             Err(Denial::NoSize)
+        } else if past_cutoff && request.side == Side::Buy && exposure.state != TradingState::Halted
+        {
+            Err(Denial::AfterCutoff)
         } else {
             risk::check(&ctx.limits, &intent, &exposure)
         };
@@ -964,6 +1166,7 @@ impl Book {
             request.time_in_force,
             quantity,
         );
+        order.trail_stop = trail_stop;
         let mut record = OrderRecord {
             order: order.clone(),
             origin,
@@ -971,8 +1174,10 @@ impl Book {
             reference_price,
             submitted_at: ctx.market.now,
             as_of,
-            works_from: None,
+            works_from: at,
+            expires_at: day_end(market, request.time_in_force, at),
             denial: None,
+            parent: None,
             fills: Vec::new(),
             events: Vec::new(),
         };
@@ -992,31 +1197,18 @@ impl Book {
             });
             return Err(SubmitError::Denied(Box::new(self.orders[&id].clone())));
         }
+        // Accepted: it works from the next bar (no fill at a price the
+        // decision has already seen).
         let _ = order.apply(&OrderEvent::Accept);
         record.order = order;
-        let works_from = market.next_trading_day(as_of);
-        if in_session {
-            self.emit(Event::OrderPlaced {
-                record: Box::new(record),
-            });
-            let report = ctx.broker.execute_now(&self.orders[&id].order, &last, lot);
-            self.apply_report(ctx, &id, as_of, report);
-            if self.orders[&id].order.status.is_open() {
-                self.emit(Event::OrderWorks {
-                    order_id: id.clone(),
-                    from: works_from,
-                });
-            }
-        } else {
-            record.works_from = Some(works_from);
-            self.emit(Event::OrderPlaced {
-                record: Box::new(record),
-            });
-        }
+        self.emit(Event::OrderPlaced {
+            record: Box::new(record),
+        });
         if !self.processed.contains_key(&symbol) {
             self.emit(Event::Marked {
                 symbol,
                 date: as_of,
+                through: at,
                 close: None,
             });
         }
@@ -1093,7 +1285,48 @@ fn origin_label(origin: Origin) -> &'static str {
         Origin::StopLoss => "stop-loss",
         Origin::TakeProfit => "take-profit",
         Origin::KillSwitch => "kill-switch",
+        Origin::FlatByClose => "flat-by-close",
     }
+}
+
+/// A sell the system places (an exit).
+struct SystemSell<'a> {
+    symbol: &'a str,
+    origin: Origin,
+    kind: OrderKind,
+    time_in_force: TimeInForce,
+    quantity: u64,
+    reference: Price,
+    works_from: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    parent: Option<String>,
+}
+
+/// An order that opens or adds to a position (the book is long only).
+fn is_entry(record: &OrderRecord) -> bool {
+    record.order.side == Side::Buy
+}
+
+/// May the working order trade on `bar`? Only on a bar that opened at or
+/// after its decision (an at-close order: one that closes after it).
+fn trades_on(record: &OrderRecord, bar: &MarketBar) -> bool {
+    match record.order.time_in_force {
+        TimeInForce::AtClose => bar.closes_at() > record.works_from,
+        _ => bar.opens_at >= record.works_from,
+    }
+}
+
+/// The end of the trading day an order decided at `from` trades in: the
+/// day of the next opening for an at-open order, the day whose session
+/// ends after `from` otherwise.
+pub fn day_end(market: Market, time_in_force: TimeInForce, from: DateTime<Utc>) -> DateTime<Utc> {
+    let mut day = market.trading_day_at(from);
+    if time_in_force == TimeInForce::AtOpen && market.session_open(day) < from {
+        day = market.next_trading_day(day);
+    }
+    market
+        .close_of(day)
+        .unwrap_or_else(|| market.session_ending_after(from).close)
 }
 
 fn validate(request: &OrderRequest) -> Result<(), SubmitError> {
@@ -1130,13 +1363,73 @@ fn validate(request: &OrderRequest) -> Result<(), SubmitError> {
             "a sell names its quantity (sizing applies to buys)".into(),
         );
     }
-    let (field, price) = match request.kind {
-        OrderKind::Market => ("limit_price", None),
-        OrderKind::Limit { limit_price } => ("limit_price", Some(limit_price)),
-        OrderKind::Stop { stop_price } => ("stop_price", Some(stop_price)),
+    let prices: &[(&'static str, Option<Price>)] = match request.kind {
+        OrderKind::Market => &[],
+        OrderKind::Limit { limit_price } => &[("limit_price", Some(limit_price))],
+        OrderKind::Stop { stop_price } => &[("stop_price", Some(stop_price))],
+        OrderKind::StopLimit {
+            stop_price,
+            limit_price,
+        } => &[
+            ("stop_price", Some(stop_price)),
+            ("limit_price", Some(limit_price)),
+        ],
+        OrderKind::TrailingStop { trail_amount, .. } => &[("trail_amount", trail_amount)],
     };
-    if price.is_some_and(|p| p.ticks() <= 0) {
-        return invalid(field, format!("{field} is positive"));
+    let bracket = [
+        ("stop_loss", request.stop_loss),
+        ("take_profit", request.take_profit),
+    ];
+    for (field, price) in prices.iter().chain(&bracket) {
+        if price.is_some_and(|p| p.ticks() <= 0) {
+            return invalid(field, format!("{field} is positive"));
+        }
+    }
+    if let OrderKind::TrailingStop {
+        trail_amount,
+        trail_bps,
+    } = request.kind
+    {
+        if trail_amount.is_some() == trail_bps.is_some() {
+            return invalid(
+                "trail_amount",
+                "a trailing stop has one of trail_amount and trail_bps".into(),
+            );
+        }
+        if trail_bps.is_some_and(|b| !(1..10_000).contains(&b)) {
+            return invalid("trail_bps", "trail_bps is 1 to 9999".into());
+        }
+    }
+    match (request.stop_loss, request.take_profit) {
+        (None, None) => {}
+        (Some(stop), Some(take)) if request.side == Side::Buy => {
+            if stop >= take {
+                return invalid(
+                    "stop_loss",
+                    "a bracket's stop_loss is below its take_profit".into(),
+                );
+            }
+        }
+        _ => {
+            return invalid(
+                "stop_loss",
+                "a bracket is a buy with both stop_loss and take_profit".into(),
+            );
+        }
+    }
+    let market = market_of(&request.symbol);
+    if request.time_in_force.is_auction() {
+        if !market.has_auctions() {
+            return Err(SubmitError::Unsupported(format!(
+                "{} has no opening or closing auction: at-open and at-close orders are for tse and us",
+                market.code()
+            )));
+        }
+        if !matches!(request.kind, OrderKind::Market | OrderKind::Limit { .. }) {
+            return Err(SubmitError::Unsupported(
+                "at-open and at-close orders are market or limit orders".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -3,26 +3,38 @@
 //! same trait.
 //!
 //! The paper broker's model, in full:
-//! - **When**: an order submitted while its market is in session (live clock)
-//!   executes at once against the last price. Otherwise (outside the session,
-//!   or on the replay clock, which stands after a day's close) it works from
-//!   the next trading day's bar: market orders at that bar's open.
+//! - **When**: an order never trades on a bar that opened before it was
+//!   decided (its `works_from`, the market clock's instant): it waits for
+//!   the next bar, on the live clock as on the replay clock (a fill at the
+//!   last bar's close would use a price from before the decision). An
+//!   `at-open` order trades only on the bar opening its trading day (the
+//!   opening auction), an `at-close` order only at the close of the day's
+//!   last bar (the closing auction), which may have opened before it was
+//!   decided.
 //! - **Price**: market and stop orders pay `slippage_bps` (a buy fills higher,
 //!   a sell lower), rounded to a tick in the trader's disfavour. A limit order
 //!   fills at its limit or better (the open, if the bar opens through it) and
 //!   never pays slippage. A stop triggers when the bar trades through its stop
 //!   price and fills at the stop, or at the open if the bar gaps through it.
+//!   A stop-limit triggers like a stop and then fills as a limit at the
+//!   trigger price if that is within its limit (a bar gapping past the
+//!   limit leaves it working as a limit order). A trailing stop triggers
+//!   like a stop at its level, checked before the bar moves it (the
+//!   cautious reading: the bar's low may have come before its high).
+//!   Auction orders fill at the bar's open or close (market: with slippage).
 //! - **Size**: at most `participation_bps` of the bar's volume per bar,
 //!   rounded down to lots; what is left of a day order expires at the end of
-//!   that bar's session, what is left of an IOC order is cancelled.
+//!   its trading day, what is left of an IOC or auction order is cancelled
+//!   after its one bar.
 //! - **Cost**: commission `max(min_commission, notional × commission_bps)`.
 
-use market_data::{Bar, Price, Rounding};
+use chrono::{DateTime, Utc};
+use market_data::{Bar, BarTimes, Interval, Market, Price, Rounding};
 use serde::{Deserialize, Serialize};
 
 use crate::book::price_decimals;
 use crate::money::Money;
-use crate::order::{Order, OrderKind, Side};
+use crate::order::{Order, OrderKind, Side, TimeInForce};
 
 /// The paper broker's parameters (variables of execution-service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,27 +104,75 @@ pub struct Execution {
     pub commission: Money,
 }
 
-/// What a gateway did with an order at one point in market time.
+/// A bar as orders meet it: its times and its place in the trading day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketBar {
+    pub bar: Bar,
+    pub opens_at: DateTime<Utc>,
+    pub times: BarTimes,
+}
+
+impl MarketBar {
+    pub fn new(market: Market, interval: Interval, bar: Bar) -> Self {
+        let opens_at = DateTime::from_timestamp(bar.ts, 0).unwrap_or_default();
+        Self {
+            bar,
+            opens_at,
+            times: market.bar_times(opens_at, interval),
+        }
+    }
+
+    pub fn closes_at(&self) -> DateTime<Utc> {
+        self.times.close
+    }
+}
+
+/// What a gateway did with an order on one bar.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
     pub executions: Vec<Execution>,
-    /// What is left is finished: expired (day) or cancelled (IOC).
+    /// What is left is finished: expired (day) or cancelled (IOC, auction).
     pub done: bool,
+    /// A stop-limit's stop was reached on this bar.
+    pub triggered: bool,
+    /// A trailing stop's new level after this bar.
+    pub trail_stop: Option<Price>,
 }
 
 /// A venue: accepts approved orders and reports their executions.
 pub trait OrderGateway {
-    /// The order was approved while the market is in session at `last`.
-    fn execute_now(&self, order: &Order, last: &Bar, lot_size: u64) -> Report;
-
-    /// A working order meets the next bar of its market.
-    fn execute_on_bar(&self, order: &Order, bar: &Bar, lot_size: u64) -> Report;
+    /// A working order meets a bar of its market it may trade on.
+    fn execute_on_bar(&self, order: &Order, bar: &MarketBar, lot_size: u64) -> Report;
 }
 
 /// Fills against bars with [`FillModel`].
 #[derive(Debug, Clone, Default)]
 pub struct PaperBroker {
     pub model: FillModel,
+}
+
+/// Does a bar trade through `stop` in the order's direction? At what price.
+fn stop_hit(side: Side, stop: Price, bar: &Bar) -> Option<Price> {
+    match side {
+        Side::Buy => (bar.high >= stop).then(|| bar.open.max(stop)),
+        Side::Sell => (bar.low <= stop).then(|| bar.open.min(stop)),
+    }
+}
+
+/// A limit order's price on a bar: its limit or the better open.
+fn limit_fill(side: Side, limit: Price, bar: &Bar) -> Option<Price> {
+    match side {
+        Side::Buy => (bar.low <= limit).then(|| bar.open.min(limit)),
+        Side::Sell => (bar.high >= limit).then(|| bar.open.max(limit)),
+    }
+}
+
+/// Is `price` within a limit for `side`?
+fn within(side: Side, price: Price, limit: Price) -> bool {
+    match side {
+        Side::Buy => price <= limit,
+        Side::Sell => price >= limit,
+    }
 }
 
 impl PaperBroker {
@@ -127,85 +187,92 @@ impl PaperBroker {
         })
     }
 
-    /// The price this bar gives the order, if it trades at all.
-    fn price_on_bar(&self, order: &Order, bar: &Bar) -> Option<Price> {
-        let buy = order.side == Side::Buy;
+    fn slipped(&self, order: &Order, price: Price) -> Price {
+        self.model
+            .slipped(order.side, price, price_decimals(&order.symbol))
+    }
+
+    /// An auction's price for the order: market with slippage, limit if
+    /// the auction price is within it.
+    fn auction(&self, order: &Order, price: Price) -> Option<Price> {
         match order.kind {
-            OrderKind::Market => Some(self.model.slipped(
-                order.side,
-                bar.open,
-                price_decimals(&order.symbol),
-            )),
             OrderKind::Limit { limit_price } => {
-                if buy && bar.low <= limit_price {
-                    Some(bar.open.min(limit_price))
-                } else if !buy && bar.high >= limit_price {
-                    Some(bar.open.max(limit_price))
-                } else {
-                    None
-                }
+                within(order.side, price, limit_price).then_some(price)
             }
+            _ => Some(self.slipped(order, price)),
+        }
+    }
+
+    /// The price this bar gives a continuous order, if it trades at all,
+    /// and what the bar did to its trigger.
+    fn continuous(&self, order: &Order, bar: &Bar, report: &mut Report) -> Option<Price> {
+        let side = order.side;
+        match order.kind {
+            OrderKind::Market => Some(self.slipped(order, bar.open)),
+            OrderKind::Limit { limit_price } => limit_fill(side, limit_price, bar),
             OrderKind::Stop { stop_price } => {
-                let trigger = if buy {
-                    (bar.high >= stop_price).then(|| bar.open.max(stop_price))
-                } else {
-                    (bar.low <= stop_price).then(|| bar.open.min(stop_price))
+                stop_hit(side, stop_price, bar).map(|p| self.slipped(order, p))
+            }
+            OrderKind::StopLimit {
+                stop_price,
+                limit_price,
+            } => {
+                if order.triggered {
+                    return limit_fill(side, limit_price, bar);
+                }
+                let trigger = stop_hit(side, stop_price, bar)?;
+                report.triggered = true;
+                within(side, trigger, limit_price).then_some(trigger)
+            }
+            OrderKind::TrailingStop { .. } => {
+                let level = order.trail_stop?;
+                if let Some(p) = stop_hit(side, level, bar) {
+                    return Some(self.slipped(order, p));
+                }
+                let decimals = price_decimals(&order.symbol);
+                let extreme = match side {
+                    Side::Sell => bar.high,
+                    Side::Buy => bar.low,
                 };
-                trigger.map(|p| {
-                    self.model
-                        .slipped(order.side, p, price_decimals(&order.symbol))
-                })
+                report.trail_stop = order
+                    .kind
+                    .trailed(side, extreme, decimals)
+                    .map(|moved| match side {
+                        Side::Sell => moved.max(level),
+                        Side::Buy => moved.min(level),
+                    })
+                    .filter(|moved| *moved != level);
+                None
             }
         }
     }
 }
 
 impl OrderGateway for PaperBroker {
-    fn execute_now(&self, order: &Order, last: &Bar, _lot_size: u64) -> Report {
-        let price = match order.kind {
-            OrderKind::Market => Some(self.model.slipped(
-                order.side,
-                last.close,
-                price_decimals(&order.symbol),
-            )),
-            OrderKind::Limit { limit_price } => match order.side {
-                Side::Buy => (last.close <= limit_price).then_some(last.close),
-                Side::Sell => (last.close >= limit_price).then_some(last.close),
-            },
-            OrderKind::Stop { stop_price } => match order.side {
-                Side::Buy => (last.close >= stop_price).then_some(last.close),
-                Side::Sell => (last.close <= stop_price).then_some(last.close),
-            }
-            .map(|p| {
-                self.model
-                    .slipped(order.side, p, price_decimals(&order.symbol))
-            }),
+    fn execute_on_bar(&self, order: &Order, bar: &MarketBar, lot_size: u64) -> Report {
+        let mut report = Report::default();
+        let price = match order.time_in_force {
+            TimeInForce::AtOpen if !bar.times.opens_day => return report,
+            TimeInForce::AtClose if !bar.times.ends_day => return report,
+            TimeInForce::AtOpen => self.auction(order, bar.bar.open),
+            TimeInForce::AtClose => self.auction(order, bar.bar.close),
+            TimeInForce::Day | TimeInForce::Ioc => self.continuous(order, &bar.bar, &mut report),
         };
-        let executions = price
-            .and_then(|p| self.fill(p, order.remaining()))
-            .into_iter()
-            .collect();
-        Report {
-            executions,
-            done: order.time_in_force == crate::order::TimeInForce::Ioc,
-        }
-    }
-
-    fn execute_on_bar(&self, order: &Order, bar: &Bar, lot_size: u64) -> Report {
-        let executions = self
-            .price_on_bar(order, bar)
+        report.executions = price
             .and_then(|price| {
-                let quantity = order.remaining().min(self.model.capacity(bar, lot_size));
+                let quantity = order
+                    .remaining()
+                    .min(self.model.capacity(&bar.bar, lot_size));
                 self.fill(price, quantity)
             })
             .into_iter()
             .collect();
-        // Both time-in-force kinds end with the bar's session: a day order
-        // expires, an IOC order had its one chance at the open.
-        Report {
-            executions,
-            done: true,
-        }
+        // A day order lasts its trading day; the others have one chance.
+        report.done = match order.time_in_force {
+            TimeInForce::Day => bar.times.ends_day,
+            _ => true,
+        };
+        report
     }
 }
 
@@ -220,9 +287,10 @@ mod tests {
     }
 
     fn bar(open: &str, high: &str, low: &str, close: &str, volume: u64) -> Bar {
+        let date = NaiveDate::from_ymd_opt(2024, 3, 5).unwrap();
         Bar {
-            date: NaiveDate::from_ymd_opt(2024, 3, 5).unwrap(),
-            ts: 0,
+            date,
+            ts: Market::Tse.session_open(date).timestamp(),
             open: px(open),
             high: px(high),
             low: px(low),
@@ -264,6 +332,20 @@ mod tests {
         let thin = bar("2500", "2600", "2400", "2550", 2_550);
         let limit = |p| OrderKind::Limit { limit_price: px(p) };
         let stop = |p| OrderKind::Stop { stop_price: px(p) };
+        let stop_limit = |s, l| OrderKind::StopLimit {
+            stop_price: px(s),
+            limit_price: px(l),
+        };
+        let trailing = |side, level| {
+            let mut o = order(side, trail(), 300);
+            o.trail_stop = Some(px(level));
+            o
+        };
+        let auction = |side, kind, tif| {
+            let mut o = order(side, kind, 300);
+            o.time_in_force = tif;
+            o
+        };
         // (name, order, bar, expected fill price and shares)
         type Case = (&'static str, Order, Bar, Option<(&'static str, u64)>);
         let cases: Vec<Case> = vec![
@@ -322,6 +404,60 @@ mod tests {
                 Some(("2702.7", 300)),
             ),
             (
+                "stop-limit buy triggered within its limit: at the stop",
+                order(Side::Buy, stop_limit("2550", "2560"), 300),
+                day,
+                Some(("2550", 300)),
+            ),
+            (
+                "stop-limit buy gapped past its limit: triggered, no fill",
+                order(Side::Buy, stop_limit("2600", "2650"), 300),
+                gap_up,
+                None,
+            ),
+            (
+                "stop-limit sell not reached",
+                order(Side::Sell, stop_limit("2300", "2290"), 300),
+                day,
+                None,
+            ),
+            (
+                "trailing sell at 2450 hit: the level minus slippage",
+                trailing(Side::Sell, "2450"),
+                day,
+                Some(("2447.55", 300)),
+            ),
+            (
+                "trailing sell at 2380 not hit",
+                trailing(Side::Sell, "2380"),
+                day,
+                None,
+            ),
+            (
+                "market on open: the open plus slippage",
+                auction(Side::Buy, OrderKind::Market, TimeInForce::AtOpen),
+                day,
+                Some(("2502.5", 300)),
+            ),
+            (
+                "market on close: the close minus slippage",
+                auction(Side::Sell, OrderKind::Market, TimeInForce::AtClose),
+                day,
+                Some(("2547.45", 300)),
+            ),
+            (
+                "limit on close above the close: no fill",
+                auction(Side::Sell, limit("2560"), TimeInForce::AtClose),
+                day,
+                None,
+            ),
+            (
+                "limit on open at or above the open: the open",
+                auction(Side::Buy, limit("2500"), TimeInForce::AtOpen),
+                day,
+                Some(("2500", 300)),
+            ),
+            (
                 "10% of 2,550 shares is 255: two lots",
                 order(Side::Buy, OrderKind::Market, 300),
                 thin,
@@ -329,7 +465,7 @@ mod tests {
             ),
         ];
         for (name, order, bar, expected) in cases {
-            let report = broker().execute_on_bar(&order, &bar, 100);
+            let report = broker().execute_on_bar(&order, &daily(bar), 100);
             let got = report
                 .executions
                 .first()
@@ -358,37 +494,114 @@ mod tests {
         assert_eq!(at(Side::Sell, 8), "1.2332655");
     }
 
+    fn trail() -> OrderKind {
+        OrderKind::TrailingStop {
+            trail_amount: Some(px("50")),
+            trail_bps: None,
+        }
+    }
+
+    fn daily(bar: Bar) -> MarketBar {
+        MarketBar::new(Market::Tse, Interval::OneDay, bar)
+    }
+
+    /// Hourly bars of 2024-03-05 on the TSE (09:00 ... 14:00, the last one
+    /// ends the day at 15:00 under the old close).
+    fn hourly(hour_jst: u32, bar: Bar) -> MarketBar {
+        let date = NaiveDate::from_ymd_opt(2024, 3, 5).unwrap();
+        let ts = Market::Tse.session_open(date) + chrono::Duration::hours(i64::from(hour_jst) - 9);
+        MarketBar::new(
+            Market::Tse,
+            Interval::OneHour,
+            Bar {
+                ts: ts.timestamp(),
+                ..bar
+            },
+        )
+    }
+
+    /// Which bars an order's time in force lets it trade on, and when what
+    /// is left of it is finished.
     #[test]
-    fn in_session_orders_execute_against_the_last_price() {
-        let last = bar("2500", "2600", "2400", "2550", 100_000);
+    fn time_in_force_case_table() {
         let b = broker();
-        let market = b.execute_now(&order(Side::Buy, OrderKind::Market, 300), &last, 100);
-        assert_eq!(market.executions[0].price, px("2552.55"));
-        assert!(!market.done, "a filled day order needs nothing more");
-        let resting = b.execute_now(
-            &order(
-                Side::Buy,
-                OrderKind::Limit {
-                    limit_price: px("2500"),
-                },
-                300,
-            ),
-            &last,
+        let quiet = bar("2500", "2510", "2490", "2505", 100_000);
+        let limit = OrderKind::Limit {
+            limit_price: px("2400"),
+        };
+        // (time in force, bar's hour JST, fills?, done?)
+        let cases = [
+            (TimeInForce::Day, 9, false, false),
+            (TimeInForce::Day, 14, false, true),
+            (TimeInForce::Ioc, 10, false, true),
+            (TimeInForce::AtOpen, 9, false, true),
+            (TimeInForce::AtOpen, 10, false, false),
+            (TimeInForce::AtClose, 13, false, false),
+            (TimeInForce::AtClose, 14, false, true),
+        ];
+        for (tif, hour, fills, done) in cases {
+            let mut o = order(Side::Buy, limit, 300);
+            o.time_in_force = tif;
+            let report = b.execute_on_bar(&o, &hourly(hour, quiet), 100);
+            assert_eq!(
+                (!report.executions.is_empty(), report.done),
+                (fills, done),
+                "{tif:?} on the {hour}:00 bar"
+            );
+        }
+        let mut moc = order(Side::Sell, OrderKind::Market, 300);
+        moc.time_in_force = TimeInForce::AtClose;
+        let fill = b.execute_on_bar(&moc, &hourly(14, quiet), 100).executions[0];
+        assert_eq!(fill.price, px("2502.4950").rounded(4, Rounding::Down));
+    }
+
+    #[test]
+    fn a_trailing_stop_follows_the_high_and_a_stop_limit_remembers_its_trigger() {
+        let b = broker();
+        let mut o = order(Side::Sell, trail(), 300);
+        o.trail_stop = Some(px("2450"));
+        let up = b.execute_on_bar(
+            &o,
+            &daily(bar("2500", "2600", "2490", "2590", 100_000)),
             100,
         );
-        assert!(resting.executions.is_empty() && !resting.done, "rests");
-        let mut ioc = order(
+        assert!(up.executions.is_empty());
+        assert_eq!(up.trail_stop, Some(px("2550")), "50 below the high of 2600");
+        o.trail_stop = up.trail_stop;
+        let down = b.execute_on_bar(
+            &o,
+            &daily(bar("2580", "2585", "2500", "2510", 100_000)),
+            100,
+        );
+        assert_eq!(down.trail_stop, None, "a level never moves down");
+        assert_eq!(down.executions[0].price, px("2547.45"), "2550 minus 10 bps");
+        let bps = OrderKind::TrailingStop {
+            trail_amount: None,
+            trail_bps: Some(100),
+        };
+        assert_eq!(bps.trailed(Side::Sell, px("2600"), 4), Some(px("2574")));
+        assert_eq!(bps.trailed(Side::Buy, px("2600"), 4), Some(px("2626")));
+
+        let mut sl = order(
             Side::Buy,
-            OrderKind::Limit {
-                limit_price: px("2500"),
+            OrderKind::StopLimit {
+                stop_price: px("2600"),
+                limit_price: px("2650"),
             },
             300,
         );
-        ioc.time_in_force = TimeInForce::Ioc;
-        let report = b.execute_now(&ioc, &last, 100);
-        assert!(
-            report.executions.is_empty() && report.done,
-            "IOC is cancelled"
+        let gap = b.execute_on_bar(
+            &sl,
+            &daily(bar("2700", "2750", "2640", "2720", 100_000)),
+            100,
         );
+        assert!(gap.triggered && gap.executions.is_empty());
+        sl.triggered = true;
+        let back = b.execute_on_bar(
+            &sl,
+            &daily(bar("2660", "2670", "2630", "2640", 100_000)),
+            100,
+        );
+        assert_eq!(back.executions[0].price, px("2650"), "a limit order now");
     }
 }

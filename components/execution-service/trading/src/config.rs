@@ -4,7 +4,7 @@
 use crate::book::SessionPolicy;
 use crate::broker::FillModel;
 use crate::money::Money;
-use crate::risk::{HaltPolicy, RiskLimits};
+use crate::risk::{CloseCutoff, HaltPolicy, RiskLimits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -34,6 +34,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("participation_bps", "1000"),
     ("session_policy", "queue"),
     ("halt_policy", "keep-exits"),
+    ("flat_by_close", "true"),
+    ("close_cutoff", "10"),
     ("keep_finished_orders", "25"),
 ];
 
@@ -74,6 +76,17 @@ impl Config {
                     value("halt_policy")
                 )
             })?,
+            flat_by_close: match value("flat_by_close").trim() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(format!(
+                        "variable `flat_by_close`: `{other}` is neither true nor false"
+                    ));
+                }
+            },
+            close_cutoff: CloseCutoff::parse(&value("close_cutoff"))
+                .map_err(|e| format!("variable `close_cutoff`: {e}"))?,
         };
         limits.validate()?;
         let fill_model = FillModel {
@@ -139,6 +152,9 @@ mod tests {
             (("slippage_bps", "-1"), "slippage_bps"),
             (("session_policy", "maybe"), "session_policy"),
             (("starting_cash", "0"), "starting_cash"),
+            (("flat_by_close", "yes"), "flat_by_close"),
+            (("close_cutoff", "lse=5"), "close_cutoff"),
+            (("close_cutoff", "500"), "close_cutoff"),
         ];
         for ((name, raw), expected) in cases {
             let err = with(&[(name, raw)]).unwrap_err();

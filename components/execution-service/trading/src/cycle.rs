@@ -3,10 +3,12 @@
 //! Buy signals open positions (most confident first, at most `max_orders`
 //! new ones, never a symbol already held or being bought), sized by the risk
 //! engine's rule; sell signals close what is held. Client order ids are
-//! `cycle-<market date>-<symbol>-<side>`, so running the cycle twice on one
-//! market day places each order once.
+//! `cycle-<decision>-<symbol>-<side>` (the decision: the market date on
+//! daily bars, the bar's instant on intraday ones), so running the cycle
+//! twice on one bar places each order once.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use market_data::Interval;
 use serde::{Deserialize, Serialize};
 
 use crate::book::{Book, OrderRequest};
@@ -61,16 +63,27 @@ impl CycleRequest {
     }
 }
 
-/// The orders a cycle places for `signals` on market date `as_of`.
+/// The label of a cycle's decision in its client order ids: the market
+/// date on daily bars (`2010-08-20`), the instant on intraday ones
+/// (`20170306T1500Z`): one cycle per bar.
+pub fn decision_label(at: DateTime<Utc>, as_of: NaiveDate, interval: Interval) -> String {
+    if interval.is_intraday() {
+        at.format("%Y%m%dT%H%MZ").to_string()
+    } else {
+        as_of.to_string()
+    }
+}
+
+/// The orders a cycle places for `signals` at the decision `label`s.
 pub fn plan(
     book: &Book,
     signals: &[Signal],
-    as_of: NaiveDate,
+    label: &str,
     request: &CycleRequest,
 ) -> Vec<OrderRequest> {
     let order = |symbol: &str, side: Side, quantity: Option<u64>| OrderRequest {
         client_order_id: format!(
-            "cycle-{as_of}-{symbol}-{}",
+            "cycle-{label}-{symbol}-{}",
             match side {
                 Side::Buy => "buy",
                 Side::Sell => "sell",
@@ -81,6 +94,8 @@ pub fn plan(
         kind: OrderKind::Market,
         time_in_force: TimeInForce::Day,
         quantity,
+        stop_loss: None,
+        take_profit: None,
     };
     let busy = |symbol: &str| {
         book.portfolio.quantity(symbol) > 0
@@ -131,6 +146,14 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_is_a_day_on_daily_bars_and_a_bar_on_intraday_ones() {
+        let at: DateTime<Utc> = "2017-03-06T15:00:00Z".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2017, 3, 6).unwrap();
+        assert_eq!(decision_label(at, day, Interval::OneDay), "2017-03-06");
+        assert_eq!(decision_label(at, day, Interval::OneHour), "20170306T1500Z");
+    }
+
+    #[test]
     fn buys_the_most_confident_new_names_and_sells_what_is_held() {
         let mut book = Book::new(Money::units(10_000_000));
         book.portfolio
@@ -160,7 +183,8 @@ mod tests {
             max_orders: 2,
             ..CycleRequest::default()
         };
-        let orders = plan(&book, &signals, day, &request);
+        let label = decision_label(DateTime::UNIX_EPOCH, day, Interval::OneDay);
+        let orders = plan(&book, &signals, &label, &request);
         let got: Vec<(&str, Side, Option<u64>, &str)> = orders
             .iter()
             .map(|o| {

@@ -7,7 +7,7 @@
 //! are the record, stored once each under their sequence numbers; the book
 //! is their running fold.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use market_data::Price;
 use serde::{Deserialize, Serialize};
 
@@ -43,10 +43,13 @@ pub enum Event {
         order_id: String,
         fill: FillRecord,
     },
-    /// A working order trades from this market date's bar.
-    OrderWorks {
+    /// A bar reached a stop-limit's stop (`triggered`), or moved a
+    /// trailing stop's level (`trail_stop`).
+    OrderTriggered {
         order_id: String,
-        from: NaiveDate,
+        triggered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trail_stop: Option<Price>,
     },
     /// A working order expired with its session (`expired`) or was cancelled.
     OrderClosed {
@@ -58,11 +61,13 @@ pub enum Event {
         symbol: String,
         exits: Option<Exits>,
     },
-    /// A symbol's bars were worked through `date`; its mark is that bar's
-    /// close (`None`: only the date, no price seen yet).
+    /// A symbol's bars were worked through the instant `through` (of
+    /// trading day `date`); its mark is that bar's close (`None`: no price
+    /// seen yet, only the instant from which its bars matter).
     Marked {
         symbol: String,
         date: NaiveDate,
+        through: DateTime<Utc>,
         close: Option<Price>,
     },
     /// A market day started, at this equity.
@@ -170,9 +175,14 @@ impl Book {
                 record.fills.push(*fill);
                 record.events.push(sequence);
             }
-            Event::OrderWorks { order_id, from } => {
+            Event::OrderTriggered {
+                order_id,
+                triggered,
+                trail_stop,
+            } => {
                 if let Some(record) = self.orders.get_mut(order_id) {
-                    record.works_from = Some(*from);
+                    record.order.triggered = *triggered;
+                    record.order.trail_stop = *trail_stop;
                     record.events.push(sequence);
                 }
             }
@@ -190,7 +200,7 @@ impl Book {
             }
             Event::ExitsSet { symbol, exits } => match exits {
                 Some(exits) => {
-                    self.exits.insert(symbol.clone(), *exits);
+                    self.exits.insert(symbol.clone(), exits.clone());
                 }
                 None => {
                     self.exits.remove(symbol);
@@ -199,9 +209,10 @@ impl Book {
             Event::Marked {
                 symbol,
                 date,
+                through,
                 close,
             } => {
-                self.processed.insert(symbol.clone(), *date);
+                self.processed.insert(symbol.clone(), *through);
                 if let Some(close) = close {
                     self.marks.insert(symbol.clone(), (*date, *close));
                 }

@@ -27,14 +27,14 @@ pub mod risk;
 use daytrade_contract::ServiceId;
 
 pub use book::{Book, Context, MarketView, OrderRequest, Origin, SessionPolicy, SubmitError};
-pub use broker::{FillModel, OrderGateway, PaperBroker};
+pub use broker::{FillModel, MarketBar, OrderGateway, PaperBroker};
 pub use config::Config;
 pub use events::Event;
 pub use ledger::{CasStore, Ledger, LedgerError};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 pub use portfolio::{Fill, Portfolio, Position};
-pub use risk::{Denial, Exposure, HaltPolicy, Intent, RiskLimits, TradingState};
+pub use risk::{CloseCutoff, Denial, Exposure, HaltPolicy, Intent, RiskLimits, TradingState};
 
 /// This service.
 pub const SERVICE: ServiceId = ServiceId::EXECUTION;

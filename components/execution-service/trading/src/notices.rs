@@ -33,6 +33,7 @@ pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
                 Origin::StopLoss => ("warning", "stop-loss: "),
                 Origin::TakeProfit => ("info", "take-profit: "),
                 Origin::KillSwitch => ("warning", "kill switch: "),
+                Origin::FlatByClose => ("info", "flat by the close: "),
                 Origin::Api | Origin::Cycle => ("info", ""),
             };
             json!({

@@ -9,7 +9,7 @@
 //! Filled, cancelled, rejected and expired are terminal; anything else is an
 //! [`OrderError::InvalidTransition`].
 
-use market_data::Price;
+use market_data::{Price, Rounding};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
@@ -33,7 +33,7 @@ impl Side {
 
 /// What triggers and prices the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "kebab-case")]
 pub enum OrderKind {
     /// At the next price.
     Market,
@@ -41,15 +41,69 @@ pub enum OrderKind {
     Limit { limit_price: Price },
     /// A market order once the price reaches `stop_price` (stop-market).
     Stop { stop_price: Price },
+    /// A limit order at `limit_price` once the price reaches `stop_price`.
+    StopLimit {
+        stop_price: Price,
+        limit_price: Price,
+    },
+    /// A stop that follows the price: `trail_amount` (a price distance) or
+    /// `trail_bps` below the highest price since it was placed (a sell), or
+    /// above the lowest (a buy); the stop's level is
+    /// [`Order::trail_stop`].
+    TrailingStop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trail_amount: Option<Price>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trail_bps: Option<i64>,
+    },
+}
+
+impl OrderKind {
+    /// The trailing stop's level for an extreme price `from` (the high for
+    /// a sell, the low for a buy), to the market's `decimals`.
+    pub fn trailed(&self, side: Side, from: Price, decimals: u32) -> Option<Price> {
+        let Self::TrailingStop {
+            trail_amount,
+            trail_bps,
+        } = *self
+        else {
+            return None;
+        };
+        let distance = match (trail_amount, trail_bps) {
+            (Some(amount), _) => amount.ticks(),
+            (None, Some(bps)) => {
+                i64::try_from(i128::from(from.ticks()) * i128::from(bps) / 10_000).ok()?
+            }
+            (None, None) => return None,
+        };
+        let (ticks, rounding) = match side {
+            Side::Sell => (from.ticks().checked_sub(distance)?, Rounding::Down),
+            Side::Buy => (from.ticks().checked_add(distance)?, Rounding::Up),
+        };
+        Some(Price::from_ticks(ticks).rounded(decimals, rounding))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TimeInForce {
-    /// Until the session's close.
+    /// Until the end of its trading day.
     Day,
-    /// Immediate or cancel: what cannot fill at once is cancelled.
+    /// Immediate or cancel: what cannot fill on its first bar is cancelled.
     Ioc,
+    /// In the opening auction only (market-on-open, limit-on-open): the
+    /// first bar of its trading day.
+    AtOpen,
+    /// In the closing auction only (market-on-close, limit-on-close): at
+    /// the close of its trading day's last bar.
+    AtClose,
+}
+
+impl TimeInForce {
+    /// Executes in an auction (where a market has them).
+    pub fn is_auction(self) -> bool {
+        matches!(self, Self::AtOpen | Self::AtClose)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -142,6 +196,12 @@ pub struct Order {
     pub status: OrderStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_reason: Option<String>,
+    /// A trailing stop's current level (it only moves in the order's favour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail_stop: Option<Price>,
+    /// A stop-limit order whose stop was reached: it now works as a limit order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub triggered: bool,
 }
 
 impl Order {
@@ -166,6 +226,8 @@ impl Order {
             filled_notional: Money::ZERO,
             status: OrderStatus::New,
             reject_reason: None,
+            trail_stop: None,
+            triggered: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The risk engine: every order is checked against every limit before it is
 //! accepted; a denial is a typed reason with a stable code (served as 422).
 
-use market_data::{Price, Rounding};
+use chrono::{DateTime, Utc};
+use market_data::{Market, Price, Rounding};
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
@@ -26,6 +27,81 @@ pub struct RiskLimits {
     pub take_profit_bps: i64,
     /// What HALTED does to open positions.
     pub on_halt: HaltPolicy,
+    /// Day trading: from each market's cutoff no entries are accepted,
+    /// working entries are cancelled and positions are closed by the close.
+    /// `false` allows holding overnight (swing trading).
+    pub flat_by_close: bool,
+    /// Minutes before each market's last close that the cutoff falls.
+    pub close_cutoff: CloseCutoff,
+}
+
+/// Minutes before the trading day's last close that entries stop and
+/// positions are closed, per market: 10 by default (15:20 JST on the TSE,
+/// 15:50 ET in the US and 12:50 on its half days, 16:50 New York for FX,
+/// 23:50 UTC for crypto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseCutoff {
+    pub tse: i64,
+    pub us: i64,
+    pub fx: i64,
+    pub crypto: i64,
+}
+
+impl Default for CloseCutoff {
+    fn default() -> Self {
+        Self {
+            tse: 10,
+            us: 10,
+            fx: 10,
+            crypto: 10,
+        }
+    }
+}
+
+impl CloseCutoff {
+    pub fn minutes(&self, market: Market) -> i64 {
+        match market {
+            Market::Tse => self.tse,
+            Market::Us => self.us,
+            Market::Fx => self.fx,
+            Market::Crypto => self.crypto,
+        }
+    }
+
+    /// `10` for every market, or `tse=10,us=15,...` (markets left out keep 10).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let bad = || format!("`{raw}` is minutes, or market=minutes pairs (tse, us, fx, crypto)");
+        if let Ok(all) = raw.trim().parse::<i64>() {
+            return Ok(Self {
+                tse: all,
+                us: all,
+                fx: all,
+                crypto: all,
+            });
+        }
+        let mut cutoff = Self::default();
+        for pair in raw.split(',') {
+            let (market, minutes) = pair.split_once('=').ok_or_else(bad)?;
+            let minutes: i64 = minutes.trim().parse().map_err(|_| bad())?;
+            match Market::parse(market.trim()).ok_or_else(bad)? {
+                Market::Tse => cutoff.tse = minutes,
+                Market::Us => cutoff.us = minutes,
+                Market::Fx => cutoff.fx = minutes,
+                Market::Crypto => cutoff.crypto = minutes,
+            }
+        }
+        Ok(cutoff)
+    }
+}
+
+impl RiskLimits {
+    /// When entries stop on the trading day closing at `day_close`; `None`
+    /// when positions may be held overnight.
+    pub fn cutoff(&self, market: Market, day_close: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.flat_by_close
+            .then(|| day_close - chrono::Duration::minutes(self.close_cutoff.minutes(market)))
+    }
 }
 
 /// HALTED always refuses new orders and cancels working entries; with
@@ -63,6 +139,8 @@ impl Default for RiskLimits {
             stop_loss_bps: 200,
             take_profit_bps: 500,
             on_halt: HaltPolicy::KeepExits,
+            flat_by_close: true,
+            close_cutoff: CloseCutoff::default(),
         }
     }
 }
@@ -87,6 +165,13 @@ impl RiskLimits {
         }
         if self.max_drawdown_bps > 10_000 || self.stop_loss_bps >= 10_000 {
             return Err("max_drawdown_bps and stop_loss_bps are below 10000 (100%)".into());
+        }
+        let c = self.close_cutoff;
+        if [c.tse, c.us, c.fx, c.crypto]
+            .iter()
+            .any(|m| !(0..=120).contains(m))
+        {
+            return Err("close_cutoff is 0 to 120 minutes before the close".into());
         }
         Ok(())
     }
@@ -160,6 +245,8 @@ pub enum Denial {
     Cash { needed: Money, cash: Money },
     #[error("no whole lot fits the risk budget, the cash and the limits")]
     NoSize,
+    #[error("the session is past its entry cutoff: positions are being closed for the close")]
+    AfterCutoff,
 }
 
 impl Denial {
@@ -179,6 +266,7 @@ impl Denial {
             Self::OrderRate { .. } => "order-rate",
             Self::Cash { .. } => "cash",
             Self::NoSize => "no-size",
+            Self::AfterCutoff => "after-cutoff",
         }
     }
 }

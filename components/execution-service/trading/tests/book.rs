@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{NaiveDate, TimeZone, Utc};
-use market_data::{Bar, Price};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use market_data::{Bar, Interval, Market, Price};
 use trading::book::{Notice, OrderRequest};
 use trading::ledger::{Ledger, MemoryStore};
 use trading::{
@@ -24,10 +24,15 @@ fn px(s: &str) -> Price {
     s.parse().unwrap()
 }
 
+/// The close of a TSE trading day in March 2024 (15:00 JST then).
+fn close(day: u32) -> DateTime<Utc> {
+    Market::Tse.close_of(d(day)).unwrap()
+}
+
 fn bar(day: u32, open: &str, high: &str, low: &str, close: &str) -> Bar {
     Bar {
         date: d(day),
-        ts: 0,
+        ts: Market::Tse.session_open(d(day)).timestamp(),
         open: px(open),
         high: px(high),
         low: px(low),
@@ -36,19 +41,25 @@ fn bar(day: u32, open: &str, high: &str, low: &str, close: &str) -> Bar {
     }
 }
 
-/// A replay context at `as_of` seeing `bars` of SYMBOL.
+/// A replay context after the close of the last of `bars` of SYMBOL.
+/// These tests hold positions over days (swing trading: no flat by the
+/// close); day trading is `intraday.rs`'s.
 fn ctx(bars: &[Bar]) -> Context {
-    let as_of = bars.last().map(|b| b.date);
+    let as_of = bars.last().map_or(d(1), |b| b.date);
+    let mut market = MarketView::replay(
+        as_of,
+        close(as_of.day()),
+        BTreeMap::from([(SYMBOL.to_string(), bars.to_vec())]),
+    );
+    market.now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
     Context {
-        limits: RiskLimits::default(),
+        limits: RiskLimits {
+            flat_by_close: false,
+            ..RiskLimits::default()
+        },
         broker: PaperBroker::default(),
         session_policy: SessionPolicy::Queue,
-        market: MarketView {
-            as_of,
-            live: false,
-            now: Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap(),
-            bars: BTreeMap::from([(SYMBOL.to_string(), bars.to_vec())]),
-        },
+        market,
     }
 }
 
@@ -69,6 +80,8 @@ fn buy(id: &str, quantity: u64) -> OrderRequest {
         kind: OrderKind::Market,
         time_in_force: TimeInForce::Day,
         quantity: Some(quantity),
+        stop_loss: None,
+        take_profit: None,
     }
 }
 
@@ -90,15 +103,20 @@ fn a_queued_market_order_fills_at_the_next_open_and_exits_at_its_stop() {
         .submit(&ctx(&bars[..1]), buy("a-1", 300), Origin::Api)
         .unwrap();
     assert_eq!(submitted.record.order.status, OrderStatus::Accepted);
-    assert_eq!(submitted.record.works_from, Some(d(5)), "next trading day");
+    assert_eq!(
+        submitted.record.works_from,
+        close(4),
+        "decided after day 4's close"
+    );
 
     book.sync(&ctx(&bars[..2]));
     let order = &book.orders[&submitted.record.order.id];
     assert_eq!(order.order.status, OrderStatus::Filled);
+    assert_eq!(order.fills[0].date, d(5), "the next trading day's open");
     // Open 2510 plus 5 bps slippage = 2511.255, rounded up to the tick.
     assert_eq!(order.fills[0].execution.price, px("2511.255"));
     assert_eq!(book.portfolio.quantity(SYMBOL), 300);
-    let exits = book.exits[SYMBOL];
+    let exits = book.exits[SYMBOL].clone();
     assert!(exits.stop_loss < px("2511.255") && exits.take_profit > px("2511.255"));
 
     book.sync(&ctx(&bars));
@@ -412,6 +430,7 @@ fn an_order_whose_symbol_stops_trading_expires_with_its_session() {
     // The clock moves to day 5 but the symbol has no bar there (its history ended).
     let mut later = ctx(&bars[..1]);
     later.market.as_of = Some(d(5));
+    later.market.at = close(5);
     book.sync(&later);
     let order = &book.orders[&placed.record.order.id];
     assert_eq!(order.order.status, OrderStatus::Expired);
@@ -423,24 +442,53 @@ fn an_order_whose_symbol_stops_trading_expires_with_its_session() {
     );
 }
 
+/// On the live clock too an order waits for the next bar: the last bar
+/// closed before the decision (the fill at a stale price LEAN fixed in its
+/// issue 9518). The lunch break queues by default, the reject policy refuses.
 #[test]
-fn in_session_orders_fill_at_once_and_closed_markets_follow_the_policy() {
-    let bars = week();
-    // Tuesday 2024-03-05 10:00 JST is inside the TSE morning session.
-    let mut live = ctx(&bars[..2]);
+fn live_orders_wait_for_the_next_bar_and_closed_markets_follow_the_policy() {
+    // Hourly bars of Tuesday 2024-03-05: 09:00 JST closes at 2520, 10:00 opens at 2530.
+    let hour = |h: u32, open: &str, close: &str| Bar {
+        ts: (Market::Tse.session_open(d(5)) + chrono::Duration::hours(i64::from(h) - 9))
+            .timestamp(),
+        ..bar(5, open, "2540", "2490", close)
+    };
+    let mut live = ctx(&[hour(9, "2500", "2520")]);
     live.market.live = true;
-    live.market.now = Utc.with_ymd_and_hms(2024, 3, 5, 1, 0, 0).unwrap();
+    live.market.intervals = BTreeMap::from([(SYMBOL.to_string(), Interval::OneHour)]);
+    live.market.at = Utc.with_ymd_and_hms(2024, 3, 5, 1, 0, 0).unwrap();
     let mut book = Book::new(Money::units(10_000_000));
     let placed = book.submit(&live, buy("live-1", 100), Origin::Api).unwrap();
-    assert_eq!(placed.record.order.status, OrderStatus::Filled);
-    // The last price (2520) plus 5 bps.
-    assert_eq!(placed.record.fills[0].execution.price, px("2521.26"));
+    assert_eq!(
+        placed.record.order.status,
+        OrderStatus::Accepted,
+        "no fill at 2520, the last close"
+    );
+    live.market.bars = ctx(&[hour(9, "2500", "2520"), hour(10, "2530", "2535")])
+        .market
+        .bars;
+    live.market.at = Utc.with_ymd_and_hms(2024, 3, 5, 2, 0, 0).unwrap();
+    book.sync(&live);
+    let filled = &book.orders[&placed.record.order.id];
+    assert_eq!(
+        filled.fills[0].at,
+        Utc.with_ymd_and_hms(2024, 3, 5, 1, 0, 0).unwrap()
+    );
+    assert_eq!(
+        filled.fills[0].execution.price,
+        px("2531.265"),
+        "the 10:00 open plus 5 bps"
+    );
 
     // 12:00 JST is the lunch break: queued by default, refused by the reject policy.
-    live.market.now = Utc.with_ymd_and_hms(2024, 3, 5, 3, 0, 0).unwrap();
+    live.market.at = Utc.with_ymd_and_hms(2024, 3, 5, 3, 0, 0).unwrap();
     let queued = book.submit(&live, buy("live-2", 100), Origin::Api).unwrap();
     assert_eq!(queued.record.order.status, OrderStatus::Accepted);
-    assert_eq!(queued.record.works_from, Some(d(6)));
+    assert_eq!(
+        queued.record.expires_at,
+        close(5),
+        "a day order lasts its day"
+    );
     live.session_policy = SessionPolicy::Reject;
     let refused = book
         .submit(&live, buy("live-3", 100), Origin::Api)

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Mutex;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
-use market_data::{Bar, Price};
+use market_data::{Bar, Market, Price};
 use proptest::prelude::*;
 use trading::book::OrderRequest;
 use trading::ledger::{CasStore, Ledger, MemoryStore, Snapshot};
@@ -104,7 +104,7 @@ fn step() -> impl Strategy<Value = Step> {
 fn bar(date: NaiveDate, open: i64, close: i64) -> Bar {
     Bar {
         date,
-        ts: 0,
+        ts: Market::Tse.session_open(date).timestamp(),
         open: Price::from_ticks(open),
         high: Price::from_ticks(open.max(close) * 1_005 / 1_000),
         low: Price::from_ticks(open.min(close) * 995 / 1_000),
@@ -114,24 +114,23 @@ fn bar(date: NaiveDate, open: i64, close: i64) -> Bar {
 }
 
 fn next_weekday(date: NaiveDate) -> NaiveDate {
-    let mut next = date + Duration::days(1);
-    while chrono::Datelike::weekday(&next).number_from_monday() > 5 {
-        next += Duration::days(1);
-    }
-    next
+    Market::Tse.next_trading_day(date)
 }
 
 fn context(bars: &[Bar], step: usize) -> Context {
+    let date = bars.last().map(|b| b.date).expect("a bar");
     Context {
         limits: RiskLimits::default(),
         broker: PaperBroker::default(),
         session_policy: SessionPolicy::Queue,
         market: MarketView {
-            as_of: bars.last().map(|b| b.date),
-            live: false,
             now: Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap()
                 + Duration::seconds(7 * step as i64),
-            bars: BTreeMap::from([(SYMBOL.to_string(), bars.to_vec())]),
+            ..MarketView::replay(
+                date,
+                Market::Tse.close_of(date).unwrap(),
+                BTreeMap::from([(SYMBOL.to_string(), bars.to_vec())]),
+            )
         },
     }
 }
@@ -162,6 +161,8 @@ proptest! {
                 kind,
                 time_in_force: if i % 3 == 0 { TimeInForce::Ioc } else { TimeInForce::Day },
                 quantity: Some(lots * 100),
+                stop_loss: None,
+                take_profit: None,
             };
             match step {
                 Step::Buy { lots, limit_bps } => {
@@ -245,7 +246,7 @@ proptest! {
                 let id = match &events[*sequence as usize - 1].1 {
                     trading::Event::OrderPlaced { record } => record.order.id.clone(),
                     trading::Event::OrderFilled { order_id, .. }
-                    | trading::Event::OrderWorks { order_id, .. }
+                    | trading::Event::OrderTriggered { order_id, .. }
                     | trading::Event::OrderClosed { order_id, .. } => order_id.clone(),
                     other => panic!("event {sequence} is not an order's: {other:?}"),
                 };

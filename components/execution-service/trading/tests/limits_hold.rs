@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use market_data::Price;
+use market_data::{Market, Price};
 use proptest::prelude::*;
 use trading::risk::{self, Exposure, Intent, RiskLimits, TradingState};
 use trading::{Fill, Money, Portfolio, Side};
@@ -121,15 +121,16 @@ mod book {
                 .collect();
             let mut bars: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
             let mut book = Book::new(Money::units(5_000_000));
+            let mut date = start;
             for (n, d) in days.iter().enumerate() {
-                let date = start + Duration::days(n as i64);
+                date = Market::Tse.next_trading_day(date);
                 for (i, symbol) in SYMBOLS[..5].iter().enumerate() {
                     let open = closes[i];
                     let close = (open + open * d.moves[i] / 10_000).max(Price::SCALE);
                     closes[i] = close;
                     bars.entry(symbol.to_string()).or_default().push(Bar {
                         date,
-                        ts: 0,
+                        ts: Market::Tse.session_open(date).timestamp(),
                         open: Price::from_ticks(open),
                         high: Price::from_ticks(open.max(close) + open / 200),
                         low: Price::from_ticks(open.min(close) - open / 200),
@@ -142,11 +143,9 @@ mod book {
                     broker: PaperBroker::default(),
                     session_policy: SessionPolicy::Queue,
                     market: MarketView {
-                        as_of: Some(date),
-                        live: false,
                         now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
                             + Duration::minutes(n as i64 * 10),
-                        bars: bars.clone(),
+                        ..MarketView::replay(date, Market::Tse.close_of(date).unwrap(), bars.clone())
                     },
                 };
                 book.sync(&ctx);
@@ -158,6 +157,8 @@ mod book {
                         kind: OrderKind::Market,
                         time_in_force: TimeInForce::Day,
                         quantity: Some(lots * 100),
+                        stop_loss: None,
+                        take_profit: None,
                     };
                     let symbol = request.symbol.clone();
                     book.sync(&ctx);

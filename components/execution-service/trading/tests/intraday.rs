@@ -1,0 +1,680 @@
+//! Day trading on the book: orders decided inside a session work from the
+//! next bar (the lunch break's from 12:30), auction orders, stops and loss
+//! limits within the day, flat by the close, brackets; and, over random
+//! replayed sessions, no position or working entry outlives its session
+//! and no fill uses a bar that opened before its decision.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use market_data::{Bar, Interval, Market, Price};
+use proptest::prelude::*;
+use trading::book::{OrderRequest, day_end};
+use trading::{
+    Book, Context, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker, RiskLimits,
+    SessionPolicy, Side, TimeInForce, TradingState,
+};
+
+const TOYOTA: &str = "7203.T";
+const FORD: &str = "F";
+
+fn px(s: &str) -> Price {
+    s.parse().unwrap()
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+/// `hh:mm` local time of `day` in `market`, as an instant.
+fn local(market: Market, day: NaiveDate, hh: u32, mm: u32) -> DateTime<Utc> {
+    let open = market.session_open(day);
+    let offset = market.utc_offset(open);
+    (day.and_hms_opt(hh, mm, 0).unwrap() - Duration::seconds(offset)).and_utc()
+}
+
+fn bar_at(day: NaiveDate, ts: DateTime<Utc>, o: &str, h: &str, l: &str, c: &str) -> Bar {
+    Bar {
+        date: day,
+        ts: ts.timestamp(),
+        open: px(o),
+        high: px(h),
+        low: px(l),
+        close: px(c),
+        volume: 10_000_000,
+    }
+}
+
+/// The TSE's hourly bars of `day` from `hours` (local hours of their opens,
+/// 12 meaning 12:30), each `(open, high, low, close)`.
+/// The day before's last hourly bar comes first (at the first bar's open):
+/// a decision before the open has a price.
+fn tse_hours(day: NaiveDate, bars: &[(u32, [&str; 4])]) -> Vec<Bar> {
+    let before = Market::Tse.previous_trading_day(day);
+    let close = Market::Tse.close_of(before).unwrap();
+    let first = bars[0].1[0];
+    let yesterday = bar_at(
+        before,
+        close - Duration::minutes(30),
+        first,
+        first,
+        first,
+        first,
+    );
+    std::iter::once(yesterday)
+        .chain(bars.iter().map(|(h, [o, hi, lo, c])| {
+            let ts = if *h == 12 {
+                local(Market::Tse, day, 12, 30)
+            } else {
+                local(Market::Tse, day, *h, 0)
+            };
+            bar_at(day, ts, o, hi, lo, c)
+        }))
+        .collect()
+}
+
+fn ctx(at: DateTime<Utc>, symbol: &str, bars: &[Bar], interval: Interval) -> Context {
+    let market = trading::book::market_of(symbol);
+    let visible: Vec<Bar> = bars
+        .iter()
+        .filter(|b| {
+            let open = DateTime::from_timestamp(b.ts, 0).unwrap();
+            market.bar_times(open, interval).close <= at
+        })
+        .copied()
+        .collect();
+    let mut view = MarketView::replay(
+        market.last_closed_day(at),
+        at,
+        BTreeMap::from([(symbol.to_string(), visible)]),
+    );
+    view.intervals.insert(symbol.to_string(), interval);
+    Context {
+        limits: RiskLimits {
+            max_position_value: Money::units(100_000_000),
+            max_order_notional: Money::units(100_000_000),
+            ..RiskLimits::default()
+        },
+        broker: PaperBroker::default(),
+        session_policy: SessionPolicy::Queue,
+        market: view,
+    }
+}
+
+fn order(id: &str, symbol: &str, side: Side, quantity: u64) -> OrderRequest {
+    OrderRequest {
+        client_order_id: id.into(),
+        symbol: symbol.into(),
+        side,
+        kind: OrderKind::Market,
+        time_in_force: TimeInForce::Day,
+        quantity: Some(quantity),
+        stop_loss: None,
+        take_profit: None,
+    }
+}
+
+fn book() -> Book {
+    Book::new(Money::units(10_000_000))
+}
+
+/// A TSE day before the 2024-11-05 change (close 15:00) and one after (15:30).
+fn old_day() -> NaiveDate {
+    date(2024, 10, 31)
+}
+fn new_day() -> NaiveDate {
+    date(2025, 11, 28)
+}
+
+#[test]
+fn an_order_in_the_lunch_break_fills_on_the_1230_bar() {
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (10, ["2505", "2515", "2500", "2510"]),
+            (11, ["2510", "2512", "2508", "2511"]),
+            (12, ["2520", "2530", "2515", "2525"]),
+        ],
+    );
+    let noon = local(Market::Tse, day, 12, 0);
+    let mut b = book();
+    let c = ctx(noon, TOYOTA, &bars, Interval::OneHour);
+    let placed = b
+        .submit(&c, order("lunch", TOYOTA, Side::Buy, 100), Origin::Api)
+        .unwrap();
+    assert_eq!(placed.record.order.status, OrderStatus::Accepted);
+    assert_eq!(placed.record.expires_at, local(Market::Tse, day, 15, 30));
+    b.sync(&ctx(
+        local(Market::Tse, day, 13, 30),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    let filled = &b.orders[&placed.record.order.id];
+    assert_eq!(
+        filled.fills[0].at,
+        local(Market::Tse, day, 12, 30),
+        "the afternoon's first bar"
+    );
+    assert_eq!(filled.fills[0].date, day, "the same day, not tomorrow");
+    assert_eq!(
+        filled.fills[0].execution.price,
+        px("2521.26"),
+        "its open plus 5 bps"
+    );
+}
+
+/// At-open fills at the day's first bar's open, at-close at the last bar's
+/// close, where the close is 15:00 before 2024-11-05 and 15:30 after; on
+/// daily bars they are the day trade of the bundled US equities.
+#[test]
+fn auction_orders_fill_at_the_open_and_in_the_closing_auction() {
+    for (day, close) in [(old_day(), (15, 0)), (new_day(), (15, 30))] {
+        let last_hour = if close.1 == 0 { 14 } else { 15 };
+        let bars = tse_hours(
+            day,
+            &[
+                (9, ["2500", "2510", "2490", "2505"]),
+                (10, ["2505", "2515", "2500", "2510"]),
+                (last_hour, ["2510", "2520", "2500", "2518"]),
+            ],
+        );
+        let before_open = local(Market::Tse, day, 8, 0);
+        let mut b = book();
+        let c = ctx(before_open, TOYOTA, &bars, Interval::OneHour);
+        let mut moo = order("moo", TOYOTA, Side::Buy, 100);
+        moo.time_in_force = TimeInForce::AtOpen;
+        let moo = b.submit(&c, moo, Origin::Api).unwrap();
+        let at_ten = ctx(
+            local(Market::Tse, day, 10, 0),
+            TOYOTA,
+            &bars,
+            Interval::OneHour,
+        );
+        b.sync(&at_ten);
+        let fill = b.orders[&moo.record.order.id].fills[0];
+        assert_eq!(
+            (fill.at, fill.execution.price),
+            (local(Market::Tse, day, 9, 0), px("2501.25"))
+        );
+        // At 10:00 a market-on-close sell of what was bought.
+        let mut moc = order("moc", TOYOTA, Side::Sell, 100);
+        moc.time_in_force = TimeInForce::AtClose;
+        let moc = b.submit(&at_ten, moc, Origin::Api).unwrap();
+        let end = local(Market::Tse, day, close.0, close.1);
+        b.sync(&ctx(end, TOYOTA, &bars, Interval::OneHour));
+        let fill = b.orders[&moc.record.order.id].fills[0];
+        assert_eq!(fill.at, end, "{day}: the closing auction");
+        assert_eq!(
+            fill.execution.price,
+            px("2516.741"),
+            "{day}: 2518 minus 5 bps"
+        );
+        assert_eq!(b.portfolio.quantity(TOYOTA), 0);
+    }
+    // An at-open order decided after the open waits for tomorrow's.
+    let tomorrow = day_end(
+        Market::Tse,
+        TimeInForce::AtOpen,
+        local(Market::Tse, new_day(), 9, 5),
+    );
+    assert_eq!(tomorrow, local(Market::Tse, date(2025, 12, 1), 15, 30));
+    // FX and crypto have no auctions.
+    let bars = vec![bar_at(
+        date(2017, 3, 7),
+        "2017-03-07T14:00:00Z".parse().unwrap(),
+        "1.05",
+        "1.06",
+        "1.04",
+        "1.055",
+    )];
+    let c = ctx(
+        "2017-03-07T15:00:00Z".parse().unwrap(),
+        "EURUSD=X",
+        &bars,
+        Interval::OneHour,
+    );
+    let mut moc = order("fx-moc", "EURUSD=X", Side::Buy, 1_000);
+    moc.time_in_force = TimeInForce::AtClose;
+    let err = book().submit(&c, moc, Origin::Api).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("unsupported-order-type", 400));
+}
+
+/// Flat by the close: on daily bars a buy at the open is sold in the
+/// closing auction of the same day; past the cutoff (15:20 JST) new entries
+/// are refused and working ones cancelled; with overnight holding allowed
+/// the position stays.
+#[test]
+fn flat_by_the_close_on_daily_and_hourly_bars() {
+    // Two US days on daily bars (2010-03-04 and 05).
+    let us_day = |d: u32, o: &str, c: &str| {
+        let day = date(2010, 3, d);
+        bar_at(day, Market::Us.session_open(day), o, "13", "9", c)
+    };
+    let bars = vec![
+        us_day(3, "10", "10"),
+        us_day(4, "10.00", "10.50"),
+        us_day(5, "10.5", "11"),
+    ];
+    for overnight in [false, true] {
+        let mut b = book();
+        let mut c = ctx(
+            Market::Us.close_of(date(2010, 3, 3)).unwrap(),
+            FORD,
+            &bars,
+            Interval::OneDay,
+        );
+        c.limits.flat_by_close = !overnight;
+        c.limits.stop_loss_bps = 5_000;
+        c.limits.take_profit_bps = 5_000;
+        b.submit(&c, order("f", FORD, Side::Buy, 1_000), Origin::Api)
+            .unwrap();
+        let mut next = ctx(
+            Market::Us.close_of(date(2010, 3, 4)).unwrap(),
+            FORD,
+            &bars,
+            Interval::OneDay,
+        );
+        next.limits = c.limits.clone();
+        b.sync(&next);
+        if overnight {
+            assert_eq!(b.portfolio.quantity(FORD), 1_000, "swing trading holds");
+            continue;
+        }
+        assert_eq!(b.portfolio.quantity(FORD), 0);
+        let exit = b
+            .orders
+            .values()
+            .find(|r| r.origin == Origin::FlatByClose)
+            .unwrap();
+        assert_eq!(exit.order.time_in_force, TimeInForce::AtClose);
+        assert_eq!(
+            exit.fills[0].at,
+            Market::Us.close_of(date(2010, 3, 4)).unwrap()
+        );
+        assert_eq!(
+            exit.fills[0].execution.price,
+            px("10.4947"),
+            "10.49475 rounded down"
+        );
+        assert!(b.portfolio.realised_pnl > Money::ZERO);
+    }
+
+    // Hourly TSE: at 15:20 entries are refused; a working buy limit is
+    // cancelled; the position is sold at the 15:00 bar's close (15:30).
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (14, ["2505", "2515", "2500", "2510"]),
+            (15, ["2510", "2520", "2505", "2515"]),
+        ],
+    );
+    let mut b = book();
+    let c = ctx(
+        local(Market::Tse, day, 9, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    b.submit(&c, order("t-1", TOYOTA, Side::Buy, 100), Origin::Api)
+        .unwrap();
+    let mut limit = order("t-2", TOYOTA, Side::Buy, 100);
+    limit.kind = OrderKind::Limit {
+        limit_price: px("2000"),
+    };
+    let limit = b.submit(&c, limit, Origin::Api).unwrap();
+    let late = ctx(
+        local(Market::Tse, day, 15, 20),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    let refused = b
+        .submit(&late, order("t-3", TOYOTA, Side::Buy, 100), Origin::Api)
+        .unwrap_err();
+    assert_eq!(refused.code(), "after-cutoff");
+    assert_eq!(
+        b.orders[&limit.record.order.id].order.status,
+        OrderStatus::Cancelled
+    );
+    assert_eq!(b.portfolio.quantity(TOYOTA), 100, "held until the close");
+    b.sync(&ctx(
+        local(Market::Tse, day, 15, 30),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    assert_eq!(b.portfolio.quantity(TOYOTA), 0, "flat at the close");
+    let exit = b
+        .orders
+        .values()
+        .find(|r| r.origin == Origin::FlatByClose)
+        .unwrap();
+    assert_eq!(exit.fills[0].at, local(Market::Tse, day, 15, 30));
+    // After the close, tomorrow's entries are accepted again.
+    let evening = ctx(
+        local(Market::Tse, day, 18, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    assert!(
+        b.submit(&evening, order("t-4", TOYOTA, Side::Buy, 100), Origin::Api)
+            .is_ok()
+    );
+}
+
+/// The stop fires on the entry's day on the next hourly bar; the daily
+/// loss limit trips on the bar that reaches it and switches to REDUCING;
+/// HALTED cancels the working entries and the stop still fires.
+#[test]
+fn stops_and_loss_limits_work_within_the_day() {
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (10, ["2505", "2510", "2300", "2320"]),
+            (11, ["2320", "2330", "2310", "2325"]),
+        ],
+    );
+    let mut b = book();
+    let mut c = ctx(
+        local(Market::Tse, day, 9, 0) - Duration::minutes(30),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    c.limits.max_daily_loss = Money::units(15_000);
+    b.submit(&c, order("s-1", TOYOTA, Side::Buy, 400), Origin::Api)
+        .unwrap();
+    let mut at_11 = ctx(
+        local(Market::Tse, day, 11, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    at_11.limits = c.limits.clone();
+    b.sync(&at_11);
+    let stop = b
+        .orders
+        .values()
+        .find(|r| r.origin == Origin::StopLoss)
+        .unwrap();
+    assert_eq!(
+        stop.fills[0].at,
+        local(Market::Tse, day, 10, 0),
+        "the entry's day, the next bar"
+    );
+    assert_eq!(b.portfolio.quantity(TOYOTA), 0);
+    assert_eq!(
+        b.state,
+        TradingState::Reducing,
+        "400 × ~50 yen lost is over ¥15,000"
+    );
+    assert_eq!(b.state_changes[0].by, "risk-engine");
+
+    // HALTED (keep exits): the working buy is cancelled, the stop fires.
+    let mut b = book();
+    let c = ctx(
+        local(Market::Tse, day, 8, 30),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    b.submit(&c, order("h-1", TOYOTA, Side::Buy, 100), Origin::Api)
+        .unwrap();
+    let at_10 = ctx(
+        local(Market::Tse, day, 10, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    b.sync(&at_10);
+    let mut limit = order("h-2", TOYOTA, Side::Buy, 100);
+    limit.kind = OrderKind::Limit {
+        limit_price: px("2000"),
+    };
+    let working = b.submit(&at_10, limit, Origin::Api).unwrap();
+    b.set_state(&at_10, TradingState::Halted, "operator".into());
+    assert_eq!(
+        b.orders[&working.record.order.id].order.status,
+        OrderStatus::Cancelled
+    );
+    b.sync(&ctx(
+        local(Market::Tse, day, 11, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    assert!(
+        b.orders
+            .values()
+            .any(|r| r.origin == Origin::StopLoss && !r.fills.is_empty())
+    );
+    assert_eq!(b.portfolio.quantity(TOYOTA), 0);
+}
+
+/// A bracket's own exits replace the account's rule; the take-profit leg
+/// fills and the stop leg is gone with the position.
+#[test]
+fn a_bracket_sets_the_positions_exits() {
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (10, ["2505", "2560", "2500", "2550"]),
+            (11, ["2550", "2551", "2400", "2410"]),
+        ],
+    );
+    let mut b = book();
+    let c = ctx(
+        local(Market::Tse, day, 8, 30),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    );
+    let mut bracket = order("b-1", TOYOTA, Side::Buy, 100);
+    bracket.stop_loss = Some(px("2450"));
+    bracket.take_profit = Some(px("2550"));
+    let placed = b.submit(&c, bracket, Origin::Api).unwrap();
+    b.sync(&ctx(
+        local(Market::Tse, day, 10, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    let exits = b.exits[TOYOTA].clone();
+    assert_eq!(
+        (exits.stop_loss, exits.take_profit),
+        (px("2450"), px("2550"))
+    );
+    assert_eq!(
+        exits.order_id.as_deref(),
+        Some(placed.record.order.id.as_str())
+    );
+    b.sync(&ctx(
+        local(Market::Tse, day, 12, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    let legs: Vec<(Origin, u64)> = b
+        .orders
+        .values()
+        .filter(|r| matches!(r.origin, Origin::StopLoss | Origin::TakeProfit))
+        .map(|r| (r.origin, r.order.filled_quantity))
+        .collect();
+    assert_eq!(
+        legs,
+        [(Origin::TakeProfit, 100)],
+        "one leg, the other cancelled"
+    );
+    let bad = OrderRequest {
+        stop_loss: Some(px("2600")),
+        take_profit: Some(px("2550")),
+        ..order("b-2", TOYOTA, Side::Buy, 100)
+    };
+    assert_eq!(
+        book().submit(&c, bad, Origin::Api).unwrap_err().code(),
+        "invalid-stop_loss"
+    );
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    /// Minutes into the day's sessions the decision is taken at.
+    minute: i64,
+    side: Side,
+    lots: u64,
+    kind: u8,
+    bracket: bool,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (0i64..400, any::<bool>(), 1u64..5, 0u8..6, any::<bool>()).prop_map(
+        |(minute, buy, lots, kind, bracket)| Step {
+            minute,
+            side: if buy { Side::Buy } else { Side::Sell },
+            lots,
+            kind,
+            bracket,
+        },
+    )
+}
+
+/// The hourly bars (or 15-minute ones) of `day`'s sessions in `market`,
+/// a random walk from `start` by `moves` (bps per bar).
+fn session_bars(
+    market: Market,
+    day: NaiveDate,
+    interval: Interval,
+    start: i64,
+    moves: &[i64],
+) -> Vec<Bar> {
+    let mut bars = Vec::new();
+    let mut price = start;
+    let mut k = 0;
+    for s in market.sessions(day) {
+        let mut open = s.open;
+        while open < s.close {
+            let m = moves[k % moves.len()];
+            k += 1;
+            let close = (price + price * m / 10_000).max(100);
+            let (hi, lo) = (
+                price.max(close) * 1_003 / 1_000,
+                price.min(close) * 997 / 1_000,
+            );
+            let p = |v: i64| Price::from_ticks(v * Price::SCALE / 100);
+            bars.push(Bar {
+                date: day,
+                ts: open.timestamp(),
+                open: p(price),
+                high: p(hi),
+                low: p(lo),
+                close: p(close),
+                volume: 5_000_000,
+            });
+            price = close;
+            open += interval.length();
+        }
+    }
+    bars
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random orders over replayed TSE and US sessions, with flat by the
+    /// close: at every session's end nothing is held and no entry works;
+    /// every fill's bar opened at or after its order's decision (an
+    /// at-close fill: closed after it).
+    #[test]
+    fn flat_at_every_session_end_and_no_fill_before_its_decision(
+        tse in any::<bool>(),
+        hourly in any::<bool>(),
+        days in prop::collection::vec((prop::collection::vec(step(), 0..8), prop::collection::vec(-150i64..150, 1..12)), 1..5),
+    ) {
+        let (market, symbol, first) = if tse {
+            (Market::Tse, TOYOTA, date(2025, 11, 25))
+        } else {
+            (Market::Us, FORD, date(2025, 11, 24))
+        };
+        let interval = if hourly { Interval::OneHour } else { Interval::FifteenMinutes };
+        let mut b = book();
+        let mut bars: Vec<Bar> = Vec::new();
+        let mut day = first;
+        let mut price = 250_000;
+        let mut n = 0;
+        for (steps, moves) in &days {
+            let today = session_bars(market, day, interval, price, moves);
+            price = today.last().map_or(price, |b| b.close.ticks() * 100 / Price::SCALE);
+            bars.extend(today);
+            let open = market.session_open(day);
+            let mut steps = steps.clone();
+            steps.sort_by_key(|s| s.minute);
+            for s in steps {
+                let at = open + Duration::minutes(s.minute);
+                let c = ctx(at, symbol, &bars, interval);
+                n += 1;
+                let mut request = order(&format!("p-{n}"), symbol, s.side, s.lots * market.exchange().lot_size);
+                let last = c.market.bars.get(symbol).and_then(|b| b.last()).map(|b| b.close);
+                let Some(last) = last else { continue };
+                let off = |bps: i64| Price::from_ticks(last.ticks() + last.ticks() * bps / 10_000).rounded(2, market_data::Rounding::Nearest);
+                request.kind = match s.kind {
+                    0 => OrderKind::Market,
+                    1 => OrderKind::Limit { limit_price: off(if s.side == Side::Buy { -20 } else { 20 }) },
+                    2 => OrderKind::Stop { stop_price: off(if s.side == Side::Buy { 20 } else { -20 }) },
+                    3 => OrderKind::TrailingStop { trail_amount: None, trail_bps: Some(30) },
+                    _ => OrderKind::Market,
+                };
+                request.time_in_force = match s.kind {
+                    4 => TimeInForce::AtClose,
+                    5 => TimeInForce::AtOpen,
+                    _ => TimeInForce::Day,
+                };
+                if s.bracket && s.side == Side::Buy {
+                    request.stop_loss = Some(off(-60));
+                    request.take_profit = Some(off(60));
+                }
+                let _ = b.submit(&c, request, Origin::Api);
+            }
+            // The session's end.
+            let end = market.close_of(day).unwrap();
+            b.sync(&ctx(end, symbol, &bars, interval));
+            prop_assert_eq!(b.portfolio.quantity(symbol), 0, "held at the close of {}", day);
+            let entries: Vec<&str> = b
+                .working_orders()
+                // (An at-open order placed today for tomorrow is tomorrow's.)
+                .filter(|r| r.order.side == Side::Buy && r.expires_at <= end)
+                .map(|r| r.order.id.as_str())
+                .collect();
+            prop_assert!(entries.is_empty(), "entries working at the close of {}: {:?}", day, entries);
+            day = market.next_trading_day(day);
+        }
+        // One cancels the other: no bracket has both legs filled.
+        let mut legs: BTreeMap<&str, Vec<Origin>> = BTreeMap::new();
+        for r in b.orders.values().filter(|r| !r.fills.is_empty()) {
+            if let Some(parent) = &r.parent {
+                legs.entry(parent.as_str()).or_default().push(r.origin);
+            }
+        }
+        for (parent, filled) in &legs {
+            prop_assert!(filled.len() == 1, "{}: legs {:?} filled", parent, filled);
+        }
+        for r in b.orders.values() {
+            for f in &r.fills {
+                if r.order.time_in_force == TimeInForce::AtClose {
+                    prop_assert!(f.at > r.works_from, "{} filled at {} before {}", r.order.id, f.at, r.works_from);
+                } else {
+                    prop_assert!(f.at >= r.works_from, "{} filled at {} before {}", r.order.id, f.at, r.works_from);
+                }
+            }
+        }
+    }
+}
