@@ -617,6 +617,25 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             body["history"] = serde_json::Value::Array(history);
             Ok(Route::ok(body))
         }
+        (Method::Patch, ["orders", id]) => {
+            authorize(&req, Role::Trader)?;
+            Query::none(&req)?;
+            let change: trading::book::Modify = json_value(json_body(req.body())?)?;
+            if change == trading::book::Modify::default() {
+                return Err(Route::error(
+                    400,
+                    "invalid-json",
+                    "a modification names at least one of quantity, limit_price, stop_price, \
+                     trail_amount, trail_bps",
+                ));
+            }
+            let Booked { value, .. } =
+                with_book(&[], false, |book, ctx, _| book.modify(ctx, id, &change)).await?;
+            match value {
+                Ok(record) => Ok(Route::ok(record)),
+                Err(e) => Err(Route::error(e.status(), e.code(), e.to_string())),
+            }
+        }
         (Method::Delete, ["orders", id]) => {
             authorize(&req, Role::Trader)?;
             Query::none(&req)?;
@@ -962,18 +981,23 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     let mut steps = Vec::new();
 
     let step = Instant::now();
-    let symbol_base = service_url(&ServiceId::SYMBOL)?;
-    let recommended = get_json(&format!(
-        "{symbol_base}/api/v1/symbols/recommend?limit={}",
-        request.universe
-    ))
-    .await?;
-    let symbols: Vec<String> = recommended["recommendations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["symbol"].as_str().map(str::to_string))
-        .collect();
+    let symbols: Vec<String> = match &request.symbols {
+        Some(symbols) => symbols.clone(),
+        None => {
+            let symbol_base = service_url(&ServiceId::SYMBOL)?;
+            let recommended = get_json(&format!(
+                "{symbol_base}/api/v1/symbols/recommend?limit={}",
+                request.universe
+            ))
+            .await?;
+            recommended["recommendations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["symbol"].as_str().map(str::to_string))
+                .collect()
+        }
+    };
     steps.push(serde_json::json!({ "step": "recommend", "ms": ms(step), "symbols": symbols }));
 
     let step = Instant::now();

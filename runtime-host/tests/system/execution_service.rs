@@ -12,12 +12,12 @@ use market_data::Price;
 use serde_json::{Value, json};
 use trading::{FillModel, RiskLimits, Side};
 
-const ADMIN_TOKEN: &str = "s3cret";
-const VIEWER: &str = "dev-viewer-key";
-const TRADER: &str = "dev-trader-key";
+pub(crate) const ADMIN_TOKEN: &str = "s3cret";
+pub(crate) const VIEWER: &str = "dev-viewer-key";
+pub(crate) const TRADER: &str = "dev-trader-key";
 const ADMIN: &str = "dev-admin-key";
 
-fn project(state: &std::path::Path) -> runtime_host::AppSettings {
+pub(crate) fn project(state: &std::path::Path) -> runtime_host::AppSettings {
     let mut settings = settings(&workspace_root().join("spin.toml"), state);
     // execution-service chains to all four others (the cycle); all run.
     settings.components = Vec::new();
@@ -32,7 +32,7 @@ fn project(state: &std::path::Path) -> runtime_host::AppSettings {
 }
 
 /// One call with a method, a key (or none) and an optional JSON body.
-async fn call(
+pub(crate) async fn call(
     base: &str,
     method: reqwest::Method,
     path: &str,
@@ -70,7 +70,7 @@ async fn expect_error(
     );
 }
 
-async fn trade(base: &str, key: &str, order: Value) -> (u16, Value) {
+pub(crate) async fn trade(base: &str, key: &str, order: Value) -> (u16, Value) {
     call(
         base,
         reqwest::Method::POST,
@@ -81,17 +81,27 @@ async fn trade(base: &str, key: &str, order: Value) -> (u16, Value) {
     .await
 }
 
-async fn view(base: &str, path: &str) -> Value {
+pub(crate) async fn view(base: &str, path: &str) -> Value {
     let (status, body) = call(base, reqwest::Method::GET, path, Some(VIEWER), None).await;
     assert_eq!(status, 200, "{path}: {body}");
     body
 }
 
-fn market_buy(id: &str, symbol: &str, quantity: u64) -> Value {
+/// The types of an order's events, oldest first (`GET /orders/{id}`'s history).
+pub(crate) fn history_types(order: &Value) -> Vec<&str> {
+    order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect()
+}
+
+pub(crate) fn market_buy(id: &str, symbol: &str, quantity: u64) -> Value {
     json!({ "client_order_id": id, "symbol": symbol, "side": "buy", "type": "market", "quantity": quantity })
 }
 
-fn price(v: &Value) -> Price {
+pub(crate) fn price(v: &Value) -> Price {
     v.as_str()
         .map(|s| s.parse().unwrap())
         .or_else(|| v.as_f64().and_then(|f| Price::from_f64(f, 4)))
@@ -113,7 +123,7 @@ async fn bar(base: &str, symbol: &str, date: &str) -> Value {
 }
 
 /// `POST /sync` as a trader: the book worked up to the market clock.
-async fn sync(base: &str) -> (u16, Value) {
+pub(crate) async fn sync(base: &str) -> (u16, Value) {
     call(
         base,
         reqwest::Method::POST,
@@ -125,14 +135,7 @@ async fn sync(base: &str) -> (u16, Value) {
 }
 
 async fn advance_clock(base: &str) -> Value {
-    let resp = client()
-        .post(format!("{base}/api/v1/data/clock/advance"))
-        .header("x-admin-token", ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    crate::day_trading::advance(base, "bar").await
 }
 
 #[tokio::test]
@@ -269,13 +272,11 @@ async fn a_paper_order_fills_at_the_next_open_and_the_ledger_survives_a_restart(
     assert_projects(&synced, "execution", "status");
     let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
     assert_eq!(order["status"], "filled", "{order}");
-    let history: Vec<&str> = order["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, ["order-placed", "order-filled"], "{order}");
+    assert_eq!(
+        history_types(&order),
+        ["order-placed", "order-filled"],
+        "{order}"
+    );
     // Monday's open plus the default 5 bps of slippage, rounded up to a tick.
     let monday = bar(&base, "AAPL", "2010-08-23").await;
     let (open, low) = (price(&monday["open"]), price(&monday["low"]));
@@ -711,7 +712,11 @@ fn client_order_ids(orders: &Value) -> HashSet<String> {
 
 fn process_args(extra: &[(&str, &str)]) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
-    for (name, value) in [("admin_token", ADMIN_TOKEN)].iter().chain(extra) {
+    let fixed = [
+        ("admin_token", ADMIN_TOKEN),
+        ("replay_date", TEST_REPLAY_DATE),
+    ];
+    for (name, value) in fixed.iter().chain(extra) {
         args.push("--variable".into());
         args.push(format!("{name}={value}"));
     }

@@ -7,6 +7,7 @@ mod common;
 
 mod capabilities;
 mod data_service;
+mod day_trading;
 mod execution_service;
 mod isolation;
 mod limits;

@@ -1247,6 +1247,106 @@ impl Book {
         }
     }
 
+    /// Modify a working order in place (modify/replace): its quantity or
+    /// the prices of its type. The new order is checked by the risk engine
+    /// as if the old one were not there; denied, the old one stands.
+    pub fn modify(
+        &mut self,
+        ctx: &Context,
+        id: &str,
+        change: &Modify,
+    ) -> Result<OrderRecord, ModifyError> {
+        let record = self.orders.get(id).ok_or(ModifyError::NotFound)?;
+        if !record.order.status.is_open() || !matches!(record.origin, Origin::Api | Origin::Cycle) {
+            return Err(ModifyError::NotWorking(id.to_string()));
+        }
+        let invalid = |field: &'static str, message: String| {
+            ModifyError::Invalid(SubmitError::Invalid { field, message })
+        };
+        let mut kind = record.order.kind;
+        let mismatch = |field: &'static str| {
+            invalid(
+                field,
+                format!("`{field}` is not a field of this order's type"),
+            )
+        };
+        if let Some(p) = change.limit_price {
+            match &mut kind {
+                OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => {
+                    *limit_price = p
+                }
+                _ => return Err(mismatch("limit_price")),
+            }
+        }
+        if let Some(p) = change.stop_price {
+            match &mut kind {
+                OrderKind::Stop { stop_price } | OrderKind::StopLimit { stop_price, .. } => {
+                    *stop_price = p
+                }
+                _ => return Err(mismatch("stop_price")),
+            }
+        }
+        if change.trail_amount.is_some() || change.trail_bps.is_some() {
+            let OrderKind::TrailingStop { .. } = kind else {
+                return Err(mismatch("trail_amount"));
+            };
+            kind = OrderKind::TrailingStop {
+                trail_amount: change.trail_amount,
+                trail_bps: change.trail_bps,
+            };
+        }
+        let quantity = change.quantity.unwrap_or(record.order.quantity);
+        let filled = record.order.filled_quantity;
+        if quantity <= filled {
+            return Err(invalid(
+                "quantity",
+                format!("quantity is more than the {filled} already filled"),
+            ));
+        }
+        let checked = OrderRequest {
+            kind,
+            quantity: Some(quantity),
+            ..record.request.clone()
+        };
+        validate(&checked).map_err(ModifyError::Invalid)?;
+        let symbol = record.order.symbol.clone();
+        let decimals = price_decimals(&symbol);
+        let last = self.marks.get(&symbol).map(|(_, p)| *p);
+        let trail_stop = match (kind, last) {
+            (OrderKind::TrailingStop { .. }, Some(last)) => {
+                kind.trailed(record.order.side, last, decimals)
+            }
+            _ => record.order.trail_stop,
+        };
+        let reference_price = match kind {
+            OrderKind::Market => record.reference_price,
+            OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => {
+                limit_price
+            }
+            OrderKind::Stop { stop_price } => stop_price,
+            OrderKind::TrailingStop { .. } => trail_stop.unwrap_or(record.reference_price),
+        };
+        // The account without the order, then the new order's remainder.
+        let mut without = self.clone();
+        without.orders.remove(id);
+        let exposure = without.exposure(ctx, &symbol);
+        let intent = Intent {
+            side: record.order.side,
+            quantity: quantity - filled,
+            price: reference_price,
+            lot_size: lot_size(&symbol),
+        };
+        risk::check(&ctx.limits, &intent, &exposure).map_err(ModifyError::Denied)?;
+        self.emit(Event::OrderModified {
+            order_id: id.to_string(),
+            quantity,
+            kind,
+            reference_price,
+            trail_stop,
+        });
+        Ok(self.orders[id].clone())
+    }
+
     /// Cancel a working order.
     pub fn cancel(&mut self, id: &str) -> Result<OrderRecord, CancelError> {
         let record = self.orders.get(id).ok_or(CancelError::NotFound)?;
@@ -1259,6 +1359,52 @@ impl Book {
             expired: false,
         });
         Ok(self.orders[id].clone())
+    }
+}
+
+/// What a modification of a working order may change; what is absent stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modify {
+    /// The new total quantity (at least what has filled).
+    pub quantity: Option<u64>,
+    pub limit_price: Option<Price>,
+    pub stop_price: Option<Price>,
+    pub trail_amount: Option<Price>,
+    pub trail_bps: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModifyError {
+    #[error("no such order")]
+    NotFound,
+    /// Finished, or one of the system's own exits.
+    #[error("order {0} is not a working order of a caller")]
+    NotWorking(String),
+    #[error(transparent)]
+    Invalid(SubmitError),
+    /// The risk engine refused the new order: the old one stands.
+    #[error("the modification was denied: {0}")]
+    Denied(Denial),
+}
+
+impl ModifyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "order-not-found",
+            Self::NotWorking(_) => "not-modifiable",
+            Self::Invalid(e) => e.code(),
+            Self::Denied(d) => d.code(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::NotWorking(_) => 409,
+            Self::Invalid(e) => e.status(),
+            Self::Denied(_) => 422,
+        }
     }
 }
 

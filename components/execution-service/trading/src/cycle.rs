@@ -35,6 +35,10 @@ pub struct CycleRequest {
     pub min_confidence: f64,
     /// New positions opened per cycle at most.
     pub max_orders: usize,
+    /// Trade these symbols instead of symbol-service's recommendations
+    /// (an intraday cycle on a currency pair, say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<Vec<String>>,
 }
 
 impl Default for CycleRequest {
@@ -43,6 +47,7 @@ impl Default for CycleRequest {
             universe: 10,
             min_confidence: 0.0,
             max_orders: 5,
+            symbols: None,
         }
     }
 }
@@ -58,6 +63,16 @@ impl CycleRequest {
         }
         if self.max_orders > 50 {
             return Err(("max_orders", "`max_orders` is at most 50"));
+        }
+        if let Some(symbols) = &self.symbols {
+            let canonical =
+                |s: &String| market_data::Symbol::parse(s).is_ok_and(|p| p.as_str() == s.as_str());
+            if symbols.is_empty() || symbols.len() > 100 || !symbols.iter().all(canonical) {
+                return Err((
+                    "symbols",
+                    "`symbols` is 1 to 100 symbols, each written canonically",
+                ));
+            }
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::book::{Book, EquityPoint, Exits, FillRecord, Notice, OrderRecord, Origin, StateChange};
 use crate::money::Money;
-use crate::order::OrderEvent;
+use crate::order::{OrderEvent, OrderKind};
 use crate::portfolio::{Fill, Portfolio};
 
 /// Submissions of the last minute the book remembers at most (the
@@ -48,6 +48,15 @@ pub enum Event {
     OrderTriggered {
         order_id: String,
         triggered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trail_stop: Option<Price>,
+    },
+    /// A working order's quantity or prices were changed by its caller.
+    OrderModified {
+        order_id: String,
+        quantity: u64,
+        kind: OrderKind,
+        reference_price: Price,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trail_stop: Option<Price>,
     },
@@ -183,6 +192,21 @@ impl Book {
                 if let Some(record) = self.orders.get_mut(order_id) {
                     record.order.triggered = *triggered;
                     record.order.trail_stop = *trail_stop;
+                    record.events.push(sequence);
+                }
+            }
+            Event::OrderModified {
+                order_id,
+                quantity,
+                kind,
+                reference_price,
+                trail_stop,
+            } => {
+                if let Some(record) = self.orders.get_mut(order_id) {
+                    record.order.quantity = *quantity;
+                    record.order.kind = *kind;
+                    record.order.trail_stop = *trail_stop;
+                    record.reference_price = *reference_price;
                     record.events.push(sequence);
                 }
             }

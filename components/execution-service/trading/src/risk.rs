@@ -432,6 +432,44 @@ mod tests {
     }
 
     /// One row per rule: the exposure, the order, and the denial expected (or none).
+    /// The close cutoff per market, ten minutes before each day's last
+    /// close: 15:20 JST (15:30 close since 2024-11-05, 15:00 before), 15:50
+    /// ET and 12:50 on a NYSE half day, 16:50 New York for FX, 23:50 UTC for
+    /// crypto; none when holding overnight.
+    #[test]
+    fn close_cutoff_case_table() {
+        let limits = RiskLimits::default();
+        let d = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let utc = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let cases = [
+            (Market::Tse, d(2025, 11, 28), "2025-11-28T06:20:00Z"),
+            (Market::Tse, d(2024, 11, 1), "2024-11-01T05:50:00Z"),
+            (Market::Us, d(2025, 12, 1), "2025-12-01T20:50:00Z"),
+            (Market::Us, d(2025, 11, 28), "2025-11-28T17:50:00Z"),
+            (Market::Fx, d(2017, 3, 7), "2017-03-07T21:50:00Z"),
+            (Market::Crypto, d(2018, 1, 1), "2018-01-01T23:50:00Z"),
+        ];
+        for (market, day, cutoff) in cases {
+            let close = market.close_of(day).unwrap();
+            assert_eq!(
+                limits.cutoff(market, close),
+                Some(utc(cutoff)),
+                "{market:?} {day}"
+            );
+        }
+        let swing = RiskLimits {
+            flat_by_close: false,
+            ..RiskLimits::default()
+        };
+        assert_eq!(swing.cutoff(Market::Us, utc("2025-12-01T21:00:00Z")), None);
+        assert_eq!(CloseCutoff::parse("us=15").unwrap().minutes(Market::Us), 15);
+        assert_eq!(
+            CloseCutoff::parse("us=15").unwrap().minutes(Market::Tse),
+            10
+        );
+        assert!(CloseCutoff::parse("lse=5").is_err());
+    }
+
     #[test]
     fn every_rule_case_table() {
         let limits = RiskLimits::default();

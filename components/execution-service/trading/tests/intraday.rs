@@ -101,6 +101,16 @@ fn ctx(at: DateTime<Utc>, symbol: &str, bars: &[Bar], interval: Interval) -> Con
     }
 }
 
+/// A replay context on TSE hourly `bars` at `hh:mm` JST of `day`.
+fn tse(day: NaiveDate, hh: u32, mm: u32, bars: &[Bar]) -> Context {
+    ctx(
+        local(Market::Tse, day, hh, mm),
+        TOYOTA,
+        bars,
+        Interval::OneHour,
+    )
+}
+
 fn order(id: &str, symbol: &str, side: Side, quantity: u64) -> OrderRequest {
     OrderRequest {
         client_order_id: id.into(),
@@ -146,12 +156,7 @@ fn an_order_in_the_lunch_break_fills_on_the_1230_bar() {
         .unwrap();
     assert_eq!(placed.record.order.status, OrderStatus::Accepted);
     assert_eq!(placed.record.expires_at, local(Market::Tse, day, 15, 30));
-    b.sync(&ctx(
-        local(Market::Tse, day, 13, 30),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    ));
+    b.sync(&tse(day, 13, 30, &bars));
     let filled = &b.orders[&placed.record.order.id];
     assert_eq!(
         filled.fills[0].at,
@@ -187,12 +192,7 @@ fn auction_orders_fill_at_the_open_and_in_the_closing_auction() {
         let mut moo = order("moo", TOYOTA, Side::Buy, 100);
         moo.time_in_force = TimeInForce::AtOpen;
         let moo = b.submit(&c, moo, Origin::Api).unwrap();
-        let at_ten = ctx(
-            local(Market::Tse, day, 10, 0),
-            TOYOTA,
-            &bars,
-            Interval::OneHour,
-        );
+        let at_ten = tse(day, 10, 0, &bars);
         b.sync(&at_ten);
         let fill = b.orders[&moo.record.order.id].fills[0];
         assert_eq!(
@@ -314,12 +314,7 @@ fn flat_by_the_close_on_daily_and_hourly_bars() {
         ],
     );
     let mut b = book();
-    let c = ctx(
-        local(Market::Tse, day, 9, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let c = tse(day, 9, 0, &bars);
     b.submit(&c, order("t-1", TOYOTA, Side::Buy, 100), Origin::Api)
         .unwrap();
     let mut limit = order("t-2", TOYOTA, Side::Buy, 100);
@@ -327,12 +322,7 @@ fn flat_by_the_close_on_daily_and_hourly_bars() {
         limit_price: px("2000"),
     };
     let limit = b.submit(&c, limit, Origin::Api).unwrap();
-    let late = ctx(
-        local(Market::Tse, day, 15, 20),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let late = tse(day, 15, 20, &bars);
     let refused = b
         .submit(&late, order("t-3", TOYOTA, Side::Buy, 100), Origin::Api)
         .unwrap_err();
@@ -342,12 +332,7 @@ fn flat_by_the_close_on_daily_and_hourly_bars() {
         OrderStatus::Cancelled
     );
     assert_eq!(b.portfolio.quantity(TOYOTA), 100, "held until the close");
-    b.sync(&ctx(
-        local(Market::Tse, day, 15, 30),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    ));
+    b.sync(&tse(day, 15, 30, &bars));
     assert_eq!(b.portfolio.quantity(TOYOTA), 0, "flat at the close");
     let exit = b
         .orders
@@ -356,12 +341,7 @@ fn flat_by_the_close_on_daily_and_hourly_bars() {
         .unwrap();
     assert_eq!(exit.fills[0].at, local(Market::Tse, day, 15, 30));
     // After the close, tomorrow's entries are accepted again.
-    let evening = ctx(
-        local(Market::Tse, day, 18, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let evening = tse(day, 18, 0, &bars);
     assert!(
         b.submit(&evening, order("t-4", TOYOTA, Side::Buy, 100), Origin::Api)
             .is_ok()
@@ -392,12 +372,7 @@ fn stops_and_loss_limits_work_within_the_day() {
     c.limits.max_daily_loss = Money::units(15_000);
     b.submit(&c, order("s-1", TOYOTA, Side::Buy, 400), Origin::Api)
         .unwrap();
-    let mut at_11 = ctx(
-        local(Market::Tse, day, 11, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let mut at_11 = tse(day, 11, 0, &bars);
     at_11.limits = c.limits.clone();
     b.sync(&at_11);
     let stop = b
@@ -420,20 +395,10 @@ fn stops_and_loss_limits_work_within_the_day() {
 
     // HALTED (keep exits): the working buy is cancelled, the stop fires.
     let mut b = book();
-    let c = ctx(
-        local(Market::Tse, day, 8, 30),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let c = tse(day, 8, 30, &bars);
     b.submit(&c, order("h-1", TOYOTA, Side::Buy, 100), Origin::Api)
         .unwrap();
-    let at_10 = ctx(
-        local(Market::Tse, day, 10, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let at_10 = tse(day, 10, 0, &bars);
     b.sync(&at_10);
     let mut limit = order("h-2", TOYOTA, Side::Buy, 100);
     limit.kind = OrderKind::Limit {
@@ -445,12 +410,7 @@ fn stops_and_loss_limits_work_within_the_day() {
         b.orders[&working.record.order.id].order.status,
         OrderStatus::Cancelled
     );
-    b.sync(&ctx(
-        local(Market::Tse, day, 11, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    ));
+    b.sync(&tse(day, 11, 0, &bars));
     assert!(
         b.orders
             .values()
@@ -473,22 +433,12 @@ fn a_bracket_sets_the_positions_exits() {
         ],
     );
     let mut b = book();
-    let c = ctx(
-        local(Market::Tse, day, 8, 30),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    );
+    let c = tse(day, 8, 30, &bars);
     let mut bracket = order("b-1", TOYOTA, Side::Buy, 100);
     bracket.stop_loss = Some(px("2450"));
     bracket.take_profit = Some(px("2550"));
     let placed = b.submit(&c, bracket, Origin::Api).unwrap();
-    b.sync(&ctx(
-        local(Market::Tse, day, 10, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    ));
+    b.sync(&tse(day, 10, 0, &bars));
     let exits = b.exits[TOYOTA].clone();
     assert_eq!(
         (exits.stop_loss, exits.take_profit),
@@ -498,12 +448,7 @@ fn a_bracket_sets_the_positions_exits() {
         exits.order_id.as_deref(),
         Some(placed.record.order.id.as_str())
     );
-    b.sync(&ctx(
-        local(Market::Tse, day, 12, 0),
-        TOYOTA,
-        &bars,
-        Interval::OneHour,
-    ));
+    b.sync(&tse(day, 12, 0, &bars));
     let legs: Vec<(Origin, u64)> = b
         .orders
         .values()
@@ -677,4 +622,74 @@ proptest! {
             }
         }
     }
+}
+
+/// Modify/replace: a working limit's price and quantity change in place
+/// (and fill at the new price); what the risk engine refuses leaves the old
+/// order; a finished order, or a field of another type, is refused.
+#[test]
+fn a_working_order_is_modified_in_place() {
+    use trading::book::Modify;
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (10, ["2505", "2510", "2470", "2480"]),
+        ],
+    );
+    let mut b = book();
+    let c = tse(day, 9, 0, &bars);
+    let mut limit = order("m-1", TOYOTA, Side::Buy, 100);
+    limit.kind = OrderKind::Limit {
+        limit_price: px("2400"),
+    };
+    let id = b.submit(&c, limit, Origin::Api).unwrap().record.order.id;
+    let at_10 = tse(day, 10, 0, &bars);
+    let change = Modify {
+        quantity: Some(300),
+        limit_price: Some(px("2475")),
+        ..Modify::default()
+    };
+    let modified = b.modify(&at_10, &id, &change).unwrap();
+    assert_eq!(modified.order.quantity, 300);
+    assert_eq!(modified.reference_price, px("2475"));
+    let huge = Modify {
+        quantity: Some(1_000_000),
+        ..Modify::default()
+    };
+    assert_eq!(
+        b.modify(&at_10, &id, &huge).unwrap_err().code(),
+        "order-notional"
+    );
+    assert_eq!(
+        b.orders[&id].order.quantity, 300,
+        "the denied change left the order"
+    );
+    let wrong = Modify {
+        stop_price: Some(px("2000")),
+        ..Modify::default()
+    };
+    assert_eq!(
+        b.modify(&at_10, &id, &wrong).unwrap_err().code(),
+        "invalid-stop_price"
+    );
+    b.sync(&tse(day, 11, 0, &bars));
+    let filled = &b.orders[&id];
+    assert_eq!(filled.order.status, OrderStatus::Filled);
+    assert_eq!(
+        filled.fills[0].execution.price,
+        px("2475"),
+        "at the new limit"
+    );
+    let err = b.modify(&at_10, &id, &change).unwrap_err();
+    assert_eq!((err.code(), err.status()), ("not-modifiable", 409));
+    assert_eq!(
+        b.modify(&at_10, "ord-404", &change).unwrap_err().status(),
+        404
+    );
+    // The book is still the fold of its events.
+    let mut live = b.clone();
+    let events: Vec<trading::Event> = live.journal.drain(..).map(|(_, e)| e).collect();
+    assert!(Book::replay(events.iter()) == live);
 }

@@ -76,8 +76,19 @@ pub fn settings(manifest: &Path, state_dir: &Path) -> AppSettings {
     settings.request_timeout = Duration::from_secs(5);
     settings.engine.max_instances = 50;
     settings.engine.max_instance_memory = 64 << 20;
+    // The tests' replay day: the last of the bundled S&P data, which their
+    // dates and figures are written for (`make up`'s default is the day
+    // before, so that its first cycle's orders have a bar to fill on).
+    if manifest == workspace_root().join("spin.toml") {
+        settings
+            .variables
+            .push(("replay_date".into(), TEST_REPLAY_DATE.into()));
+    }
     settings
 }
+
+/// See [`settings`].
+pub const TEST_REPLAY_DATE: &str = "2010-08-20";
 
 /// Compiled components are shared by the tests of one run, as by restarts of a host.
 pub fn cache_dir() -> PathBuf {

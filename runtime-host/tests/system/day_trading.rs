@@ -1,0 +1,359 @@
+//! Day trading through the host: a month of EUR/USD hourly bars replayed
+//! bar by bar with the cycle on every bar, and ten days of US equities
+//! bought at the open and flat by the close; the ledger's end state is
+//! checked, and the replay's speed printed.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::execution_service::{
+    ADMIN_TOKEN, TRADER, call, history_types, price, project, sync, trade, view,
+};
+
+async fn set_clock(base: &str, body: Value) -> Value {
+    let resp = client()
+        .put(format!("{base}/api/v1/data/clock"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// `POST /clock/advance?by=` (bar, session, day) as the admin.
+pub(crate) async fn advance(base: &str, by: &str) -> Value {
+    let resp = client()
+        .post(format!("{base}/api/v1/data/clock/advance?by={by}"))
+        .header("x-admin-token", ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+fn instant(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an instant: {v}"))
+}
+
+/// Every order of the account (up to 1,000), oldest first.
+async fn all_orders(base: &str) -> Vec<Value> {
+    let mut orders = view(base, "/api/v1/execution/orders?limit=1000").await["orders"]
+        .as_array()
+        .unwrap()
+        .clone();
+    orders.reverse();
+    orders
+}
+
+/// No fill on a bar that opened before its order's decision (an at-close
+/// fill: at a close after it).
+fn assert_no_fill_before_its_decision(orders: &[Value]) {
+    for o in orders {
+        let decided = instant(&o["works_from"]);
+        for f in o["fills"].as_array().unwrap() {
+            let at = instant(&f["at"]);
+            if o["time_in_force"] == "at-close" {
+                assert!(at > decided, "{o}");
+            } else {
+                assert!(at >= decided, "{o}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_month_of_eur_usd_hourly_bars_replayed_with_the_cycle_on_every_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    // Monday 2017-03-06's FX day opened at 17:00 New York on Sunday (22:00 UTC).
+    set_clock(
+        &base,
+        json!({"mode": "replay", "as_of": "2017-03-05T23:00:00Z", "market": "fx", "interval": "1h"}),
+    )
+    .await;
+    let end: DateTime<Utc> = "2017-04-05T21:00:00Z".parse().unwrap();
+    let (mut bars, mut cycle_ms, mut advance_ms, mut trade_ms) = (0u32, 0.0, 0.0, 0.0);
+    let mut predict_ms = 0.0;
+    let (mut day_ends, mut mornings): (u32, usize) = (0, 0);
+    let started = Instant::now();
+    let mut clock = view(&base, "/api/v1/data/clock").await;
+    while instant(&clock["as_of"]) < end {
+        let local = clock["local"].as_str().unwrap().to_string();
+        let step = Instant::now();
+        let (status, cycle) = call(
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/execution/cycle",
+            Some(TRADER),
+            Some(json!({"symbols": ["EURUSD=X"]})),
+        )
+        .await;
+        assert_eq!(status, 200, "{cycle}");
+        cycle_ms += step.elapsed().as_secs_f64() * 1e3;
+        predict_ms += cycle["steps"][1]["ms"].as_f64().unwrap_or_default();
+        // A scripted entry each morning in New York (08:00): the cycle's
+        // model rarely says buy on a currency pair, the script always does.
+        if local.contains("T08:00:00") {
+            let step = Instant::now();
+            let id = format!("am-{}", &local[..10]);
+            let order = json!({
+                "client_order_id": id, "symbol": "EURUSD=X", "side": "buy",
+                "type": "market", "quantity": 100_000,
+            });
+            let (status, placed) = trade(&base, TRADER, order).await;
+            assert_eq!(status, 201, "{placed}");
+            trade_ms += step.elapsed().as_secs_f64() * 1e3;
+            mornings += 1;
+        }
+        // The FX day ends at 17:00 New York: flat by then.
+        if local.contains("T17:00:00") {
+            let positions = view(&base, "/api/v1/execution/positions").await;
+            assert_eq!(positions["positions"], json!([]), "{local}: {positions}");
+            day_ends += 1;
+        }
+        let step = Instant::now();
+        clock = advance(&base, "bar").await;
+        advance_ms += step.elapsed().as_secs_f64() * 1e3;
+        bars += 1;
+    }
+    let (status, _) = sync(&base).await;
+    assert_eq!(status, 200);
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "EUR/USD hourly replay: {bars} bars in {elapsed:.1} s = {:.1} bars/s; per bar: cycle {:.1} ms (predict {:.1} ms), advance {:.1} ms; a trade {:.1} ms",
+        f64::from(bars) / elapsed,
+        cycle_ms / f64::from(bars),
+        predict_ms / f64::from(bars),
+        advance_ms / f64::from(bars),
+        trade_ms / mornings.max(1) as f64,
+    );
+    assert!(bars >= 500, "a month of hourly bars: {bars}");
+    assert!(day_ends >= 20, "{day_ends} FX days ended");
+
+    let orders = all_orders(&base).await;
+    assert_no_fill_before_its_decision(&orders);
+    let by_origin =
+        |origin: &str| -> Vec<&Value> { orders.iter().filter(|o| o["origin"] == origin).collect() };
+    let entries = by_origin("api");
+    assert_eq!(entries.len(), mornings, "one scripted entry a day");
+    assert!(
+        entries.iter().all(|o| o["status"] == "filled"),
+        "entries fill on the next bar"
+    );
+    // Each day's entry left by its close: a stop, a take-profit or the cutoff.
+    let exits: Vec<&Value> = orders
+        .iter()
+        .filter(|o| o["side"] == "sell" && o["status"] == "filled")
+        .collect();
+    assert!(
+        exits.len() >= entries.len(),
+        "{} exits of {} entries",
+        exits.len(),
+        entries.len()
+    );
+    assert!(!by_origin("flat-by-close").is_empty());
+    for exit in by_origin("flat-by-close") {
+        let at = instant(&exit["fills"][0]["at"]);
+        // 16:00 to 17:00 New York is the day's last bar: sold at its close.
+        assert_eq!(at.format("%M:%S").to_string(), "00:00");
+        assert_eq!(exit["time_in_force"], "at-close", "{exit}");
+    }
+    let pnl = view(&base, "/api/v1/execution/pnl").await;
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(positions["positions"], json!([]));
+    assert_eq!(pnl["equity"], positions["cash"], "flat: equity is cash");
+    assert_eq!(pnl["unrealised"], "0.0000");
+}
+
+#[tokio::test]
+async fn ten_days_of_us_equities_bought_at_the_open_and_flat_by_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    // After the close of Friday 2010-02-26.
+    set_clock(
+        &base,
+        json!({"mode": "replay", "as_of": "2010-02-26", "market": "us"}),
+    )
+    .await;
+    let mut days = Vec::new();
+    for _ in 0..10 {
+        let clock = view(&base, "/api/v1/data/clock").await;
+        let id = format!("moo-{}", clock["date"].as_str().unwrap());
+        let order = json!({
+            "client_order_id": id, "symbol": "AAPL", "side": "buy", "type": "market",
+            "quantity": 100, "time_in_force": "at-open",
+        });
+        let (status, placed) = trade(&base, TRADER, order).await;
+        assert_eq!(status, 201, "{placed}");
+        let clock = advance(&base, "day").await;
+        days.push(clock["date"].as_str().unwrap().to_string());
+        let (status, synced) = sync(&base).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            synced["open_positions"], 0,
+            "{}: flat after the close",
+            clock["date"]
+        );
+    }
+    let orders = all_orders(&base).await;
+    assert_no_fill_before_its_decision(&orders);
+    let mut trades: BTreeMap<String, Vec<(String, String, DateTime<Utc>)>> = BTreeMap::new();
+    for o in orders.iter().filter(|o| o["status"] == "filled") {
+        let fill = &o["fills"][0];
+        trades
+            .entry(fill["date"].as_str().unwrap().into())
+            .or_default()
+            .push((
+                o["side"].as_str().unwrap().into(),
+                o["origin"].as_str().unwrap().into(),
+                instant(&fill["at"]),
+            ));
+    }
+    assert_eq!(
+        trades.keys().cloned().collect::<Vec<_>>(),
+        days,
+        "a round trip every day"
+    );
+    for (day, legs) in &trades {
+        let date = day.parse().unwrap();
+        let open = market_data::Market::Us.session_open(date);
+        let close = market_data::Market::Us.close_of(date).unwrap();
+        let sides: Vec<&str> = legs.iter().map(|(side, _, _)| side.as_str()).collect();
+        assert_eq!(sides, ["buy", "sell"], "{day}: {legs:?}");
+        assert_eq!(legs[0].2, open, "{day}: bought in the opening auction");
+        // Sold by a stop during the day, or at the close by the cutoff.
+        match legs[1].1.as_str() {
+            "flat-by-close" => assert_eq!(legs[1].2, close, "{day}"),
+            "stop-loss" | "take-profit" => assert!(legs[1].2 < close, "{day}"),
+            other => panic!("{day}: sold by {other}"),
+        }
+    }
+    let entry = orders.iter().find(|o| o["origin"] == "api").unwrap();
+    assert!(price(&entry["fills"][0]["price"]) > market_data::Price::from_ticks(0));
+    let pnl = view(&base, "/api/v1/execution/pnl").await;
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(pnl["equity"], positions["cash"]);
+    let curve = pnl["equity_curve"].as_array().unwrap();
+    assert!(curve.len() >= 10, "a point a day: {pnl}");
+}
+
+/// `make up` as a newcomer finds it: the default replay day's cycle places
+/// orders, and one day later they have filled and been closed by the close.
+#[tokio::test]
+async fn the_default_replay_day_lets_the_first_cycle_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings.variables.retain(|(name, _)| name != "replay_date");
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+    let (status, cycle) = call(
+        &base,
+        reqwest::Method::POST,
+        "/api/v1/execution/cycle",
+        Some(TRADER),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{cycle}");
+    let placed = cycle["steps"][2]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["outcome"] == "placed")
+        .count();
+    assert!(placed > 0, "the first cycle places orders: {cycle}");
+    advance(&base, "day").await;
+    let (status, synced) = sync(&base).await;
+    assert_eq!(status, 200);
+    let orders = all_orders(&base).await;
+    let filled_buys = orders
+        .iter()
+        .filter(|o| o["origin"] == "cycle" && o["status"] == "filled")
+        .count();
+    assert_eq!(
+        filled_buys, placed,
+        "every entry filled at the next open: {orders:?}"
+    );
+    assert_eq!(synced["open_positions"], 0, "and was closed by the close");
+}
+
+/// `PATCH /orders/{id}`: a working limit order's price and quantity change
+/// in place; bad input is a 4xx with its code and changes nothing.
+#[tokio::test]
+async fn a_working_order_is_modified_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let order = json!({
+        "client_order_id": "mod-1", "symbol": "AAPL", "side": "buy", "type": "limit",
+        "limit_price": "100", "quantity": 10,
+    });
+    let (status, placed) = trade(&base, TRADER, order).await;
+    assert_eq!(status, 201, "{placed}");
+    let path = format!(
+        "/api/v1/execution/orders/{}",
+        placed["id"].as_str().unwrap()
+    );
+    let patch = |body: Value| {
+        let (base, path) = (base.clone(), path.clone());
+        async move {
+            call(
+                &base,
+                reqwest::Method::PATCH,
+                &path,
+                Some(TRADER),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, modified) = patch(json!({"limit_price": "110", "quantity": 20})).await;
+    assert_eq!(status, 200, "{modified}");
+    assert_eq!(
+        (
+            modified["limit_price"].as_str(),
+            modified["quantity"].as_u64()
+        ),
+        (Some("110.0000"), Some(20))
+    );
+    daytrade_contract::wit_check::assert_projects(&modified, "execution", "order-record");
+    let cases = [
+        (json!({}), 400, "invalid-json"),
+        (json!({"colour": "red"}), 400, "unknown-field"),
+        (json!({"stop_price": "90"}), 400, "invalid-stop_price"),
+        (json!({"quantity": 0}), 400, "invalid-quantity"),
+        (json!({"quantity": 1_000_000}), 422, "order-notional"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = patch(body.clone()).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let order = view(&base, &path).await;
+    assert_eq!(
+        (order["limit_price"].as_str(), order["quantity"].as_u64()),
+        (Some("110.0000"), Some(20))
+    );
+    assert_eq!(history_types(&order), ["order-placed", "order-modified"]);
+    let (status, _) = call(&base, reqwest::Method::DELETE, &path, Some(TRADER), None).await;
+    assert_eq!(status, 200);
+    let (status, answer) = patch(json!({"quantity": 30})).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("not-modifiable"))
+    );
+}
