@@ -528,20 +528,27 @@ impl Book {
     }
 
     /// The clock is past a market's entry cutoff (and before its close):
-    /// the working entries there are cancelled (positions are closed on the
-    /// bars, see [`Book::work_bar`]).
+    /// the day's working entries there are cancelled (positions are closed
+    /// on the bars, see [`Book::work_bar`]); tomorrow's at-open orders stay.
     fn past_cutoff(&mut self, ctx: &Context) {
         let at = ctx.market.at;
-        let past: Vec<Market> = Market::ALL
+        let past: Vec<(Market, DateTime<Utc>)> = Market::ALL
             .into_iter()
-            .filter(|m| {
+            .filter_map(|m| {
                 let close = m.session_ending_after(at);
                 let day_close = m.close_of(close.date).unwrap_or(close.close);
-                ctx.limits.cutoff(*m, day_close).is_some_and(|c| c <= at)
+                let cutoff = ctx.limits.cutoff(m, day_close)?;
+                (cutoff <= at).then_some((m, day_close))
             })
             .collect();
         if !past.is_empty() {
-            self.cancel_working(|r| is_entry(r) && past.contains(&market_of(&r.order.symbol)));
+            self.cancel_working(|r| {
+                let market = market_of(&r.order.symbol);
+                is_entry(r)
+                    && past
+                        .iter()
+                        .any(|(m, close)| *m == market && r.expires_at <= *close)
+            });
         }
     }
 
@@ -643,7 +650,10 @@ impl Book {
         let market = market_of(symbol);
         let cutoff = ctx.limits.cutoff(market, bar.times.day_close);
         if cutoff.is_some_and(|c| bar.opens_at >= c) {
-            self.cancel_working(|r| r.order.symbol == symbol && is_entry(r));
+            let today = bar.times.day_close;
+            self.cancel_working(|r| {
+                r.order.symbol == symbol && is_entry(r) && r.expires_at <= today
+            });
             self.flatten(ctx, symbol, bar, TimeInForce::Ioc);
         }
         let lot = lot_size(symbol);
@@ -1150,7 +1160,10 @@ impl Book {
             && exposure.state != TradingState::Halted
         {
             Err(Denial::NoSize)
-        } else if past_cutoff && request.side == Side::Buy && exposure.state != TradingState::Halted
+        } else if past_cutoff
+            && request.side == Side::Buy
+            && request.time_in_force != TimeInForce::AtOpen
+            && exposure.state != TradingState::Halted
         {
             Err(Denial::AfterCutoff)
         } else {

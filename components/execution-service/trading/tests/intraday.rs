@@ -693,3 +693,48 @@ fn a_working_order_is_modified_in_place() {
     let events: Vec<trading::Event> = live.journal.drain(..).map(|(_, e)| e).collect();
     assert!(Book::replay(events.iter()) == live);
 }
+
+/// The close cutoff cancels the day's entries, not tomorrow's: an at-open
+/// buy placed in the morning for the next opening survives it and fills.
+#[test]
+fn the_cutoff_leaves_tomorrows_at_open_orders() {
+    let day = new_day();
+    let next = Market::Tse.next_trading_day(day);
+    let mut bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (15, ["2510", "2520", "2505", "2515"]),
+        ],
+    );
+    bars.push(bar_at(
+        next,
+        local(Market::Tse, next, 9, 0),
+        "2520",
+        "2530",
+        "2515",
+        "2525",
+    ));
+    let mut b = book();
+    let mut moo = order("next-open", TOYOTA, Side::Buy, 100);
+    moo.time_in_force = TimeInForce::AtOpen;
+    let id = b
+        .submit(&tse(day, 10, 0, &bars), moo, Origin::Api)
+        .unwrap()
+        .record
+        .order
+        .id;
+    b.sync(&tse(day, 15, 25, &bars));
+    assert_eq!(
+        b.orders[&id].order.status,
+        OrderStatus::Accepted,
+        "past the cutoff, still working"
+    );
+    b.sync(&ctx(
+        local(Market::Tse, next, 10, 0),
+        TOYOTA,
+        &bars,
+        Interval::OneHour,
+    ));
+    assert_eq!(b.orders[&id].fills[0].at, local(Market::Tse, next, 9, 0));
+}
