@@ -63,8 +63,7 @@ pub struct MarketView {
 }
 
 impl MarketView {
-    /// A replay clock at `at` (its date the last trading day closed by
-    /// then in `symbol`'s market... the caller's) seeing daily `bars`.
+    /// A replay clock at `at` whose date is `as_of`, seeing daily `bars`.
     pub fn replay(as_of: NaiveDate, at: DateTime<Utc>, bars: BTreeMap<String, Vec<Bar>>) -> Self {
         Self {
             as_of: Some(as_of),
@@ -531,15 +530,15 @@ impl Book {
     /// the day's working entries there are cancelled (positions are closed
     /// on the bars, see [`Book::work_bar`]); tomorrow's at-open orders stay.
     fn past_cutoff(&mut self, ctx: &Context) {
-        let at = ctx.market.at;
-        let past: Vec<(Market, DateTime<Utc>)> = Market::ALL
+        // Only the markets of working entries are asked (most syncs have none).
+        let markets: std::collections::BTreeSet<Market> = self
+            .working_orders()
+            .filter(|r| is_entry(r))
+            .map(|r| market_of(&r.order.symbol))
+            .collect();
+        let past: Vec<(Market, DateTime<Utc>)> = markets
             .into_iter()
-            .filter_map(|m| {
-                let close = m.session_ending_after(at);
-                let day_close = m.close_of(close.date).unwrap_or(close.close);
-                let cutoff = ctx.limits.cutoff(m, day_close)?;
-                (cutoff <= at).then_some((m, day_close))
-            })
+            .filter_map(|m| Some((m, past_cutoff_of(&ctx.limits, m, ctx.market.at)?)))
             .collect();
         if !past.is_empty() {
             self.cancel_working(|r| {
@@ -654,7 +653,7 @@ impl Book {
             self.cancel_working(|r| {
                 r.order.symbol == symbol && is_entry(r) && r.expires_at <= today
             });
-            self.flatten(ctx, symbol, bar, TimeInForce::Ioc);
+            self.flatten(ctx, symbol, bar, TimeInForce::Ioc, bar.opens_at);
         }
         let lot = lot_size(symbol);
         let working: Vec<String> = self
@@ -674,14 +673,23 @@ impl Book {
             self.apply_report(ctx, &id, bar, report);
         }
         self.protective_exit(ctx, symbol, bar);
-        if bar.times.ends_day && cutoff.is_some_and(|c| bar.opens_at < c && c < bar.closes_at()) {
-            self.flatten(ctx, symbol, bar, TimeInForce::AtClose);
+        if let Some(c) =
+            cutoff.filter(|c| bar.times.ends_day && bar.opens_at < *c && *c < bar.closes_at())
+        {
+            self.flatten(ctx, symbol, bar, TimeInForce::AtClose, c);
         }
     }
 
-    /// Sell all of `symbol` on `bar` for the close cutoff: at its open
-    /// (IOC) or in its closing auction (at-close).
-    fn flatten(&mut self, ctx: &Context, symbol: &str, bar: &MarketBar, how: TimeInForce) {
+    /// Sell all of `symbol` on `bar` for the close cutoff, decided at
+    /// `decided`: at its open (IOC) or in its closing auction (at-close).
+    fn flatten(
+        &mut self,
+        ctx: &Context,
+        symbol: &str,
+        bar: &MarketBar,
+        how: TimeInForce,
+        decided: DateTime<Utc>,
+    ) {
         let held = self.portfolio.quantity(symbol);
         if held == 0 {
             return;
@@ -690,10 +698,6 @@ impl Book {
         let reference = match how {
             TimeInForce::AtClose => bar.bar.close,
             _ => bar.bar.open,
-        };
-        let decided = match how {
-            TimeInForce::AtClose => bar.closes_at() - chrono::Duration::seconds(1),
-            _ => bar.opens_at,
         };
         let id = self.place_system_sell(
             ctx,
@@ -878,10 +882,7 @@ impl Book {
     /// cash cannot pay for is cut to what it can (whole lots).
     fn apply_report(&mut self, ctx: &Context, id: &str, bar: &MarketBar, report: Report) {
         let lot = lot_size(&self.orders[id].order.symbol);
-        let at = match self.orders[id].order.time_in_force {
-            TimeInForce::AtClose => bar.closes_at(),
-            _ => bar.opens_at,
-        };
+        let at = bar.meets_at(self.orders[id].order.time_in_force);
         let date = bar.bar.date;
         for mut execution in report.executions {
             let (symbol, side, origin) = {
@@ -999,6 +1000,11 @@ impl Book {
     /// The account as the risk engine must see it for `symbol`, working orders
     /// counted as filled at their reference price.
     pub fn exposure(&self, ctx: &Context, symbol: &str) -> Exposure {
+        self.exposure_without(ctx, symbol, None)
+    }
+
+    /// [`Book::exposure`] as if the working order `excluded` were not there.
+    fn exposure_without(&self, ctx: &Context, symbol: &str, excluded: Option<&str>) -> Exposure {
         let mut position = i64::try_from(self.portfolio.quantity(symbol)).unwrap_or(i64::MAX);
         let mut reserved = Money::ZERO;
         let mut open: std::collections::BTreeSet<&str> = self
@@ -1008,7 +1014,10 @@ impl Book {
             .filter(|(_, p)| p.quantity > 0)
             .map(|(s, _)| s.as_str())
             .collect();
-        for r in self.working_orders() {
+        for r in self
+            .working_orders()
+            .filter(|r| Some(r.order.id.as_str()) != excluded)
+        {
             let remaining = r.order.remaining();
             if r.order.side == Side::Buy {
                 let price = ctx.broker.model.slipped(
@@ -1103,14 +1112,7 @@ impl Book {
         let decimals = price_decimals(&symbol);
         // A trailing stop starts its trail from the last close.
         let trail_stop = request.kind.trailed(request.side, last.close, decimals);
-        let reference_price = match request.kind {
-            OrderKind::Market => last.close,
-            OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => {
-                limit_price
-            }
-            OrderKind::Stop { stop_price } => stop_price,
-            OrderKind::TrailingStop { .. } => trail_stop.unwrap_or(last.close),
-        };
+        let reference_price = reference_price(request.kind, last.close, trail_stop);
         // The clock moves on: first work what earlier orders have not seen.
         self.sync(ctx);
         let lot = lot_size(&symbol);
@@ -1143,10 +1145,7 @@ impl Book {
         };
         let at = ctx.market.at;
         let in_session = market.is_open(at);
-        let day_close = market.close_of(market.session_ending_after(at).date);
-        let past_cutoff = day_close
-            .and_then(|close| ctx.limits.cutoff(market, close))
-            .is_some_and(|cutoff| cutoff <= at);
+        let past_cutoff = past_cutoff_of(&ctx.limits, market, at).is_some();
         let intent = Intent {
             side: request.side,
             quantity,
@@ -1331,18 +1330,9 @@ impl Book {
             }
             _ => record.order.trail_stop,
         };
-        let reference_price = match kind {
-            OrderKind::Market => record.reference_price,
-            OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => {
-                limit_price
-            }
-            OrderKind::Stop { stop_price } => stop_price,
-            OrderKind::TrailingStop { .. } => trail_stop.unwrap_or(record.reference_price),
-        };
+        let reference_price = reference_price(kind, record.reference_price, trail_stop);
         // The account without the order, then the new order's remainder.
-        let mut without = self.clone();
-        without.orders.remove(id);
-        let exposure = without.exposure(ctx, &symbol);
+        let exposure = self.exposure_without(ctx, &symbol, Some(id));
         let intent = Intent {
             side: record.order.side,
             quantity: quantity - filled,
@@ -1448,6 +1438,28 @@ fn origin_label(origin: Origin) -> &'static str {
     }
 }
 
+/// The price the risk engine checks an order of `kind` at: its limit, its
+/// stop, a trailing stop's level, or `market` (the last close) for a
+/// market order.
+fn reference_price(kind: OrderKind, market: Price, trail_stop: Option<Price>) -> Price {
+    match kind {
+        OrderKind::Market => market,
+        OrderKind::Limit { limit_price } | OrderKind::StopLimit { limit_price, .. } => limit_price,
+        OrderKind::Stop { stop_price } => stop_price,
+        OrderKind::TrailingStop { .. } => trail_stop.unwrap_or(market),
+    }
+}
+
+/// The close of the trading day `at` is in, if `at` is past that day's
+/// close cutoff (flat by the close); `None` otherwise or when holding
+/// overnight.
+fn past_cutoff_of(limits: &RiskLimits, market: Market, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let session = market.session_ending_after(at);
+    let day_close = market.close_of(session.date).unwrap_or(session.close);
+    let cutoff = limits.cutoff(market, day_close)?;
+    (cutoff <= at).then_some(day_close)
+}
+
 /// A sell the system places (an exit).
 struct SystemSell<'a> {
     symbol: &'a str,
@@ -1469,9 +1481,12 @@ fn is_entry(record: &OrderRecord) -> bool {
 /// May the working order trade on `bar`? Only on a bar that opened at or
 /// after its decision (an at-close order: one that closes after it).
 fn trades_on(record: &OrderRecord, bar: &MarketBar) -> bool {
-    match record.order.time_in_force {
-        TimeInForce::AtClose => bar.closes_at() > record.works_from,
-        _ => bar.opens_at >= record.works_from,
+    let tif = record.order.time_in_force;
+    let at = bar.meets_at(tif);
+    if tif == TimeInForce::AtClose {
+        at > record.works_from
+    } else {
+        at >= record.works_from
     }
 }
 

@@ -125,6 +125,15 @@ impl MarketBar {
     pub fn closes_at(&self) -> DateTime<Utc> {
         self.times.close
     }
+
+    /// When an order of `time_in_force` meets this bar: in the closing
+    /// auction (at-close) at its close, otherwise at its open.
+    pub fn meets_at(&self, time_in_force: TimeInForce) -> DateTime<Utc> {
+        match time_in_force {
+            TimeInForce::AtClose => self.closes_at(),
+            _ => self.opens_at,
+        }
+    }
 }
 
 /// What a gateway did with an order on one bar.
