@@ -81,7 +81,11 @@ fn order(i: usize) -> OrderRequest {
 /// does.
 fn library() {
     let store = MemoryStore::default();
-    let ledger = Ledger::new(&store, "book", Book::new(Money::units(1_000_000_000)));
+    let ledger = Ledger::new(
+        &store,
+        "book",
+        Book::open(Money::units(1_000_000_000), trading::Currency::USD),
+    );
     // Each figure is the mean of five days (one day's 100 orders take
     // ~60 ms: too short to read alone on a shared machine).
     let mut per_day = Vec::new();
@@ -146,6 +150,7 @@ fn trade_days<S: trading::CasStore>(
             volume: 100_000_000,
         });
         let mut ctx = Context {
+            fx: trading::FxRates::new(trading::Currency::USD),
             limits: relaxed(),
             broker: PaperBroker::default(),
             session_policy: SessionPolicy::Queue,
@@ -239,7 +244,7 @@ async fn orders_history() {
     let ledger = Ledger::new(
         HostSqlite(db),
         "execution/book",
-        Book::new(config.starting_cash),
+        Book::open(config.starting_cash, trading::Currency::USD),
     );
     let started = Instant::now();
     trade_days(

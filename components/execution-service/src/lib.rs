@@ -104,7 +104,7 @@ fn ledger(config: &Config) -> Result<Ledger<SpinCas>, Route> {
     Ok(Ledger::new(
         SpinCas { bucket },
         BOOK_KEY,
-        Book::new(config.starting_cash),
+        Book::open(config.starting_cash, config.fx.base),
     ))
 }
 
@@ -252,6 +252,7 @@ async fn with_book<T>(
     let loaded = ledger.load().map_err(ledger_failed)?;
     let market = market_view(&loaded.book, extra, strict).await?;
     let ctx = Context {
+        fx: config.fx.clone(),
         limits: config.limits.clone(),
         broker: PaperBroker {
             model: config.fill_model.clone(),
@@ -655,8 +656,13 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         (Method::Get, ["positions"]) => {
             authorize(&req, Role::Viewer)?;
             Query::none(&req)?;
-            let Stored { book, synced, .. } = stored()?;
-            let mut body = positions(&book);
+            let Stored {
+                book,
+                config,
+                synced,
+                ..
+            } = stored()?;
+            let mut body = positions(&book, &config.fx);
             body["synced"] = serde_json::json!(synced);
             Ok(Route::ok(body))
         }
@@ -666,11 +672,11 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             let Stored {
                 book,
                 ledger,
+                config,
                 synced,
-                ..
             } = stored()?;
             let curve = ledger.equity_curve(&book).map_err(ledger_failed)?;
-            let mut body = pnl(&book, curve);
+            let mut body = pnl(&book, &config.fx, curve);
             body["synced"] = serde_json::json!(synced);
             Ok(Route::ok(body))
         }
@@ -758,9 +764,10 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Get, ["metrics"]) => {
             Query::none(&req)?;
+            let Stored { book, config, .. } = stored()?;
             Ok(Route::Text(
                 "text/plain; version=0.0.4",
-                metrics(&stored()?.book),
+                metrics(&book, &config.fx),
             ))
         }
         _ => Ok(Route::NotFound),
@@ -840,17 +847,42 @@ fn status_name(status: OrderStatus) -> String {
         .unwrap_or_default()
 }
 
-/// The account's state, as last synced (`synced`: when).
+/// The account's cash: all of it in the base currency, and each currency's.
+fn cash(book: &Book, rates: &trading::FxRates) -> serde_json::Value {
+    let portfolio = &book.portfolio;
+    let by_currency: Vec<_> = std::iter::once((&portfolio.currency, &portfolio.cash))
+        .chain(&portfolio.balances)
+        .map(|(currency, amount)| {
+            serde_json::json!({
+                "currency": currency,
+                "amount": amount,
+                "rate": rates.rate(*currency),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "currency": portfolio.currency,
+        "total": portfolio.cash_value(rates),
+        "by_currency": by_currency,
+    })
+}
+
+/// The account's state, as last synced (`synced`: when). Amounts are in
+/// the base currency (`currency`).
 fn status(book: &Book, config: &Config, synced: Option<Synced>) -> serde_json::Value {
+    let rates = book.rates(&config.fx);
+    let equity = book.equity(&config.fx);
     serde_json::json!({
         "state": book.state,
         "synced": synced,
         "as_of": synced.and_then(|s| s.as_of),
-        "cash": book.portfolio.cash,
-        "equity": book.equity(),
+        "currency": book.portfolio.currency,
+        "cash": book.portfolio.cash_value(&rates),
+        "balances": cash(book, &rates),
+        "equity": equity,
         "peak_equity": book.peak_equity,
-        "daily_pnl": book.daily_pnl(),
-        "drawdown_bps": trading::risk::drawdown_bps(book.equity(), book.peak_equity),
+        "daily_pnl": book.daily_pnl(&config.fx),
+        "drawdown_bps": trading::risk::drawdown_bps(equity, book.peak_equity),
         "open_positions": book.portfolio.open_positions(),
         "working_orders": book.working_orders().count(),
         "orders": book.orders.len(),
@@ -862,7 +894,9 @@ fn status(book: &Book, config: &Config, synced: Option<Synced>) -> serde_json::V
     })
 }
 
-fn positions(book: &Book) -> serde_json::Value {
+/// Positions in their currency, each with its value in the base currency.
+fn positions(book: &Book, configured: &trading::FxRates) -> serde_json::Value {
+    let rates = book.rates(configured);
     let positions: Vec<_> = book
         .portfolio
         .positions
@@ -870,8 +904,10 @@ fn positions(book: &Book) -> serde_json::Value {
         .map(|(symbol, p)| {
             let mark = book.marks.get(symbol);
             let value = mark.and_then(|(_, price)| trading::Money::notional(*price, p.quantity));
+            let rate = rates.rate(p.currency);
             serde_json::json!({
                 "symbol": symbol,
+                "currency": p.currency,
                 "quantity": p.quantity,
                 "average_price": p.average_price(),
                 "cost": p.cost,
@@ -879,32 +915,42 @@ fn positions(book: &Book) -> serde_json::Value {
                 "mark_date": mark.map(|(date, _)| date),
                 "market_value": value,
                 "unrealised_pnl": value.map(|v| v - p.cost),
+                "rate": rate,
+                "base_value": value
+                    .zip(rate)
+                    .and_then(|(v, r)| trading::fx::to_base(v, r)),
                 "exits": book.exits.get(symbol),
             })
         })
         .collect();
-    serde_json::json!({ "positions": positions, "cash": book.portfolio.cash })
+    serde_json::json!({
+        "positions": positions,
+        "currency": book.portfolio.currency,
+        "cash": book.portfolio.cash_value(&rates),
+        "balances": cash(book, &rates),
+    })
 }
 
-fn pnl(book: &Book, equity_curve: Vec<trading::book::EquityPoint>) -> serde_json::Value {
-    let marks: BTreeMap<String, market_data::Price> = book
-        .marks
-        .iter()
-        .map(|(s, (_, p))| (s.clone(), *p))
-        .collect();
+/// P&L in the base currency (`currency`).
+fn pnl(
+    book: &Book,
+    configured: &trading::FxRates,
+    equity_curve: Vec<trading::book::EquityPoint>,
+) -> serde_json::Value {
     serde_json::json!({
+        "currency": book.portfolio.currency,
         "realised": book.portfolio.realised_pnl,
-        "unrealised": book.portfolio.unrealised_pnl(&marks),
+        "unrealised": book.unrealised_pnl(configured),
         "commissions": book.portfolio.commissions,
-        "daily": book.daily_pnl(),
+        "daily": book.daily_pnl(configured),
         "day": book.day_start.map(|(date, _)| date),
-        "equity": book.equity(),
+        "equity": book.equity(configured),
         "peak_equity": book.peak_equity,
         "equity_curve": equity_curve,
     })
 }
 
-fn metrics(book: &Book) -> String {
+fn metrics(book: &Book, configured: &trading::FxRates) -> String {
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut denials: BTreeMap<&str, usize> = BTreeMap::new();
     for record in book.orders.values() {
@@ -938,13 +984,17 @@ fn metrics(book: &Book) -> String {
         (
             "execution_equity",
             "Account equity at the last marks.",
-            money(book.equity()),
+            money(book.equity(configured)),
         ),
-        ("execution_cash", "Cash.", money(book.portfolio.cash)),
+        (
+            "execution_cash",
+            "Cash, all currencies in the base currency.",
+            money(book.portfolio.cash_value(&book.rates(configured))),
+        ),
         (
             "execution_daily_pnl",
             "P&L since the market day's start.",
-            money(book.daily_pnl()),
+            money(book.daily_pnl(configured)),
         ),
         (
             "execution_trading_state",
@@ -1036,6 +1086,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     let Booked {
         value: results,
         book,
+        config,
         ..
     } = with_book(&candidates, false, |book, ctx, archived| {
         let as_of = ctx.market.as_of.unwrap_or(clock.date);
@@ -1093,6 +1144,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         "trace_id": trace_id,
         "elapsed_ms": ms(started),
         "steps": steps,
-        "equity": book.equity(),
+        "equity": book.equity(&config.fx),
+        "currency": book.portfolio.currency,
     })))
 }

@@ -108,7 +108,7 @@ async fn a_month_of_eur_usd_hourly_bars_replayed_with_the_cycle_on_every_bar() {
             let id = format!("am-{}", &local[..10]);
             let order = json!({
                 "client_order_id": id, "symbol": "EURUSD=X", "side": "buy",
-                "type": "market", "quantity": 100_000,
+                "type": "market", "quantity": 10_000,
             });
             let (status, placed) = trade(&base, TRADER, order).await;
             assert_eq!(status, 201, "{placed}");
@@ -173,6 +173,37 @@ async fn a_month_of_eur_usd_hourly_bars_replayed_with_the_cycle_on_every_bar() {
     assert_eq!(positions["positions"], json!([]));
     assert_eq!(pnl["equity"], positions["cash"], "flat: equity is cash");
     assert_eq!(pnl["unrealised"], "0.0000");
+    // A yen account: EUR/USD is bought and sold in dollars, the first
+    // entry's dollars bought with yen at the configured rate, and what the
+    // sales left stays in dollars, valued in yen.
+    assert_eq!(
+        (pnl["currency"].as_str(), positions["currency"].as_str()),
+        (Some("JPY"), Some("JPY"))
+    );
+    let first = &entries[0]["fills"][0];
+    assert_eq!(
+        (first["currency"].as_str(), first["rate"].as_str()),
+        (Some("USD"), Some("85.5000")),
+        "{first}"
+    );
+    assert_eq!(first["conversion"]["currency"], "USD", "{first}");
+    let dollars = positions["balances"]["by_currency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["currency"] == "USD")
+        .expect("dollars held");
+    assert_eq!(dollars["rate"], "85.5000");
+    let yen = positions["balances"]["by_currency"][0]["amount"]
+        .as_str()
+        .unwrap();
+    let total = price(&positions["cash"]).ticks();
+    let usd = price(&dollars["amount"]).ticks();
+    assert_eq!(
+        total,
+        price(&json!(yen)).ticks() + ((i128::from(usd) * 855 + 5) / 10) as i64,
+        "cash is the yen plus the dollars at 85.5"
+    );
 }
 
 #[tokio::test]

@@ -728,16 +728,20 @@ async fn two_host_processes_sharing_redis_never_breach_a_limit_together() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let config = redis_runtime_config(dir.path(), &redis);
-    let mut args = process_args(&[("execution_max_orders_per_minute", "1000")]);
+    let mut args = process_args(&[
+        ("execution_max_orders_per_minute", "1000"),
+        ("execution_fx_rates", "USDJPY=100"),
+    ]);
     args.push("--runtime-config-file".into());
     args.push(config.display().to_string());
     let ready = "/api/v1/execution/health";
     let a = HostProcess::start(&dir.path().join("a"), &args, ready).await;
     let b = HostProcess::start(&dir.path().join("b"), &args, ready).await;
 
-    // Size orders so that exactly 8 fit under the 1,000,000 position limit.
+    // Size orders so that exactly 8 fit under the ¥1,000,000 position
+    // limit, dollar shares at ¥100.
     let close = price(&bar(&a.base, "AAPL", "2010-08-20").await["close"]);
-    let quantity = (1_000_000 * Price::SCALE / (8 * close.ticks())) as u64;
+    let quantity = (1_000_000 * Price::SCALE / (8 * close.ticks() * 100)) as u64;
     let sends: Vec<_> = (0..40)
         .map(|i| {
             let base = if i % 2 == 0 {
@@ -1291,7 +1295,7 @@ async fn reads_never_write_and_say_when_the_book_was_synced() {
     let base = format!("http://{}", host.addr);
     for n in 0..5 {
         let (status, placed) =
-            trade(&base, TRADER, market_buy(&format!("r-{n}"), "AAPL", 100)).await;
+            trade(&base, TRADER, market_buy(&format!("r-{n}"), "AAPL", 50)).await;
         assert_eq!(status, 201, "{placed}");
     }
     let (status, _) = trade(&base, TRADER, market_buy("r-msft", "MSFT", 10)).await;

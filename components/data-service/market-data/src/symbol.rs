@@ -111,6 +111,23 @@ impl Symbol {
     pub fn market(&self) -> Market {
         self.market
     }
+
+    /// The currency it is priced, bought and sold in: the quote currency
+    /// of a pair (`USD` for `EURUSD=X` and `BTC-USD`), the market's
+    /// otherwise (`JPY` on the TSE, `USD` for US listings).
+    pub fn currency(&self) -> &str {
+        match self.market {
+            Market::Fx => &self.text[3..6],
+            Market::Crypto => self.text.split_once('-').map_or("USD", |(_, quote)| quote),
+            Market::Tse | Market::Us => self.market.exchange().currency,
+        }
+    }
+
+    /// A currency pair's two currencies (`EURUSD=X` → `EUR`, `USD`): its
+    /// price is the second's units per unit of the first.
+    pub fn currency_pair(&self) -> Option<(&str, &str)> {
+        (self.market == Market::Fx).then(|| (&self.text[0..3], &self.text[3..6]))
+    }
 }
 
 impl fmt::Display for Symbol {
@@ -166,6 +183,23 @@ mod tests {
                 (text, market),
                 "{input}"
             );
+        }
+    }
+
+    #[test]
+    fn every_symbol_has_the_currency_it_trades_in() {
+        for (symbol, currency, pair) in [
+            ("7203.T", "JPY", None),
+            ("AAPL", "USD", None),
+            ("EURUSD=X", "USD", Some(("EUR", "USD"))),
+            ("USDJPY=X", "JPY", Some(("USD", "JPY"))),
+            ("BTC-USD", "USD", None),
+            ("ETH-USDT", "USDT", None),
+            ("ETH-JPY", "JPY", None),
+        ] {
+            let symbol = Symbol::parse(symbol).unwrap();
+            assert_eq!(symbol.currency(), currency, "{symbol}");
+            assert_eq!(symbol.currency_pair(), pair, "{symbol}");
         }
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{Execution, MarketBar, OrderGateway, PaperBroker, Report};
 use crate::events::Event;
+use crate::fx::{self, Currency, FxRates};
 use crate::money::Money;
 use crate::order::{Order, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};
 use crate::portfolio::{Fill, Portfolio};
@@ -39,6 +40,9 @@ pub enum SessionPolicy {
 #[derive(Debug, Clone)]
 pub struct Context {
     pub limits: RiskLimits,
+    /// The configured exchange rates (in the account's base currency);
+    /// the clock's quotes of currency pairs the book has seen come first.
+    pub fx: FxRates,
     pub broker: PaperBroker,
     pub session_policy: SessionPolicy,
     pub market: MarketView,
@@ -187,6 +191,13 @@ pub struct FillRecord {
     pub at: DateTime<Utc>,
     #[serde(flatten)]
     pub execution: Execution,
+    /// The currency of its price and commission, and its rate: base
+    /// units per unit of it at the fill.
+    pub currency: Currency,
+    pub rate: Price,
+    /// Base cash converted to pay for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<fx::Conversion>,
 }
 
 /// Protective exits of a position: from its average entry price by the
@@ -214,8 +225,11 @@ pub struct StateChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EquityPoint {
     pub date: NaiveDate,
+    /// Equity and cash in the account's base currency (`currency`).
     pub equity: Money,
     pub cash: Money,
+    #[serde(default)]
+    pub currency: Currency,
     /// Equity minus the previous point's (the day's P&L in the market's calendar).
     pub pnl: Money,
 }
@@ -296,6 +310,11 @@ pub enum SubmitError {
     Conflict(String),
     #[error("no price for {0} up to the market clock")]
     NoPrice(String),
+    /// No exchange rate values the symbol's currency in the base currency.
+    #[error(
+        "no exchange rate for {currency} in {base}: quote the pair (e.g. {currency}{base}=X) or set `fx_rates`"
+    )]
+    NoFxRate { currency: Currency, base: Currency },
     #[error("the order was denied: {}", .0.denial.as_ref().map(ToString::to_string).unwrap_or_default())]
     Denied(Box<OrderRecord>),
     /// The order type or time in force is not one the symbol's market has.
@@ -331,6 +350,7 @@ impl SubmitError {
             Self::Conflict(_) => "idempotency-conflict",
             Self::Unsupported(_) => "unsupported-order-type",
             Self::NoPrice(_) => "no-price",
+            Self::NoFxRate { .. } => "no-fx-rate",
             Self::Denied(record) => record.denial.as_ref().map_or("denied", Denial::code),
             Self::Archived { .. } => "archived",
             Self::Unavailable(_) => "ledger-unavailable",
@@ -341,7 +361,7 @@ impl SubmitError {
         match self {
             Self::Invalid { .. } | Self::Unsupported(_) => 400,
             Self::Conflict(_) => 409,
-            Self::NoPrice(_) | Self::Denied(_) => 422,
+            Self::NoPrice(_) | Self::NoFxRate { .. } | Self::Denied(_) => 422,
             Self::Archived { .. } => 200,
             Self::Unavailable(_) => 503,
         }
@@ -356,10 +376,16 @@ pub struct Submitted {
 }
 
 impl Book {
-    /// A new account: its first event opens it with `cash`.
+    /// A new account in the default base currency (JPY): its first event
+    /// opens it with `cash`.
     pub fn new(cash: Money) -> Self {
+        Self::open(cash, Currency::JPY)
+    }
+
+    /// A new account whose base currency is `currency`.
+    pub fn open(cash: Money, currency: Currency) -> Self {
         let mut book = Self::blank();
-        book.emit(Event::Opened { cash });
+        book.emit(Event::Opened { cash, currency });
         book
     }
 
@@ -395,13 +421,50 @@ impl Book {
             .collect()
     }
 
-    pub fn equity(&self) -> Money {
-        self.portfolio.equity(&self.marks())
+    /// The rates the account is valued at: the last closes of the
+    /// currency pairs it has seen, then the `configured` ones (if in its
+    /// base currency), then each currency's last fill's.
+    pub fn rates(&self, configured: &FxRates) -> FxRates {
+        let mut rates = if configured.base == self.portfolio.currency {
+            self.portfolio.rates(configured)
+        } else {
+            self.portfolio.rates(&FxRates::new(self.portfolio.currency))
+        };
+        for (symbol, (_, close)) in &self.marks {
+            if let Some((first, second)) = market_data::Symbol::parse(symbol)
+                .ok()
+                .as_ref()
+                .and_then(market_data::Symbol::currency_pair)
+                .and_then(|(a, b)| Some((Currency::parse(a).ok()?, Currency::parse(b).ok()?)))
+            {
+                rates.quote(first, second, *close);
+            }
+        }
+        rates
     }
 
-    pub fn daily_pnl(&self) -> Money {
+    /// Equity in the base currency, at the rates [`Book::rates`] gives.
+    pub fn equity(&self, configured: &FxRates) -> Money {
+        self.portfolio
+            .equity(&self.marks(), &self.rates(configured))
+    }
+
+    pub fn daily_pnl(&self, configured: &FxRates) -> Money {
         self.day_start
-            .map_or(Money::ZERO, |(_, start)| self.equity() - start)
+            .map_or(Money::ZERO, |(_, start)| self.equity(configured) - start)
+    }
+
+    /// Unrealised P&L in the base currency.
+    pub fn unrealised_pnl(&self, configured: &FxRates) -> Money {
+        self.portfolio
+            .unrealised_pnl(&self.marks(), &self.rates(configured))
+    }
+
+    /// `price` of `symbol` in the base currency at the account's rate;
+    /// `None` without a rate for its currency.
+    pub fn base_price(&self, configured: &FxRates, symbol: &str, price: Price) -> Option<Price> {
+        let rate = self.rates(configured).rate(Currency::of(symbol))?;
+        fx::price_to_base(price, rate)
     }
 
     pub fn working_orders(&self) -> impl Iterator<Item = &OrderRecord> {
@@ -496,19 +559,19 @@ impl Book {
             while i < due.len() && due[i].1.opens_at == opens_at {
                 let (symbol, bar) = due[i];
                 date = date.max(bar.bar.date);
-                self.roll_day(bar.bar.date);
+                self.roll_day(ctx, bar.bar.date);
                 self.work_bar(ctx, symbol, &bar);
                 self.mark(symbol, bar.bar.date, bar.closes_at(), Some(bar.bar.close));
                 i += 1;
             }
-            self.record_equity(date);
+            self.record_equity(ctx, date);
             self.check_loss_limits(ctx);
         }
         self.end_sessions(ctx.market.at);
         self.past_cutoff(ctx);
         if let Some(as_of) = ctx.market.as_of {
-            self.roll_day(as_of);
-            self.record_equity(as_of);
+            self.roll_day(ctx, as_of);
+            self.record_equity(ctx, as_of);
         }
     }
 
@@ -585,20 +648,21 @@ impl Book {
     }
 
     /// A new market day starts from the equity at the last closes.
-    fn roll_day(&mut self, date: NaiveDate) {
+    fn roll_day(&mut self, ctx: &Context, date: NaiveDate) {
         if self.day_start.is_none_or(|(d, _)| d < date) {
-            let equity = self.equity();
+            let equity = self.equity(&ctx.fx);
             self.emit(Event::DayStarted { date, equity });
         }
     }
 
     /// The equity curve's point for `date` (replacing one of the same date;
     /// the curve only moves forward).
-    fn record_equity(&mut self, date: NaiveDate) {
+    fn record_equity(&mut self, ctx: &Context, date: NaiveDate) {
         if self.equity_curve.last().is_some_and(|p| p.date > date) {
             return;
         }
-        let equity = self.equity();
+        let rates = self.rates(&ctx.fx);
+        let equity = self.portfolio.equity(&self.marks(), &rates);
         let previous = self
             .equity_curve
             .iter()
@@ -608,7 +672,8 @@ impl Book {
         let point = EquityPoint {
             date,
             equity,
-            cash: self.portfolio.cash,
+            cash: self.portfolio.cash_value(&rates),
+            currency: self.portfolio.currency,
             pnl: equity - previous,
         };
         if self.equity_curve.last() != Some(&point) {
@@ -621,8 +686,8 @@ impl Book {
             return;
         }
         let limits = &ctx.limits;
-        let daily = self.daily_pnl();
-        let drawdown = risk::drawdown_bps(self.equity(), self.peak_equity);
+        let daily = self.daily_pnl(&ctx.fx);
+        let drawdown = risk::drawdown_bps(self.equity(&ctx.fx), self.peak_equity);
         let reason = if daily <= -limits.max_daily_loss {
             format!(
                 "daily loss {} reached the {} limit",
@@ -879,12 +944,18 @@ impl Book {
     }
 
     /// Apply a gateway's report to an order and the portfolio. A buy fill the
-    /// cash cannot pay for is cut to what it can (whole lots).
+    /// cash cannot pay for is cut to what it can (whole lots); one in another
+    /// currency than the base buys what that currency's cash lacks with base
+    /// cash at the account's rate.
     fn apply_report(&mut self, ctx: &Context, id: &str, bar: &MarketBar, report: Report) {
         let lot = lot_size(&self.orders[id].order.symbol);
         let at = bar.meets_at(self.orders[id].order.time_in_force);
         let date = bar.bar.date;
+        let currency = Currency::of(&self.orders[id].order.symbol);
+        let rate = self.rates(&ctx.fx).rate(currency);
         for mut execution in report.executions {
+            // Without a rate (its configuration is gone) nothing can pay.
+            let Some(rate) = rate else { break };
             let (symbol, side, origin) = {
                 let o = &self.orders[id];
                 (o.order.symbol.clone(), o.order.side, o.origin)
@@ -893,8 +964,12 @@ impl Book {
                 execution.quantity = execution.quantity.min(self.portfolio.quantity(&symbol));
             }
             if side == Side::Buy {
-                let affordable =
-                    affordable_shares(&ctx.broker, self.portfolio.cash, execution.price, lot);
+                let affordable = affordable_shares(
+                    &ctx.broker,
+                    self.portfolio.buying_power(currency, rate),
+                    execution.price,
+                    lot,
+                );
                 if affordable < execution.quantity {
                     execution.quantity = affordable;
                     let notional =
@@ -905,11 +980,20 @@ impl Book {
             if execution.quantity == 0 {
                 continue;
             }
+            let conversion = match side {
+                Side::Buy => Money::notional(execution.price, execution.quantity)
+                    .and_then(|n| n.checked_add(execution.commission))
+                    .and_then(|cost| self.portfolio.conversion_for(currency, cost, rate)),
+                Side::Sell => None,
+            };
             let fill = Fill {
                 side,
                 quantity: execution.quantity,
                 price: execution.price,
                 commission: execution.commission,
+                currency,
+                rate,
+                conversion,
             };
             let mut order = self.orders[id].order.clone();
             let fills = order
@@ -927,6 +1011,9 @@ impl Book {
                     date,
                     at,
                     execution,
+                    currency,
+                    rate,
+                    conversion,
                 },
             });
             self.refresh_exits(ctx, &symbol, id);
@@ -1005,6 +1092,13 @@ impl Book {
 
     /// [`Book::exposure`] as if the working order `excluded` were not there.
     fn exposure_without(&self, ctx: &Context, symbol: &str, excluded: Option<&str>) -> Exposure {
+        let rates = self.rates(&ctx.fx);
+        let in_base = |symbol: &str, amount: Money| {
+            rates
+                .rate(Currency::of(symbol))
+                .and_then(|rate| fx::to_base(amount, rate))
+                .unwrap_or(Money::from_ticks(i64::MAX / 4))
+        };
         let mut position = i64::try_from(self.portfolio.quantity(symbol)).unwrap_or(i64::MAX);
         let mut reserved = Money::ZERO;
         let mut open: std::collections::BTreeSet<&str> = self
@@ -1026,7 +1120,10 @@ impl Book {
                     price_decimals(&r.order.symbol),
                 );
                 let notional = Money::notional(price, remaining).unwrap_or(Money::ZERO);
-                reserved += notional + ctx.broker.model.commission(notional);
+                reserved += in_base(
+                    &r.order.symbol,
+                    notional + ctx.broker.model.commission(notional),
+                );
                 open.insert(r.order.symbol.as_str());
             }
             if r.order.symbol == symbol {
@@ -1035,13 +1132,24 @@ impl Book {
             }
         }
         let window_start = ctx.market.now - chrono::Duration::seconds(60);
+        // What can pay for `symbol`: its currency's cash and the base cash.
+        let currency = Currency::of(symbol);
+        let cash = self.portfolio.cash
+            + if currency == self.portfolio.currency {
+                Money::ZERO
+            } else {
+                in_base(symbol, self.portfolio.cash_in(currency))
+            };
+        let equity = self.portfolio.equity(&self.marks(), &rates);
         Exposure {
             state: self.state,
             position,
             open_positions: open.len(),
-            cash: self.portfolio.cash - reserved,
-            daily_pnl: self.daily_pnl(),
-            equity: self.equity(),
+            cash: cash - reserved,
+            daily_pnl: self
+                .day_start
+                .map_or(Money::ZERO, |(_, start)| equity - start),
+            equity,
             peak_equity: self.peak_equity,
             orders_last_minute: self
                 .recent_submissions
@@ -1115,6 +1223,13 @@ impl Book {
         let reference_price = reference_price(request.kind, last.close, trail_stop);
         // The clock moves on: first work what earlier orders have not seen.
         self.sync(ctx);
+        // The risk engine sees prices in the base currency.
+        let currency = Currency::of(&symbol);
+        let base_price = |price: Price| self.base_price(&ctx.fx, &symbol, price);
+        let base_reference = base_price(reference_price).ok_or(SubmitError::NoFxRate {
+            currency,
+            base: self.portfolio.currency,
+        })?;
         let lot = lot_size(&symbol);
         let exposure = self.exposure(ctx, &symbol);
         let quantity = match request.quantity {
@@ -1131,15 +1246,15 @@ impl Book {
                     &ctx.limits,
                     exposure.cash,
                     exposure.equity,
-                    reference_price,
-                    stop,
+                    base_reference,
+                    base_price(stop).unwrap_or(base_reference),
                     lot,
                 );
-                let held = Money::notional(reference_price, exposure.position.max(0) as u64)
+                let held = Money::notional(base_reference, exposure.position.max(0) as u64)
                     .unwrap_or(Money::from_ticks(i64::MAX));
                 let room =
                     (ctx.limits.max_position_value - held).min(ctx.limits.max_order_notional);
-                let fits = (room.ticks().max(0) / reference_price.ticks().max(1)) as u64;
+                let fits = (room.ticks().max(0) / base_reference.ticks().max(1)) as u64;
                 sized.min(fits - fits % lot)
             }
         };
@@ -1149,7 +1264,7 @@ impl Book {
         let intent = Intent {
             side: request.side,
             quantity,
-            price: reference_price,
+            price: base_reference,
             lot_size: lot,
         };
         let verdict = if !in_session && ctx.session_policy == SessionPolicy::Reject {
@@ -1333,10 +1448,18 @@ impl Book {
         let reference_price = reference_price(kind, record.reference_price, trail_stop);
         // The account without the order, then the new order's remainder.
         let exposure = self.exposure_without(ctx, &symbol, Some(id));
+        let base_reference = self
+            .base_price(&ctx.fx, &symbol, reference_price)
+            .ok_or_else(|| {
+                ModifyError::Invalid(SubmitError::NoFxRate {
+                    currency: Currency::of(&symbol),
+                    base: self.portfolio.currency,
+                })
+            })?;
         let intent = Intent {
             side: record.order.side,
             quantity: quantity - filled,
-            price: reference_price,
+            price: base_reference,
             lot_size: lot_size(&symbol),
         };
         risk::check(&ctx.limits, &intent, &exposure).map_err(ModifyError::Denied)?;

@@ -3,12 +3,16 @@
 
 use crate::book::SessionPolicy;
 use crate::broker::FillModel;
+use crate::fx::{Currency, FxRates};
 use crate::money::Money;
 use crate::risk::{CloseCutoff, HaltPolicy, RiskLimits};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// In the base currency (`fx.base`), as every limit is.
     pub starting_cash: Money,
+    /// The base currency and the configured exchange rates in it.
+    pub fx: FxRates,
     pub limits: RiskLimits,
     pub fill_model: FillModel,
     pub session_policy: SessionPolicy,
@@ -19,6 +23,10 @@ pub struct Config {
 /// The variables read, with their defaults when unset or empty.
 pub const VARIABLES: &[(&str, &str)] = &[
     ("starting_cash", "10000000"),
+    ("base_currency", "JPY"),
+    // A fixed rate near USD/JPY on the default replay day (2010-08-19):
+    // the bundled history has no yen pair.
+    ("fx_rates", "USDJPY=85.5"),
     ("max_position_value", "1000000"),
     ("max_open_positions", "10"),
     ("max_daily_loss", "50000"),
@@ -110,8 +118,13 @@ impl Config {
             return Err("variable `starting_cash` must be positive".into());
         }
         let keep_finished_orders = parse("keep_finished_orders", &value("keep_finished_orders"))?;
+        let base = Currency::parse(&value("base_currency"))
+            .map_err(|e| format!("variable `base_currency`: {e}"))?;
+        let fx = FxRates::parse(base, &value("fx_rates"))
+            .map_err(|e| format!("variable `fx_rates`: {e}"))?;
         Ok(Self {
             starting_cash,
+            fx,
             limits,
             fill_model,
             session_policy,
@@ -140,6 +153,11 @@ mod tests {
         assert_eq!(config.fill_model, FillModel::default());
         assert_eq!(config.session_policy, SessionPolicy::Queue);
         assert_eq!(config.starting_cash, Money::units(10_000_000));
+        assert_eq!(config.fx.base, Currency::JPY);
+        assert_eq!(config.fx.rate(Currency::USD), Some("85.5".parse().unwrap()));
+        let dollars = with(&[("base_currency", "USD"), ("fx_rates", "")]).unwrap();
+        assert_eq!(dollars.fx.base, Currency::USD);
+        assert_eq!(dollars.fx.rate(Currency::JPY), None);
     }
 
     #[test]
@@ -152,6 +170,9 @@ mod tests {
             (("slippage_bps", "-1"), "slippage_bps"),
             (("session_policy", "maybe"), "session_policy"),
             (("starting_cash", "0"), "starting_cash"),
+            (("base_currency", "yen"), "base_currency"),
+            (("fx_rates", "USDJPY=-1"), "fx_rates"),
+            (("fx_rates", "EURUSD=1.1"), "fx_rates"),
             (("flat_by_close", "yes"), "flat_by_close"),
             (("close_cutoff", "lse=5"), "close_cutoff"),
             (("close_cutoff", "500"), "close_cutoff"),

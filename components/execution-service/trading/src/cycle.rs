@@ -148,6 +148,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fx::{Conversion, Currency};
     use crate::money::Money;
     use crate::portfolio::Fill;
 
@@ -179,6 +180,13 @@ mod tests {
                     quantity: 40,
                     price: "25".parse().unwrap(),
                     commission: Money::ZERO,
+                    currency: Currency::USD,
+                    rate: "110".parse().unwrap(),
+                    conversion: Conversion::buying(
+                        Currency::USD,
+                        Money::units(1_000),
+                        "110".parse().unwrap(),
+                    ),
                 },
             )
             .unwrap();

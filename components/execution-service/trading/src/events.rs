@@ -12,6 +12,7 @@ use market_data::Price;
 use serde::{Deserialize, Serialize};
 
 use crate::book::{Book, EquityPoint, Exits, FillRecord, Notice, OrderRecord, Origin, StateChange};
+use crate::fx::Currency;
 use crate::money::Money;
 use crate::order::{OrderEvent, OrderKind};
 use crate::portfolio::{Fill, Portfolio};
@@ -29,9 +30,11 @@ pub const STATE_CHANGES_KEPT: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
-    /// The account opened with its starting cash.
+    /// The account opened with its starting cash, in its base currency.
     Opened {
         cash: Money,
+        #[serde(default)]
+        currency: Currency,
     },
     /// An order entered the book, accepted or rejected by the risk engine
     /// (the record says which, and why).
@@ -130,8 +133,8 @@ impl Book {
         // The number this event has: the book has applied `events` before it.
         let sequence = self.events + 1;
         match event {
-            Event::Opened { cash } => {
-                self.portfolio = Portfolio::new(*cash);
+            Event::Opened { cash, currency } => {
+                self.portfolio = Portfolio::open(*cash, *currency);
                 self.peak_equity = *cash;
             }
             Event::OrderPlaced { record } => {
@@ -172,6 +175,9 @@ impl Book {
                     quantity: execution.quantity,
                     price: execution.price,
                     commission: execution.commission,
+                    currency: fill.currency,
+                    rate: fill.rate,
+                    conversion: fill.conversion,
                 };
                 if self
                     .portfolio

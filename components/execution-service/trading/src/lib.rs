@@ -17,6 +17,7 @@ pub mod broker;
 pub mod config;
 pub mod cycle;
 pub mod events;
+pub mod fx;
 pub mod ledger;
 pub mod money;
 pub mod notices;
@@ -30,6 +31,7 @@ pub use book::{Book, Context, MarketView, OrderRequest, Origin, SessionPolicy, S
 pub use broker::{FillModel, MarketBar, OrderGateway, PaperBroker};
 pub use config::Config;
 pub use events::Event;
+pub use fx::{Conversion, Currency, FxRates};
 pub use ledger::{CasStore, Ledger, LedgerError};
 pub use money::Money;
 pub use order::{Order, OrderError, OrderEvent, OrderKind, OrderStatus, Side, TimeInForce};

@@ -10,8 +10,8 @@ use market_data::{Bar, Interval, Market, Price};
 use trading::book::{Notice, OrderRequest};
 use trading::ledger::{Ledger, MemoryStore};
 use trading::{
-    Book, Context, HaltPolicy, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker,
-    RiskLimits, SessionPolicy, Side, SubmitError, TimeInForce, TradingState,
+    Book, Context, FxRates, HaltPolicy, MarketView, Money, OrderKind, OrderStatus, Origin,
+    PaperBroker, RiskLimits, SessionPolicy, Side, SubmitError, TimeInForce, TradingState,
 };
 
 const SYMBOL: &str = "7203.T";
@@ -53,6 +53,7 @@ fn ctx(bars: &[Bar]) -> Context {
     );
     market.now = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
     Context {
+        fx: FxRates::default(),
         limits: RiskLimits {
             flat_by_close: false,
             ..RiskLimits::default()
@@ -199,7 +200,7 @@ fn a_daily_loss_switches_to_reducing_and_reducing_only_lets_exposure_shrink() {
     c.market = ctx(&bars).market;
     book.sync(&c);
     assert_eq!(book.portfolio.quantity(SYMBOL), 1_200);
-    assert!(book.daily_pnl() <= -Money::units(50_000));
+    assert!(book.daily_pnl(&FxRates::default()) <= -Money::units(50_000));
     assert_eq!(book.state, TradingState::Reducing);
     assert_eq!(book.state_changes[0].by, "risk-engine");
 
@@ -277,6 +278,7 @@ fn reducing_and_halted_cancel_entries_and_keep_the_exits_armed() {
         // Day 5's close: another buy and a limit sell far above, both working.
         let c5 = Context {
             limits: c.limits.clone(),
+            fx: c.fx.clone(),
             ..ctx(&bars[..2])
         };
         let entry = book.submit(&c5, buy("h-2", 100), Origin::Api).unwrap();
@@ -302,6 +304,7 @@ fn reducing_and_halted_cancel_entries_and_keep_the_exits_armed() {
         // kill switch at day 6's open; nothing is bought.
         let c7 = Context {
             limits: c.limits.clone(),
+            fx: c.fx.clone(),
             ..ctx(&bars)
         };
         book.sync(&c7);
@@ -347,12 +350,14 @@ fn flatten_sells_everything_at_the_next_open() {
     book.submit(&c, buy("f-1", 300), Origin::Api).unwrap();
     let c5 = Context {
         limits: c.limits.clone(),
+        fx: c.fx.clone(),
         ..ctx(&bars[..2])
     };
     book.sync(&c5);
     book.set_state(&c5, TradingState::Halted, "flatten".into());
     book.sync(&Context {
         limits: c.limits.clone(),
+        fx: c.fx.clone(),
         ..ctx(&bars)
     });
     assert_eq!(book.portfolio.quantity(SYMBOL), 0);

@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use trading::book::OrderRequest;
 use trading::ledger::{CasStore, Ledger, MemoryStore, Snapshot};
 use trading::{
-    Book, Context, MarketView, Money, OrderKind, Origin, PaperBroker, RiskLimits, SessionPolicy,
-    Side, TimeInForce, TradingState,
+    Book, Context, FxRates, MarketView, Money, OrderKind, Origin, PaperBroker, RiskLimits,
+    SessionPolicy, Side, TimeInForce, TradingState,
 };
 
 const SYMBOL: &str = "7203.T";
@@ -120,6 +120,7 @@ fn next_weekday(date: NaiveDate) -> NaiveDate {
 fn context(bars: &[Bar], step: usize) -> Context {
     let date = bars.last().map(|b| b.date).expect("a bar");
     Context {
+        fx: FxRates::default(),
         limits: RiskLimits::default(),
         broker: PaperBroker::default(),
         session_policy: SessionPolicy::Queue,

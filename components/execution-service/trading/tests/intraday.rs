@@ -11,8 +11,8 @@ use market_data::{Bar, Interval, Market, Price};
 use proptest::prelude::*;
 use trading::book::{OrderRequest, day_end};
 use trading::{
-    Book, Context, MarketView, Money, OrderKind, OrderStatus, Origin, PaperBroker, RiskLimits,
-    SessionPolicy, Side, TimeInForce, TradingState,
+    Book, Context, Currency, FxRates, MarketView, Money, OrderKind, OrderStatus, Origin,
+    PaperBroker, RiskLimits, SessionPolicy, Side, TimeInForce, TradingState,
 };
 
 const TOYOTA: &str = "7203.T";
@@ -90,6 +90,7 @@ fn ctx(at: DateTime<Utc>, symbol: &str, bars: &[Bar], interval: Interval) -> Con
     );
     view.intervals.insert(symbol.to_string(), interval);
     Context {
+        fx: FxRates::parse(Currency::JPY, "USDJPY=100").unwrap(),
         limits: RiskLimits {
             max_position_value: Money::units(100_000_000),
             max_order_notional: Money::units(100_000_000),
@@ -737,4 +738,132 @@ fn the_cutoff_leaves_tomorrows_at_open_orders() {
         Interval::OneHour,
     ));
     assert_eq!(b.orders[&id].fills[0].at, local(Market::Tse, next, 9, 0));
+}
+
+/// A yen account buys dollar shares at the rate: the limits and the sizing
+/// are in yen, the fill converts what the dollars lack, the sale's dollars
+/// stay dollars, and equity is in yen. Without a rate nothing is bought.
+#[test]
+fn a_yen_account_trades_dollar_shares_at_the_rate() {
+    // Bars that reach no automatic exit (2% and 5% from the entry).
+    let us_day = |d: u32, o: &str, c: &str| {
+        let day = date(2010, 3, d);
+        let (low, high) = (px(o).min(px(c)), px(o).max(px(c)));
+        let mut bar = bar_at(day, Market::Us.session_open(day), o, o, o, c);
+        bar.low = low;
+        bar.high = high;
+        bar
+    };
+    let bars = vec![
+        us_day(3, "15", "15"),
+        us_day(4, "15.00", "15.50"),
+        us_day(5, "15.5", "15.7"),
+    ];
+    let at = |d: u32| Market::Us.close_of(date(2010, 3, d)).unwrap();
+    let with_rate = |d: u32, rates: &str| {
+        let mut c = ctx(at(d), FORD, &bars, Interval::OneDay);
+        c.fx = FxRates::parse(Currency::JPY, rates).unwrap();
+        c.limits = RiskLimits {
+            flat_by_close: false,
+            max_order_notional: Money::units(2_000_000),
+            ..RiskLimits::default()
+        };
+        c
+    };
+    let c = with_rate(3, "USDJPY=110");
+
+    // Without a rate for dollars: refused, with a code.
+    let mut b = book();
+    let mut no_rate = c.clone();
+    no_rate.fx = FxRates::default();
+    let err = b
+        .submit(&no_rate, order("f0", FORD, Side::Buy, 100), Origin::Api)
+        .unwrap_err();
+    assert_eq!((err.code(), err.status()), ("no-fx-rate", 422));
+    assert!(b.orders.is_empty());
+
+    // The position limit is ¥1,000,000: 1,000 shares at $15 are ¥1,650,000
+    // (and $15,000 would pass a limit read in dollars).
+    let err = b
+        .submit(&c, order("f1", FORD, Side::Buy, 1_000), Origin::Api)
+        .unwrap_err();
+    assert_eq!(err.code(), "position-value");
+    // Sized by the yen limits: ¥1,000,000 / (¥1,650 a share) = 606.
+    let mut sized = order("f2", FORD, Side::Buy, 1);
+    sized.quantity = None;
+    let sized = b.submit(&c, sized, Origin::Api).unwrap();
+    assert_eq!(sized.record.order.quantity, 606);
+
+    b.sync(&with_rate(4, "USDJPY=110"));
+    let fill = b.orders[&sized.record.order.id].fills[0];
+    assert_eq!(fill.currency, Currency::USD);
+    assert_eq!(fill.rate, px("110"));
+    let conversion = fill.conversion.expect("yen bought the dollars");
+    // $15.0075 (5 bps of slippage) × 606 and its 2 bps of commission, in
+    // dollars; their yen at 110, rounded up to a tick.
+    let notional = Money::notional(px("15.0075"), 606).unwrap();
+    assert_eq!(fill.execution.commission, notional.bps(2));
+    assert_eq!(conversion.amount, notional + notional.bps(2));
+    assert_eq!(conversion.amount.to_string(), "9096.363909");
+    assert_eq!(conversion.cost.to_string(), "1000600.02999");
+    assert_eq!(b.portfolio.cash, Money::units(10_000_000) - conversion.cost);
+    assert_eq!(b.portfolio.cash_in(Currency::USD), Money::ZERO);
+    assert_eq!(b.portfolio.positions[FORD].currency, Currency::USD);
+    // Equity in yen: the yen left and 606 shares at the $15.50 close.
+    let equity = b.equity(&with_rate(4, "USDJPY=110").fx);
+    assert_eq!(
+        equity,
+        b.portfolio.cash + Money::notional(px("15.5"), 606 * 110).unwrap()
+    );
+    assert_eq!(b.equity_curve.last().unwrap().currency, Currency::JPY);
+
+    // Sold on the 5th at the open: the proceeds are dollars; at a dearer
+    // dollar they are worth more yen.
+    b.submit(
+        &with_rate(4, "USDJPY=110"),
+        order("f3", FORD, Side::Sell, 606),
+        Origin::Api,
+    )
+    .unwrap();
+    b.sync(&with_rate(5, "USDJPY=110"));
+    let next = with_rate(5, "USDJPY=120");
+    assert_eq!(b.portfolio.quantity(FORD), 0);
+    let dollars = b.portfolio.cash_in(Currency::USD);
+    let proceeds = Money::notional(px("15.4922"), 606).unwrap();
+    assert_eq!(dollars, proceeds - proceeds.bps(2), "after the commission");
+    assert_eq!(
+        b.equity(&next.fx),
+        b.portfolio.cash + dollars.bps(1_200_000)
+    );
+    // The next dollar buy spends those dollars before any yen.
+    let yen = b.portfolio.cash;
+    b.submit(
+        &with_rate(5, "USDJPY=120"),
+        order("f4", FORD, Side::Buy, 100),
+        Origin::Api,
+    )
+    .unwrap();
+    let mut later = bars.clone();
+    later.push(us_day(8, "15.6", "15.6"));
+    let mut c8 = ctx(at(8), FORD, &later, Interval::OneDay);
+    c8.fx = FxRates::parse(Currency::JPY, "USDJPY=120").unwrap();
+    c8.limits = with_rate(5, "USDJPY=120").limits;
+    b.sync(&c8);
+    assert_eq!(b.portfolio.quantity(FORD), 100);
+    assert_eq!(b.portfolio.cash, yen, "no yen spent");
+    // The clock's USD/JPY close, when the market view has the pair, comes
+    // before the configured rate.
+    let usdjpy = bar_at(date(2010, 3, 8), at(8), "88.5", "88.9", "88.2", "88.75");
+    c8.market.bars.insert("USDJPY=X".into(), vec![usdjpy]);
+    b.sync(&c8);
+    assert_eq!(b.rates(&c8.fx).rate(Currency::USD), Some(px("88.75")));
+    assert_eq!(
+        b.equity(&c8.fx),
+        b.portfolio.cash
+            + trading::fx::to_base(b.portfolio.cash_in(Currency::USD), px("88.75")).unwrap()
+            + trading::fx::to_base(Money::notional(px("15.6"), 100).unwrap(), px("88.75")).unwrap()
+    );
+    // The book is its events.
+    let events: Vec<_> = b.journal.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(Book::replay(&events).portfolio, b.portfolio);
 }

@@ -47,7 +47,7 @@ proptest! {
             let symbol = SYMBOLS[s.symbol];
             let price = Price::from_ticks(s.price * Price::SCALE);
             marks.insert(symbol.to_string(), price);
-            let equity = portfolio.equity(&marks);
+            let equity = portfolio.equity(&marks, &trading::FxRates::default());
             peak = peak.max(equity);
             let held = portfolio.quantity(symbol);
             let exposure = Exposure {
@@ -65,7 +65,7 @@ proptest! {
                 continue;
             }
             portfolio
-                .apply(symbol, &Fill { side: s.side, quantity: intent.quantity, price, commission: Money::ZERO })
+                .apply(symbol, &Fill { side: s.side, quantity: intent.quantity, price, commission: Money::ZERO, currency: trading::Currency::JPY, rate: Price::from_ticks(Price::SCALE), conversion: None })
                 .expect("an accepted order fills");
             let after = portfolio.quantity(symbol);
             let grew = after > held;
@@ -91,7 +91,7 @@ mod book {
     use chrono::{Duration, NaiveDate, TimeZone, Utc};
     use market_data::Bar;
     use trading::book::{Context, MarketView, OrderRequest, Origin, SessionPolicy};
-    use trading::{Book, OrderKind, PaperBroker, TimeInForce};
+    use trading::{Book, FxRates, OrderKind, PaperBroker, TimeInForce};
 
     #[derive(Debug, Clone)]
     struct Day {
@@ -139,6 +139,7 @@ mod book {
                     });
                 }
                 let ctx = Context {
+                    fx: FxRates::default(),
                     limits: limits.clone(),
                     broker: PaperBroker::default(),
                     session_policy: SessionPolicy::Queue,
