@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::book::{Notice, Origin};
+use crate::fx::Currency;
 use crate::order::Side;
 use crate::risk::TradingState;
 
@@ -39,11 +40,11 @@ pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
             json!({
                 "type": "order-filled",
                 "severity": severity,
-                "title": format!("{why}{} {quantity} {symbol} at {price}", side(*s)),
+                "title": format!("{why}{} {quantity} {symbol} at {price} {}", side(*s), Currency::of(symbol)),
                 "message": format!("Order {order_id} filled on paper."),
                 "fields": [
                     ["order", order_id], ["symbol", symbol], ["quantity", quantity.to_string()],
-                    ["price", price.to_string()], ["origin", serde_json::to_value(origin).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()],
+                    ["price", price.to_string()], ["currency", Currency::of(symbol).to_string()], ["origin", serde_json::to_value(origin).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()],
                 ],
                 "dedup_key": dedup_key,
                 "link": format!("{base}/api/v1/execution/orders/{order_id}"),
@@ -107,7 +108,7 @@ mod tests {
         };
         let n = notification(7, &stop, "http://127.0.0.1:3000");
         assert_eq!(n["severity"], "warning");
-        assert_eq!(n["title"], "stop-loss: Sold 300 7203.T at 2447.5500");
+        assert_eq!(n["title"], "stop-loss: Sold 300 7203.T at 2447.5500 JPY");
         assert_eq!(n["dedup_key"], "execution-notice-7");
         assert_eq!(
             n["link"],

@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use trading::book::OrderRequest;
 use trading::ledger::{CasStore, Ledger, MemoryStore, Snapshot};
 use trading::{
-    Book, Context, FxRates, MarketView, Money, OrderKind, Origin, PaperBroker, RiskLimits,
-    SessionPolicy, Side, TimeInForce, TradingState,
+    Book, Context, Currency, FxRates, MarketView, Money, OrderKind, Origin, PaperBroker,
+    RiskLimits, SessionPolicy, Side, TimeInForce, TradingState,
 };
 
 const SYMBOL: &str = "7203.T";
@@ -117,10 +117,10 @@ fn next_weekday(date: NaiveDate) -> NaiveDate {
     Market::Tse.next_trading_day(date)
 }
 
-fn context(bars: &[Bar], step: usize) -> Context {
+fn context(bars: &[Bar], step: usize, fx: &FxRates) -> Context {
     let date = bars.last().map(|b| b.date).expect("a bar");
     Context {
-        fx: FxRates::default(),
+        fx: fx.clone(),
         limits: RiskLimits::default(),
         broker: PaperBroker::default(),
         session_policy: SessionPolicy::Queue,
@@ -141,9 +141,19 @@ proptest! {
 
     #[test]
     fn the_book_rebuilt_from_its_events_is_the_live_book(
-        steps in prop::collection::vec(step(), 1..70)
+        steps in prop::collection::vec(step(), 1..70),
+        dollars in any::<bool>(),
     ) {
-        let ledger = Ledger::new(Counted::default(), "acct", Book::new(Money::units(10_000_000)));
+        // A yen account, or a dollar one whose yen buys convert dollars.
+        let (book, fx) = if dollars {
+            (
+                Book::open(Money::units(70_000), Currency::USD),
+                FxRates::parse(Currency::USD, "USDJPY=150").unwrap(),
+            )
+        } else {
+            (Book::new(Money::units(10_000_000)), FxRates::default())
+        };
+        let ledger = Ledger::new(Counted::default(), "acct", book);
         let first = NaiveDate::from_ymd_opt(2024, 3, 4).unwrap();
         let mut bars = vec![bar(first, 25_000_000, 25_000_000)];
         let mut requests: Vec<OrderRequest> = Vec::new();
@@ -153,7 +163,7 @@ proptest! {
         // The account opens: its first event is stored.
         ledger.transact(|_| ()).unwrap();
         for (i, step) in steps.iter().enumerate() {
-            let ctx = context(&bars, i);
+            let ctx = context(&bars, i, &fx);
             let last = bars.last().unwrap().close.ticks();
             let order = |side, lots: u64, kind| OrderRequest {
                 client_order_id: format!("c-{i}"),
@@ -186,7 +196,7 @@ proptest! {
                     let date = next_weekday(bars.last().unwrap().date);
                     let close = (last + last * move_bps / 10_000).max(10_000);
                     bars.push(bar(date, last, close));
-                    let ctx = context(&bars, i);
+                    let ctx = context(&bars, i, &fx);
                     ledger.transact(|b| b.sync(&ctx)).unwrap();
                 }
                 Step::Cancel { pick } => {
@@ -231,6 +241,18 @@ proptest! {
         live.journal.clear();
         let rebuilt = Book::replay(events.iter().map(|(_, e)| e));
         prop_assert_eq!(&rebuilt, &live);
+        // On the dollar account every filled buy converted dollars to yen.
+        let bought = events.iter().any(|(_, e)| matches!(
+            e,
+            trading::Event::OrderFilled { fill, .. } if fill.conversion.is_some()
+        ));
+        let buy_filled = live.orders.values().any(|r| r.order.side == Side::Buy && !r.fills.is_empty());
+        if dollars && buy_filled {
+            prop_assert!(bought, "a yen buy on a dollar account converts");
+        }
+        if !dollars {
+            prop_assert!(!bought, "a yen buy on a yen account converts nothing");
+        }
         // The whole equity curve the ledger keeps is each day's last point.
         let mut days = BTreeMap::new();
         for (_, event) in &events {
