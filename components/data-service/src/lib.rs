@@ -13,7 +13,8 @@
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use market_data::clock::Step;
-use market_data::service::{Fetch, MarketData, ServiceError, Settings};
+use market_data::import::ImportError;
+use market_data::service::{Fetch, ImportedFile, MarketData, ServiceError, Settings};
 use market_data::source::SourceKind;
 use market_data::{DataError, History, Interval, Market, MarketClock, Symbol};
 use serde::Deserialize;
@@ -292,12 +293,133 @@ async fn route(req: Request) -> Route {
     }
 }
 
+/// The `invalid-csv` answer: every row error (the first
+/// [`market_data::import::MAX_ERRORS`]) with its line.
+fn invalid_csv(e: &ImportError) -> Route {
+    Route::Json(
+        400,
+        serde_json::json!({
+            "code": "invalid-csv",
+            "message": e.to_string(),
+            "errors": e.errors,
+            "count": e.count,
+        }),
+    )
+}
+
+/// The CSV files of the `import_dir` folder (a `files` mount), each read
+/// once: a file is imported again only when its size or modification time
+/// changes, and one that does not parse is skipped with its errors in the
+/// index (`GET /import`). `<symbol>.<interval>.csv` names the file's symbol
+/// (unless it has a `symbol` column) and interval (`7203.T.1m.csv`).
+fn import_files(md: &MarketData<'_, &KvStore, SpinFetch>) -> Result<(), Route> {
+    let dir = var("import_dir")?;
+    // No folder mounted (or none configured): nothing to import.
+    let Ok(entries) = std::fs::read_dir(dir.trim()) else {
+        return Ok(());
+    };
+    let mut files: Vec<(String, std::path::PathBuf, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let meta = entry.metadata().ok().filter(|m| m.is_file())?;
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            name.to_ascii_lowercase()
+                .ends_with(".csv")
+                .then(|| (name, entry.path(), format!("{}-{modified}", meta.len())))
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    files.sort();
+    let mut index = md.import_index();
+    let fresh: Vec<_> = files
+        .into_iter()
+        .filter(|(name, _, stamp)| index.files.get(name).is_none_or(|f| &f.stamp != stamp))
+        .collect();
+    for (name, path, stamp) in fresh {
+        let stem = &name[..name.len() - 4];
+        let (symbol, interval) = match stem.rsplit_once('.') {
+            Some((symbol, interval)) => (Symbol::parse(symbol).ok(), Interval::parse(interval)),
+            None => (None, None),
+        };
+        let refused = |message: String| {
+            let none = ImportError {
+                errors: Vec::new(),
+                count: 0,
+            };
+            (none, message)
+        };
+        let outcome = match (interval, std::fs::read(&path)) {
+            (None, _) => Err(refused(format!(
+                "`{name}` is not <symbol>.<interval>.csv (7203.T.1m.csv)"
+            ))),
+            (_, Err(e)) => Err(refused(format!("`{name}` cannot be read: {e}"))),
+            (Some(interval), Ok(text)) => {
+                market_data::import::parse_csv(&text, interval, symbol.as_ref()).map_err(|e| {
+                    let message = e.to_string();
+                    (e, message)
+                })
+            }
+        };
+        let file = match outcome {
+            Ok(series) => {
+                md.import(&series);
+                // `import` rewrote the index: take its series.
+                index.series = md.import_index().series;
+                ImportedFile {
+                    stamp,
+                    status: "imported".into(),
+                    errors: Vec::new(),
+                }
+            }
+            Err((e, message)) => {
+                eprintln!("data-service: import of {name} refused: {message}");
+                ImportedFile {
+                    stamp,
+                    status: message,
+                    errors: e.errors,
+                }
+            }
+        };
+        index.files.insert(name, file);
+        md.set_import_index(&index);
+    }
+    Ok(())
+}
+
 async fn dispatch(req: Request) -> Result<Route, Route> {
     let path = path_info(&SERVICE, &req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ctx = Context::open()?;
     let md = ctx.service();
+    import_files(&md)?;
     Ok(match (req.method(), segments.as_slice()) {
+        (Method::Post, ["import"]) => {
+            require_admin(&req)?;
+            let query = Query::of(&req, &["interval", "symbol"])?;
+            let interval = interval(query.get("interval"))?;
+            let default = query.get("symbol").map(symbol).transpose()?;
+            let series = market_data::import::parse_csv(req.body(), interval, default.as_ref())
+                .map_err(|e| invalid_csv(&e))?;
+            let imported = md.import(&series);
+            Route::Json(
+                201,
+                serde_json::json!({
+                    "imported": imported,
+                    "rows": series.iter().map(|s| s.bars.len()).sum::<usize>(),
+                }),
+            )
+        }
+        (Method::Get, ["import"]) => {
+            Query::none(&req)?;
+            Route::ok(md.import_index())
+        }
         (Method::Get, ["stocks", raw]) => {
             let query = Query::of(&req, &["interval", "from", "to", "include_features"])?;
             let symbol = symbol(raw)?;

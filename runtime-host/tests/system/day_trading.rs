@@ -388,3 +388,176 @@ async fn a_working_order_is_modified_through_the_api() {
         (409, Some("not-modifiable"))
     );
 }
+
+/// The workspace's `spin.toml` in `dir` with its paths made absolute and
+/// data-service's import folder at `imports`.
+fn manifest_importing(dir: &std::path::Path, imports: &std::path::Path) -> std::path::PathBuf {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("spin.toml"))
+        .unwrap()
+        .replace(
+            "source = \"target/",
+            &format!("source = \"{}/target/", root.display()),
+        )
+        .replace(
+            "source = \"config\"",
+            &format!("source = \"{}/config\"", root.display()),
+        )
+        .replace(
+            "source = \"import\"",
+            &format!("source = \"{}\"", imports.display()),
+        );
+    let manifest = dir.join("spin.toml");
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
+/// `POST /api/v1/data/import` with a CSV body.
+async fn import(base: &str, query: &str, csv: &str, admin: bool) -> (u16, Value) {
+    let mut req = client()
+        .post(format!("{base}/api/v1/data/import?{query}"))
+        .header("content-type", "text/csv")
+        .body(csv.to_string());
+    if admin {
+        req = req.header("x-admin-token", ADMIN_TOKEN);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// A broker's export of TSE minute bars, read from the import folder at
+/// start, traded on: a buy at 09:05 JST fills on the 09:05 bar. A file with
+/// a bad row is refused with its line; `POST /import` takes CSV too, checks
+/// every row and takes nothing from a file with an error.
+#[tokio::test]
+async fn a_brokers_tse_minute_bars_are_imported_and_traded() {
+    let dir = tempfile::tempdir().unwrap();
+    let imports = dir.path().join("import");
+    std::fs::create_dir(&imports).unwrap();
+    let mut csv = String::from("time,open,high,low,close,volume\n");
+    for minute in 0..30 {
+        let price = 2500 + minute;
+        csv.push_str(&format!(
+            "2025-11-28 09:{minute:02},{price},{},{},{}.5,{}\n",
+            price + 2,
+            price - 1,
+            price,
+            10_000 + minute
+        ));
+    }
+    std::fs::write(imports.join("7203.T.1m.csv"), &csv).unwrap();
+    std::fs::write(
+        imports.join("6758.T.1m.csv"),
+        "time,open,high,low,close,volume\n2025-11-28 09:00,3000,3010,2990,3005,100\n2025-11-28 12:00,3000,3010,2990,3005,100\n",
+    )
+    .unwrap();
+    let mut settings =
+        crate::common::settings(&manifest_importing(dir.path(), &imports), dir.path());
+    settings.components = Vec::new();
+    settings.engine.max_instance_memory = 128 << 20;
+    settings.request_timeout = std::time::Duration::from_secs(30);
+    settings.variables.extend([
+        ("admin_token".into(), ADMIN_TOKEN.into()),
+        ("replay_date".into(), TEST_REPLAY_DATE.into()),
+    ]);
+    let host = start(&settings).await;
+    let base = format!("http://{}", host.addr);
+
+    let index = view(&base, "/api/v1/data/import").await;
+    assert_eq!(
+        index["files"]["7203.T.1m.csv"]["status"], "imported",
+        "{index}"
+    );
+    let refused = &index["files"]["6758.T.1m.csv"];
+    assert_eq!(refused["errors"][0]["line"], 3, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "time");
+    let series: Vec<(&str, &str)> = index["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["symbol"].as_str().unwrap(),
+                s["interval"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        series,
+        [("7203.T", "1d"), ("7203.T", "1m")],
+        "the minutes and their day"
+    );
+
+    // 09:05 JST: the bars that have closed, from the import.
+    set_clock(
+        &base,
+        json!({"mode": "replay", "as_of": "2025-11-28T00:05:00Z", "market": "tse", "interval": "1m"}),
+    )
+    .await;
+    let bars = view(&base, "/api/v1/data/stocks/7203.T?interval=1m").await;
+    assert_eq!(bars["source"], "import");
+    assert_eq!(bars["bars"].as_array().unwrap().len(), 5, "09:00 to 09:04");
+    assert_eq!(bars["bars"][4]["close"], "2504.5000");
+    let order = json!({
+        "client_order_id": "toyota-0905", "symbol": "7203.T", "side": "buy",
+        "type": "market", "quantity": 100,
+    });
+    let (status, placed) = trade(&base, TRADER, order).await;
+    assert_eq!(status, 201, "{placed}");
+    advance(&base, "bar").await;
+    let (status, _) = sync(&base).await;
+    assert_eq!(status, 200);
+    let (_, record) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!(
+            "/api/v1/execution/orders/{}",
+            placed["id"].as_str().unwrap()
+        ),
+        Some(TRADER),
+        None,
+    )
+    .await;
+    let fill = &record["fills"][0];
+    assert_eq!(fill["at"], "2025-11-28T00:05:00Z", "{record}");
+    // The 09:05 bar opens at 2505; 5 bps of slippage, in yen.
+    assert_eq!(
+        (fill["price"].as_str(), fill["currency"].as_str()),
+        (Some("2506.2525"), Some("JPY"))
+    );
+
+    // The import route: admin only, every row checked, all or nothing.
+    let sony = "symbol,time,open,high,low,close,volume\n6758.T,2025-11-28 09:00,3000,3010,2990,3005,100\n6758.T,2025-11-28 09:05,3005,3001,2990,3000,100\n";
+    let (status, body) = import(&base, "interval=5m", sony, false).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = import(&base, "interval=5m", sony, true).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid-csv")),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["line"], 3, "{body}");
+    assert_eq!(body["errors"][0]["field"], "row", "high below the open");
+    let (status, body) = import(&base, "interval=7m", sony, true).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unsupported-interval")),
+        "{body}"
+    );
+    let after = view(&base, "/api/v1/data/import").await;
+    assert_eq!(after["series"], index["series"], "nothing taken");
+    let fixed = sony.replace("3005,3001,2990,3000", "3005,3011,2990,3000");
+    let (status, body) = import(&base, "interval=5m", &fixed, true).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["rows"], 2);
+    let bars = view(&base, "/api/v1/data/stocks/6758.T?interval=5m").await;
+    assert_eq!(
+        bars["bars"].as_array().map(Vec::len),
+        Some(1),
+        "the 09:05 bar closes at 09:10: {bars}"
+    );
+}

@@ -227,24 +227,9 @@ impl Intraday {
         let series = self
             .info(symbol)
             .ok_or_else(|| DataError::UnknownSymbol(symbol.to_string()))?;
-        let mut days: Vec<Bar> = Vec::new();
         // Every bar of a day up to `to` has closed: the dates bound them.
-        for bar in self.bars(symbol, from, to, DateTime::<Utc>::MAX_UTC)? {
-            match days.last_mut() {
-                Some(day) if day.date == bar.date => {
-                    day.high = day.high.max(bar.high);
-                    day.low = day.low.min(bar.low);
-                    day.close = bar.close;
-                    day.volume = day.volume.saturating_add(bar.volume);
-                }
-                _ => days.push(Bar {
-                    // A daily bar's time is its session's open.
-                    ts: series.market.session_open(bar.date).timestamp(),
-                    ..bar
-                }),
-            }
-        }
-        Ok(days)
+        let bars = self.bars(symbol, from, to, DateTime::<Utc>::MAX_UTC)?;
+        Ok(crate::import::daily(series.market, bars))
     }
 }
 

@@ -21,6 +21,7 @@ pub mod error;
 pub mod exchange;
 pub mod features;
 pub mod history;
+pub mod import;
 pub mod indicators;
 pub mod interval;
 pub mod intraday;

@@ -152,6 +152,40 @@ pub struct CacheInfo {
 }
 
 const CLOCK_KEY: &str = "data/clock";
+const IMPORT_PREFIX: &str = "data/import/";
+const IMPORT_INDEX: &str = "data/import-index";
+
+/// One imported series, as `GET /import` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedSeries {
+    pub symbol: String,
+    pub interval: Interval,
+    pub bars: usize,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Daily bars made from an intraday import (a daily import replaces them).
+    #[serde(default)]
+    pub derived: bool,
+}
+
+/// What has been imported: the series, and the files read at start by
+/// their name, size and modification time (a changed file is read again).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportIndex {
+    pub series: Vec<ImportedSeries>,
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, ImportedFile>,
+}
+
+/// A file of the import folder as last read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedFile {
+    pub stamp: String,
+    /// `imported` or the error that kept it out.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<crate::import::RowError>,
+}
 const CACHE_PREFIX: &str = "data/cache/";
 const COUNTER_PREFIX: &str = "data/counter/";
 
@@ -169,6 +203,79 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             .get(CLOCK_KEY)
             .and_then(|raw| serde_json::from_slice(&raw).ok())
             .unwrap_or(self.settings.default_clock)
+    }
+
+    pub fn import_index(&self) -> ImportIndex {
+        self.store
+            .get(IMPORT_INDEX)
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn set_import_index(&self, index: &ImportIndex) {
+        if let Ok(raw) = serde_json::to_vec(index) {
+            self.store.set(IMPORT_INDEX, &raw);
+        }
+    }
+
+    fn import_key(symbol: &str, interval: Interval) -> String {
+        format!("{IMPORT_PREFIX}{symbol}/{}", interval.as_str())
+    }
+
+    /// An imported series' bars, if there is one.
+    pub fn imported(&self, symbol: &Symbol, interval: Interval) -> Option<Vec<Bar>> {
+        let raw = self
+            .store
+            .get(&Self::import_key(symbol.as_str(), interval))?;
+        crate::import::decode(&raw, symbol.market(), interval)
+    }
+
+    /// Store `series` (checked by [`crate::import::parse_csv`]): each
+    /// merged into what was imported before (a bar at the same time is
+    /// replaced); an intraday import also makes that symbol's daily bars,
+    /// unless daily bars were imported themselves. Returns what each
+    /// series now holds.
+    pub fn import(&self, series: &[crate::import::Series]) -> Vec<ImportedSeries> {
+        let mut index = self.import_index();
+        let mut done = Vec::new();
+        let put = |index: &mut ImportIndex, symbol: &Symbol, interval, bars: &[Bar], derived| {
+            self.store.set(
+                &Self::import_key(symbol.as_str(), interval),
+                &crate::import::encode(bars),
+            );
+            let info = ImportedSeries {
+                symbol: symbol.to_string(),
+                interval,
+                bars: bars.len(),
+                from: bars.first().map_or(NaiveDate::MIN, |b| b.date),
+                to: bars.last().map_or(NaiveDate::MIN, |b| b.date),
+                derived,
+            };
+            index
+                .series
+                .retain(|s| !(s.symbol == info.symbol && s.interval == interval));
+            index.series.push(info.clone());
+            info
+        };
+        for s in series {
+            let merged = crate::import::merge(
+                self.imported(&s.symbol, s.interval).unwrap_or_default(),
+                &s.bars,
+            );
+            done.push(put(&mut index, &s.symbol, s.interval, &merged, false));
+            let own_daily = index.series.iter().any(|i| {
+                i.symbol == s.symbol.as_str() && i.interval == Interval::OneDay && !i.derived
+            });
+            if s.interval.is_intraday() && !own_daily {
+                let days = crate::import::daily(s.symbol.market(), merged);
+                put(&mut index, &s.symbol, Interval::OneDay, &days, true);
+            }
+        }
+        index.series.sort_by(|a, b| {
+            (&a.symbol, a.interval.as_str()).cmp(&(&b.symbol, b.interval.as_str()))
+        });
+        self.set_import_index(&index);
+        done
     }
 
     pub fn set_clock(&self, clock: MarketClock) {
@@ -237,6 +344,22 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         let closed = |b: &Bar| {
             !interval.is_intraday() || b.ts + interval.length().num_seconds() <= until.timestamp()
         };
+        // A user's own bars come first.
+        if let Some(bars) = self.imported(symbol, interval) {
+            return Ok(Bars {
+                symbol: symbol.clone(),
+                interval,
+                source: SourceKind::Import,
+                as_of: to,
+                cached: false,
+                stale: false,
+                bars: bars
+                    .into_iter()
+                    .filter(|b| (from..=to).contains(&b.date) && closed(b))
+                    .collect(),
+                indicators: None,
+            });
+        }
         let Some(live_source) = live_source else {
             // The bundled history: daily bars for every series, and the
             // intraday series' own interval.
@@ -332,7 +455,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     /// The configured live provider; `None` for the bundled history.
     fn live_source(&self) -> Option<Box<dyn BarSource>> {
         match self.settings.source {
-            SourceKind::Bundled => None,
+            SourceKind::Bundled | SourceKind::Import => None,
             SourceKind::Yahoo => Some(Box::new(Yahoo {
                 base_url: self.settings.yahoo_base_url.clone(),
             })),

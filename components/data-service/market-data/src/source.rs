@@ -22,6 +22,8 @@ pub enum SourceKind {
     Bundled,
     Yahoo,
     Stooq,
+    /// A user's own bars, imported from CSV (never a `bar_source`).
+    Import,
 }
 
 impl SourceKind {
@@ -39,6 +41,7 @@ impl SourceKind {
             Self::Bundled => "bundled",
             Self::Yahoo => "yahoo",
             Self::Stooq => "stooq",
+            Self::Import => "import",
         }
     }
 }
