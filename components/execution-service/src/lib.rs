@@ -627,7 +627,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     400,
                     "invalid-json",
                     "a modification names at least one of quantity, limit_price, stop_price, \
-                     trail_amount, trail_bps",
+                     trail_amount, trail_bps, stop_loss, take_profit",
                 ));
             }
             let Booked { value, .. } =

@@ -365,6 +365,7 @@ async fn a_working_order_is_modified_through_the_api() {
         (json!({"stop_price": "90"}), 400, "invalid-stop_price"),
         (json!({"quantity": 0}), 400, "invalid-quantity"),
         (json!({"quantity": 1_000_000}), 422, "order-notional"),
+        (json!({"take_profit": "150"}), 400, "invalid-stop_loss"),
     ];
     for (body, status, code) in cases {
         let (got, answer) = patch(body.clone()).await;
@@ -387,6 +388,31 @@ async fn a_working_order_is_modified_through_the_api() {
         (status, answer["code"].as_str()),
         (409, Some("not-modifiable"))
     );
+    // A bracket's legs move; its request stays what was asked.
+    let bracket = json!({
+        "client_order_id": "mod-2", "symbol": "AAPL", "side": "buy", "type": "limit",
+        "limit_price": "30", "quantity": 10, "stop_loss": "28", "take_profit": "35",
+    });
+    let (status, placed) = trade(&base, TRADER, bracket).await;
+    assert_eq!(status, 201, "{placed}");
+    let (status, moved) = call(
+        &base,
+        reqwest::Method::PATCH,
+        &format!(
+            "/api/v1/execution/orders/{}",
+            placed["id"].as_str().unwrap()
+        ),
+        Some(TRADER),
+        Some(json!({"take_profit": "36.5"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        moved["legs"],
+        json!({"stop_loss": "28.0000", "take_profit": "36.5000"})
+    );
+    assert_eq!(moved["request"]["take_profit"], "35.0000");
+    daytrade_contract::wit_check::assert_projects(&moved, "execution", "order-record");
 }
 
 /// The workspace's `spin.toml` in `dir` with its paths made absolute and

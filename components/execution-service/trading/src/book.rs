@@ -177,6 +177,9 @@ pub struct OrderRecord {
     /// An exit leg's bracket order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// A bracket's legs as last modified (`request` keeps what was asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legs: Option<Legs>,
     pub fills: Vec<FillRecord>,
     /// The sequence numbers of its events, oldest first (its history).
     #[serde(default)]
@@ -198,6 +201,32 @@ pub struct FillRecord {
     /// Base cash converted to pay for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion: Option<fx::Conversion>,
+}
+
+/// A bracket's two exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Legs {
+    pub stop_loss: Price,
+    pub take_profit: Price,
+}
+
+impl OrderRecord {
+    /// Its bracket's legs, as modified: none if it is not a bracket.
+    pub fn bracket(&self) -> Option<Legs> {
+        self.legs.or(
+            match (
+                self.request.side,
+                self.request.stop_loss,
+                self.request.take_profit,
+            ) {
+                (Side::Buy, Some(stop_loss), Some(take_profit)) => Some(Legs {
+                    stop_loss,
+                    take_profit,
+                }),
+                _ => None,
+            },
+        )
+    }
 }
 
 /// Protective exits of a position: from its average entry price by the
@@ -877,6 +906,7 @@ impl Book {
                 expires_at: sell.expires_at,
                 denial: None,
                 parent: sell.parent,
+                legs: None,
                 fills: Vec::new(),
                 events: Vec::new(),
             }),
@@ -1046,15 +1076,11 @@ impl Book {
     /// position lasts, and otherwise follow the average entry by the
     /// account's rule; none once the position is closed.
     fn refresh_exits(&mut self, ctx: &Context, symbol: &str, id: &str) {
-        let request = &self.orders[id].request;
-        let bracket = match (request.side, request.stop_loss, request.take_profit) {
-            (Side::Buy, Some(stop_loss), Some(take_profit)) => Some(Exits {
-                stop_loss,
-                take_profit,
-                order_id: Some(id.to_string()),
-            }),
-            _ => None,
-        };
+        let bracket = self.orders[id].bracket().map(|legs| Exits {
+            stop_loss: legs.stop_loss,
+            take_profit: legs.take_profit,
+            order_id: Some(id.to_string()),
+        });
         let current = self.exits.get(symbol);
         let exits = self
             .portfolio
@@ -1305,6 +1331,7 @@ impl Book {
             expires_at: day_end(market, request.time_in_force, at),
             denial: None,
             parent: None,
+            legs: None,
             fills: Vec::new(),
             events: Vec::new(),
         };
@@ -1384,12 +1411,71 @@ impl Book {
         change: &Modify,
     ) -> Result<OrderRecord, ModifyError> {
         let record = self.orders.get(id).ok_or(ModifyError::NotFound)?;
-        if !record.order.status.is_open() || !matches!(record.origin, Origin::Api | Origin::Cycle) {
+        if !matches!(record.origin, Origin::Api | Origin::Cycle) {
             return Err(ModifyError::NotWorking(id.to_string()));
         }
         let invalid = |field: &'static str, message: String| {
             ModifyError::Invalid(SubmitError::Invalid { field, message })
         };
+        let legs = change.stop_loss.is_some() || change.take_profit.is_some();
+        let symbol = record.order.symbol.clone();
+        // A filled bracket's legs are the position's exits while it lasts.
+        let armed = self
+            .exits
+            .get(&symbol)
+            .is_some_and(|e| e.order_id.as_deref() == Some(id));
+        if !record.order.status.is_open() {
+            let legs_only = Modify {
+                stop_loss: None,
+                take_profit: None,
+                ..change.clone()
+            } == Modify::default();
+            if !(legs && legs_only && armed) {
+                return Err(ModifyError::NotWorking(id.to_string()));
+            }
+        }
+        let new_legs = match record.bracket() {
+            Some(old) => Legs {
+                stop_loss: change.stop_loss.unwrap_or(old.stop_loss),
+                take_profit: change.take_profit.unwrap_or(old.take_profit),
+            },
+            None if legs => {
+                return Err(invalid(
+                    "stop_loss",
+                    "stop_loss and take_profit are a bracket's legs: this order is not a bracket"
+                        .into(),
+                ));
+            }
+            None => Legs {
+                stop_loss: Price::default(),
+                take_profit: Price::default(),
+            },
+        };
+        let (stop_loss, take_profit) = (new_legs.stop_loss, new_legs.take_profit);
+        if legs && !record.order.status.is_open() {
+            let checked = OrderRequest {
+                stop_loss: Some(stop_loss),
+                take_profit: Some(take_profit),
+                ..record.request.clone()
+            };
+            validate(&checked).map_err(ModifyError::Invalid)?;
+            let (quantity, kind, reference_price, trail_stop) = (
+                record.order.quantity,
+                record.order.kind,
+                record.reference_price,
+                record.order.trail_stop,
+            );
+            self.emit(Event::OrderModified {
+                order_id: id.to_string(),
+                quantity,
+                kind,
+                reference_price,
+                trail_stop,
+                bracket: Some(new_legs),
+            });
+            self.set_bracket_exits(&symbol, id, stop_loss, take_profit);
+            return Ok(self.orders[id].clone());
+        }
         let mut kind = record.order.kind;
         let mismatch = |field: &'static str| {
             invalid(
@@ -1433,10 +1519,17 @@ impl Book {
         let checked = OrderRequest {
             kind,
             quantity: Some(quantity),
+            stop_loss: record
+                .bracket()
+                .map(|_| stop_loss)
+                .or(record.request.stop_loss),
+            take_profit: record
+                .bracket()
+                .map(|_| take_profit)
+                .or(record.request.take_profit),
             ..record.request.clone()
         };
         validate(&checked).map_err(ModifyError::Invalid)?;
-        let symbol = record.order.symbol.clone();
         let decimals = price_decimals(&symbol);
         let last = self.marks.get(&symbol).map(|(_, p)| *p);
         let trail_stop = match (kind, last) {
@@ -1469,8 +1562,25 @@ impl Book {
             kind,
             reference_price,
             trail_stop,
+            bracket: legs.then_some(new_legs),
         });
+        // Partly filled: the legs already guard what it bought.
+        if legs && armed {
+            self.set_bracket_exits(&symbol, id, stop_loss, take_profit);
+        }
         Ok(self.orders[id].clone())
+    }
+
+    /// The position of `symbol` guarded by bracket `id`'s new legs.
+    fn set_bracket_exits(&mut self, symbol: &str, id: &str, stop_loss: Price, take_profit: Price) {
+        self.emit(Event::ExitsSet {
+            symbol: symbol.to_string(),
+            exits: Some(Exits {
+                stop_loss,
+                take_profit,
+                order_id: Some(id.to_string()),
+            }),
+        });
     }
 
     /// Cancel a working order.
@@ -1498,6 +1608,10 @@ pub struct Modify {
     pub stop_price: Option<Price>,
     pub trail_amount: Option<Price>,
     pub trail_bps: Option<i64>,
+    /// A bracket's legs: while it works, and once filled while they guard
+    /// its position (then nothing else may change).
+    pub stop_loss: Option<Price>,
+    pub take_profit: Option<Price>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

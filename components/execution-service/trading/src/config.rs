@@ -155,9 +155,12 @@ mod tests {
         assert_eq!(config.starting_cash, Money::units(10_000_000));
         assert_eq!(config.fx.base, Currency::JPY);
         assert_eq!(config.fx.rate(Currency::USD), Some("85.5".parse().unwrap()));
-        let dollars = with(&[("base_currency", "USD"), ("fx_rates", "")]).unwrap();
+        let dollars = with(&[("base_currency", "USD"), ("fx_rates", "USDJPY=125")]).unwrap();
         assert_eq!(dollars.fx.base, Currency::USD);
-        assert_eq!(dollars.fx.rate(Currency::JPY), None);
+        assert_eq!(
+            dollars.fx.rate(Currency::JPY),
+            Some("0.008".parse().unwrap())
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use market_data::Price;
 use serde::{Deserialize, Serialize};
 
-use crate::book::{Book, EquityPoint, Exits, FillRecord, Notice, OrderRecord, Origin, StateChange};
+use crate::book::{
+    Book, EquityPoint, Exits, FillRecord, Legs, Notice, OrderRecord, Origin, StateChange,
+};
 use crate::fx::Currency;
 use crate::money::Money;
 use crate::order::{OrderEvent, OrderKind};
@@ -62,6 +64,9 @@ pub enum Event {
         reference_price: Price,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trail_stop: Option<Price>,
+        /// A bracket's new legs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bracket: Option<Legs>,
     },
     /// A working order expired with its session (`expired`) or was cancelled.
     OrderClosed {
@@ -207,12 +212,16 @@ impl Book {
                 kind,
                 reference_price,
                 trail_stop,
+                bracket,
             } => {
                 if let Some(record) = self.orders.get_mut(order_id) {
                     record.order.quantity = *quantity;
                     record.order.kind = *kind;
                     record.order.trail_stop = *trail_stop;
                     record.reference_price = *reference_price;
+                    if bracket.is_some() {
+                        record.legs = *bracket;
+                    }
                     record.events.push(sequence);
                 }
             }

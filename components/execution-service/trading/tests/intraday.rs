@@ -472,6 +472,107 @@ fn a_bracket_sets_the_positions_exits() {
     );
 }
 
+/// A bracket's legs move: while it works (the request stays what was
+/// asked: a retry is still the same order), and once filled, the position's
+/// exits with them; then nothing else of it changes, and an order that is
+/// not a bracket has no legs to move.
+#[test]
+fn a_brackets_legs_are_modified_before_and_after_it_fills() {
+    let day = new_day();
+    let bars = tse_hours(
+        day,
+        &[
+            (9, ["2500", "2510", "2490", "2505"]),
+            (10, ["2505", "2540", "2515", "2530"]),
+            (11, ["2530", "2575", "2520", "2570"]),
+        ],
+    );
+    let mut b = book();
+    let c = tse(day, 8, 30, &bars);
+    let mut bracket = order("b-1", TOYOTA, Side::Buy, 100);
+    bracket.stop_loss = Some(px("2450"));
+    bracket.take_profit = Some(px("2550"));
+    let placed = b.submit(&c, bracket.clone(), Origin::Api).unwrap();
+    let id = placed.record.order.id.clone();
+    let legs = |stop: Option<&str>, take: Option<&str>| trading::book::Modify {
+        stop_loss: stop.map(px),
+        take_profit: take.map(px),
+        ..Default::default()
+    };
+    let modified = b.modify(&c, &id, &legs(None, Some("2600"))).unwrap();
+    assert_eq!(
+        modified.bracket().map(|l| (l.stop_loss, l.take_profit)),
+        Some((px("2450"), px("2600")))
+    );
+    assert_eq!(modified.request, bracket, "the request is what was asked");
+    assert!(b.submit(&c, bracket.clone(), Origin::Api).unwrap().replayed);
+    let err = b.modify(&c, &id, &legs(Some("2700"), None)).unwrap_err();
+    assert_eq!(err.code(), "invalid-stop_loss", "above its take-profit");
+
+    // Filled at 09:00: the position's exits are the modified legs; at
+    // 10:00 the stop is raised to lock in a gain.
+    let ten = tse(day, 10, 0, &bars);
+    b.sync(&ten);
+    assert_eq!(b.portfolio.quantity(TOYOTA), 100);
+    assert_eq!(b.exits[TOYOTA].take_profit, px("2600"));
+    b.modify(&ten, &id, &legs(Some("2510"), Some("2560")))
+        .unwrap();
+    let exits = b.exits[TOYOTA].clone();
+    assert_eq!(
+        (
+            exits.stop_loss,
+            exits.take_profit,
+            exits.order_id.as_deref()
+        ),
+        (px("2510"), px("2560"), Some(id.as_str()))
+    );
+    // A filled order's quantity or prices are not its to change.
+    let more = trading::book::Modify {
+        quantity: Some(200),
+        stop_loss: Some(px("2500")),
+        ..Default::default()
+    };
+    assert_eq!(
+        b.modify(&ten, &id, &more).unwrap_err().code(),
+        "not-modifiable"
+    );
+    // The 11:00 bar reaches 2560: the modified take-profit sells.
+    b.sync(&tse(day, 12, 0, &bars));
+    assert_eq!(b.portfolio.quantity(TOYOTA), 0);
+    let sold: Vec<(Origin, Option<&str>)> = b
+        .orders
+        .values()
+        .filter(|r| r.order.side == Side::Sell)
+        .map(|r| (r.origin, r.parent.as_deref()))
+        .collect();
+    assert_eq!(sold, [(Origin::TakeProfit, Some(id.as_str()))]);
+    // The position is gone: so are the legs.
+    assert_eq!(
+        b.modify(&ten, &id, &legs(Some("2500"), None))
+            .unwrap_err()
+            .code(),
+        "not-modifiable"
+    );
+    let plain = b
+        .submit(&ten, order("p-1", TOYOTA, Side::Buy, 100), Origin::Api)
+        .unwrap();
+    assert_eq!(
+        b.modify(
+            &ten,
+            &plain.record.order.id,
+            &legs(Some("2500"), Some("2600"))
+        )
+        .unwrap_err()
+        .code(),
+        "invalid-stop_loss",
+        "not a bracket"
+    );
+    let events: Vec<_> = b.journal.iter().map(|(_, e)| e.clone()).collect();
+    let mut rebuilt = Book::replay(&events);
+    rebuilt.journal = b.journal.clone();
+    assert_eq!(rebuilt, b, "the book is its events");
+}
+
 #[derive(Debug, Clone)]
 struct Step {
     /// Minutes into the day's sessions the decision is taken at.
