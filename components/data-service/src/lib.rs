@@ -159,16 +159,26 @@ struct BatchFeaturesRequest {
     symbols: Vec<String>,
     #[serde(default)]
     date: Option<NaiveDate>,
+    #[serde(default)]
+    interval: Option<String>,
 }
 
 /// One symbol's feature vector as data-service serves it.
+/// `at` is when it became known: the close of the bar it is computed at.
 fn feature_view(
     symbol: &str,
     features: &market_data::features::FeatureVector,
+    interval: Interval,
 ) -> serde_json::Value {
+    let at = Symbol::parse(symbol).ok().and_then(|s| {
+        let open = DateTime::from_timestamp(features.ts, 0)?;
+        Some(s.market().bar_times(open, interval).close)
+    });
     serde_json::json!({
         "symbol": symbol,
         "date": features.date,
+        "interval": interval,
+        "at": at,
         "names": features.names,
         "values": features.values,
     })
@@ -461,19 +471,21 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             Route::ok(serde_json::json!({ "results": results, "clock": clock.view(md.now) }))
         }
         (Method::Get, ["features", raw]) => {
-            let query = Query::of(&req, &["date"])?;
+            let query = Query::of(&req, &["date", "interval"])?;
             let symbol = symbol(raw)?;
+            let interval = interval(query.get("interval"))?;
             let features = md
-                .features(&symbol, date_param(&query, "date")?)
+                .features_on(&symbol, date_param(&query, "date")?, interval)
                 .await
                 .map_err(failed)?;
-            Route::ok(feature_view(symbol.as_str(), &features))
+            Route::ok(feature_view(symbol.as_str(), &features, interval))
         }
         (Method::Post, ["batch-features"]) => {
             Query::none(&req)?;
             let batch: BatchFeaturesRequest = json_body(req.body())?;
+            let interval = interval(batch.interval.as_deref())?;
             let results = md
-                .batch_features(&batch.symbols, batch.date)
+                .batch_features(&batch.symbols, batch.date, interval)
                 .await
                 .map_err(failed)?;
             // In the order asked, each under the symbol as the caller spelled it.
@@ -481,7 +493,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                 .into_iter()
                 .zip(&batch.symbols)
                 .map(|(r, asked)| match r {
-                    Ok(features) => feature_view(asked, &features),
+                    Ok(features) => feature_view(asked, &features, interval),
                     Err((symbol, e)) => serde_json::json!({
                         "symbol": symbol,
                         "status": e.status(),

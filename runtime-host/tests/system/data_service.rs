@@ -78,8 +78,19 @@ async fn serves_bundled_history_as_of_the_replay_clock() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["date"], "2010-06-30");
     assert_eq!(
+        (body["interval"].as_str(), body["at"].as_str()),
+        (Some("1d"), Some("2010-06-30T20:00:00Z")),
+        "known at the day's close"
+    );
+    assert_eq!(
         body["names"].as_array().unwrap().len(),
         body["values"].as_array().unwrap().len()
+    );
+    daytrade_contract::wit_check::assert_projects(&body, "data", "feature-vector");
+    let (status, body) = get_json(&host, "/api/v1/data/features/MSFT?interval=1h").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("unsupported-interval"))
     );
     host.shutdown().await;
 }

@@ -81,6 +81,13 @@ async fn a_month_of_eur_usd_hourly_bars_replayed_with_the_cycle_on_every_bar() {
         json!({"mode": "replay", "as_of": "2017-03-05T23:00:00Z", "market": "fx", "interval": "1h"}),
     )
     .await;
+    // Features on the clock's hourly bars: at the last hour closed.
+    let features = view(&base, "/api/v1/data/features/EURUSD=X?interval=1h").await;
+    assert_eq!(
+        (features["interval"].as_str(), features["at"].as_str()),
+        (Some("1h"), Some("2017-03-05T23:00:00Z")),
+        "{features}"
+    );
     let end: DateTime<Utc> = "2017-04-05T21:00:00Z".parse().unwrap();
     let (mut bars, mut cycle_ms, mut advance_ms, mut trade_ms) = (0u32, 0.0, 0.0, 0.0);
     let mut predict_ms = 0.0;

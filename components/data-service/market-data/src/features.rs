@@ -28,6 +28,8 @@ pub const WARM_UP_BARS: usize = 34;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureVector {
     pub date: chrono::NaiveDate,
+    /// The open time of the bar it is computed at (Unix seconds, UTC).
+    pub ts: i64,
     pub names: Vec<&'static str>,
     pub values: Vec<f64>,
 }
@@ -70,6 +72,7 @@ pub fn latest(bars: &[Bar]) -> Option<FeatureVector> {
     let values = feature_rows(bars).pop()??;
     Some(FeatureVector {
         date: last.date,
+        ts: last.ts,
         names: FEATURE_NAMES.to_vec(),
         values,
     })

@@ -41,6 +41,18 @@ pub const MAX_RANGE_DAYS: i64 = 366 * 30;
 /// start's weight is below 1e-15, so a served vector is the one training saw.
 const FEATURE_LOOKBACK_DAYS: i64 = 730;
 
+/// Calendar days of bars taken for features on `interval`: about 500 bars
+/// or more on every market (a TSE day has 5 hourly bars, an FX day 24).
+fn feature_lookback_days(interval: Interval) -> i64 {
+    match interval {
+        Interval::OneDay => FEATURE_LOOKBACK_DAYS,
+        Interval::OneHour => 150,
+        Interval::FifteenMinutes => 40,
+        Interval::FiveMinutes => 14,
+        Interval::OneMinute => 5,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub source: SourceKind,
@@ -515,14 +527,15 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         &self,
         symbols: &[String],
         date: Option<NaiveDate>,
+        interval: Interval,
     ) -> Result<Vec<Result<FeatureVector, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
         // The date is the whole batch's: one past the clock refuses the batch.
         let clock = self.clock();
-        clock.until(clock.market, Interval::OneDay, "date", date, self.now)?;
+        clock.until(clock.market, interval, "date", date, self.now)?;
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.features_at(clock, &symbol, date)
+            self.features_at(clock, &symbol, date, interval)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -535,7 +548,19 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         symbol: &Symbol,
         date: Option<NaiveDate>,
     ) -> Result<FeatureVector, ServiceError> {
-        self.features_at(self.clock(), symbol, date).await
+        self.features_at(self.clock(), symbol, date, Interval::OneDay)
+            .await
+    }
+
+    /// [`Self::features`] on `interval` bars: at the last bar of `date` (or
+    /// the last that has closed by the clock).
+    pub async fn features_on(
+        &self,
+        symbol: &Symbol,
+        date: Option<NaiveDate>,
+        interval: Interval,
+    ) -> Result<FeatureVector, ServiceError> {
+        self.features_at(self.clock(), symbol, date, interval).await
     }
 
     async fn features_at(
@@ -543,11 +568,12 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         clock: MarketClock,
         symbol: &Symbol,
         date: Option<NaiveDate>,
+        interval: Interval,
     ) -> Result<FeatureVector, ServiceError> {
-        let to = clock.until(symbol.market(), Interval::OneDay, "date", date, self.now)?;
-        let from = to - Duration::days(FEATURE_LOOKBACK_DAYS);
+        let to = clock.until(symbol.market(), interval, "date", date, self.now)?;
+        let from = to - Duration::days(feature_lookback_days(interval));
         let bars = self
-            .bars_at(clock, symbol, Interval::OneDay, Some(from), Some(to))
+            .bars_at(clock, symbol, interval, Some(from), Some(to))
             .await?;
         features::latest(&bars.bars)
             .ok_or_else(|| ServiceError::NotEnoughHistory(symbol.to_string()))

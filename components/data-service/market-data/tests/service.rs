@@ -172,6 +172,45 @@ fn bundled_intraday_bars_stop_at_the_clock_instant() {
     }
 }
 
+/// Features on hourly bars: at the last hour closed by the clock, the same
+/// vector as over those bars themselves; a day's features the same way.
+#[test]
+fn features_are_computed_on_the_clocks_interval() {
+    let history = History::bundled().unwrap();
+    let (store, script) = (MemStore::default(), Script::default());
+    let md = market(
+        &history,
+        &store,
+        &script,
+        settings(SourceKind::Bundled),
+        now(),
+    );
+    let eurusd = Symbol::parse("EURUSD=X").unwrap();
+    let at: DateTime<Utc> = "2017-06-14T15:00:00Z".parse().unwrap();
+    md.set_clock(MarketClock::at(Exchange::Fx, Interval::OneHour, at).unwrap());
+    let hourly = block_on(md.features_on(&eurusd, None, Interval::OneHour)).unwrap();
+    assert_eq!(
+        hourly.ts + 3600,
+        at.timestamp(),
+        "the 14:00 bar, closed at 15:00"
+    );
+    let hours = block_on(md.bars(&eurusd, Interval::OneHour, Some(d(2017, 1, 1)), None)).unwrap();
+    let expected = market_data::features::latest(&hours.bars).unwrap();
+    assert_eq!(hourly.values.len(), expected.values.len());
+    for (got, want) in hourly.values.iter().zip(&expected.values) {
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+    }
+    let daily = block_on(md.features(&eurusd, None)).unwrap();
+    assert_eq!(daily.date, d(2017, 6, 13), "the last complete FX day");
+    assert_ne!(daily.values, hourly.values);
+    let batch = block_on(md.batch_features(&["EURUSD=X".into()], None, Interval::OneHour)).unwrap();
+    assert_eq!(batch[0].as_ref().unwrap(), &hourly);
+    // IBM has no hourly bars.
+    let err = block_on(md.features_on(&Symbol::parse("IBM").unwrap(), None, Interval::OneHour))
+        .unwrap_err();
+    assert_eq!(err.code(), "unsupported-interval");
+}
+
 #[test]
 fn bad_ranges_are_rejected() {
     let history = History::bundled().unwrap();
@@ -394,7 +433,8 @@ fn a_batch_of_features_fails_symbol_by_symbol() {
         now(),
     );
     let asked = ["IBM", "ZZZZ", "MSFT"].map(String::from);
-    let results = block_on(md.batch_features(&asked, Some(d(2010, 3, 1)))).unwrap();
+    let results =
+        block_on(md.batch_features(&asked, Some(d(2010, 3, 1)), Interval::OneDay)).unwrap();
     assert_eq!(results.len(), 3);
     assert_eq!(results[0].as_ref().unwrap().date, d(2010, 3, 1));
     let (symbol, error) = results[1].as_ref().unwrap_err();
@@ -404,8 +444,8 @@ fn a_batch_of_features_fails_symbol_by_symbol() {
     );
     assert!(results[2].is_ok());
     let too_many = vec!["IBM".to_string(); 51];
-    assert!(block_on(md.batch_features(&too_many, None)).is_err());
-    assert!(block_on(md.batch_features(&[], None)).is_err());
+    assert!(block_on(md.batch_features(&too_many, None, Interval::OneDay)).is_err());
+    assert!(block_on(md.batch_features(&[], None, Interval::OneDay)).is_err());
 }
 
 #[test]
