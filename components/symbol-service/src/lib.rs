@@ -1,8 +1,8 @@
 //! The `symbol-service` component: Spin's HTTP trigger in front of [`screening`].
 //!
-//! `GET /api/v1/symbols/recommend?limit=N` screens the universe with the
-//! default filter chain; `POST /api/v1/symbols/screen {filters, weights,
-//! universe, limit}` with the caller's. Bars come from data-service over HTTP
+//! `GET /api/v1/symbols/recommend?limit=N&interval=1d` screens the universe
+//! with the default filter chain; `POST /api/v1/symbols/screen {filters,
+//! weights, universe, limit, interval}` with the caller's. Bars come from data-service over HTTP
 //! (`data_service_url`: service chaining locally), in concurrent batches of
 //! 50, never one request per symbol.
 
@@ -11,7 +11,7 @@
 
 use chrono::{Duration, NaiveDate};
 use daytrade_contract::ServiceId;
-use market_data::Symbol;
+use market_data::{Interval, Market, Symbol};
 use screening::{FilterChain, ScoreWeights, Series};
 use serde::Deserialize;
 use spin_adapter::{
@@ -27,8 +27,17 @@ static SERVICE: Service = Service {
     check_config: None,
 };
 
-/// Calendar days of history fetched per symbol: enough for the default 60-bar minimum.
-const LOOKBACK_DAYS: i64 = 180;
+/// Calendar days of history fetched per symbol: enough for the default
+/// 60-bar minimum (an hourly TSE day has 6 bars, a minute one 300).
+fn lookback_days(interval: Interval) -> i64 {
+    match interval {
+        Interval::OneDay => 180,
+        Interval::OneHour => 30,
+        Interval::FifteenMinutes => 10,
+        Interval::FiveMinutes => 5,
+        Interval::OneMinute => 3,
+    }
+}
 /// data-service's batch limit.
 const BATCH: usize = 50;
 const MAX_LIMIT: usize = 100;
@@ -55,13 +64,27 @@ struct ScreenRequest {
     universe: Option<Vec<String>>,
     #[serde(default)]
     limit: Option<usize>,
+    /// The bars screened: `1d` (default), or an intraday interval.
+    #[serde(default)]
+    interval: Option<String>,
+}
+
+fn parse_interval(raw: Option<&str>) -> Result<Interval, Route> {
+    let raw = raw.unwrap_or("1d");
+    Interval::parse(raw).ok_or_else(|| {
+        Route::error(
+            400,
+            "unsupported-interval",
+            format!("interval `{raw}` is not one of 1m, 5m, 15m, 1h, 1d"),
+        )
+    })
 }
 
 async fn dispatch(req: Request) -> Result<Route, Route> {
     let path = path_info(&SERVICE, &req);
     match (req.method(), path.as_str()) {
         (Method::Get, "/recommend") => {
-            let query = Query::of(&req, &["limit"])?;
+            let query = Query::of(&req, &["limit", "interval"])?;
             let limit = match query.get("limit") {
                 None => 10,
                 Some(raw) => raw.parse().map_err(|_| {
@@ -74,6 +97,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             };
             let request = ScreenRequest {
                 limit: Some(limit),
+                interval: query.get("interval").map(str::to_string),
                 ..ScreenRequest::default()
             };
             screen(request, false).await
@@ -100,6 +124,7 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
         .filters
         .validate()
         .map_err(|(field, e)| Route::error(400, &format!("invalid-filters.{field}"), e))?;
+    let interval = parse_interval(request.interval.as_deref())?;
     let weights = request.weights.unwrap_or_default();
     weights.validate().map_err(|(field, message)| {
         Route::error(400, &format!("invalid-weights.{field}"), message)
@@ -122,29 +147,31 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
         None => default_universe(&data).await?,
     };
     let as_of = clock(&data).await?;
-    let from = as_of - Duration::days(LOOKBACK_DAYS);
-    let (series, failures) =
-        fetch_series(&data, &universe, from, as_of)
-            .await
-            .map_err(|e| match e {
-                // data-service checks each symbol: a bad one is the caller's
-                // universe entry, or our own configuration's.
-                Route::Error(400, error) if error.code == "invalid-symbols" => {
-                    if asked {
-                        Route::error(400, "invalid-universe", error.message)
-                    } else {
-                        Route::error(
-                            500,
-                            "configuration",
-                            format!("the configured universe: {}", error.message),
-                        )
-                    }
+    let from = as_of - Duration::days(lookback_days(interval));
+    // Daily bars up to the last complete day; intraday ones up to the clock.
+    let to = (interval == Interval::OneDay).then_some(as_of);
+    let (series, failures) = fetch_series(&data, &universe, from, to, interval)
+        .await
+        .map_err(|e| match e {
+            // data-service checks each symbol: a bad one is the caller's
+            // universe entry, or our own configuration's.
+            Route::Error(400, error) if error.code == "invalid-symbols" => {
+                if asked {
+                    Route::error(400, "invalid-universe", error.message)
+                } else {
+                    Route::error(
+                        500,
+                        "configuration",
+                        format!("the configured universe: {}", error.message),
+                    )
                 }
-                other => other,
-            })?;
+            }
+            other => other,
+        })?;
     let (recommendations, rejected) = screening::screen(&series, &request.filters, &weights);
     let mut body = serde_json::json!({
         "as_of": as_of,
+        "interval": interval,
         "universe": universe.len(),
         "screened": series.len(),
         "passed": recommendations.len(),
@@ -225,11 +252,14 @@ async fn fetch_series(
     data: &str,
     universe: &[String],
     from: NaiveDate,
-    to: NaiveDate,
+    to: Option<NaiveDate>,
+    interval: Interval,
 ) -> Result<(Vec<Series>, Vec<serde_json::Value>), Route> {
     let url = format!("{data}/api/v1/data/batch-fetch");
     let batches = universe.chunks(BATCH).map(|chunk| {
-        let body = serde_json::json!({ "symbols": chunk, "from": from, "to": to });
+        let body = serde_json::json!({
+            "symbols": chunk, "from": from, "to": to, "interval": interval,
+        });
         let url = url.clone();
         async move { post_json(&url, &body).await }
     });
@@ -239,7 +269,7 @@ async fn fetch_series(
         for result in answer?["results"].as_array().cloned().unwrap_or_default() {
             let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
             match result["ok"]["bars"].as_array() {
-                Some(bars) => series.push(to_series(symbol, bars)),
+                Some(bars) => series.push(to_series(symbol, bars, interval)),
                 None => {
                     failures.push(serde_json::json!({ "symbol": symbol, "error": result["error"] }))
                 }
@@ -249,7 +279,18 @@ async fn fetch_series(
     Ok((series, failures))
 }
 
-fn to_series(symbol: String, bars: &[serde_json::Value]) -> Series {
+/// Trading days a year of `market`, to annualise intraday bars.
+fn trading_days(market: Market) -> f64 {
+    match market {
+        Market::Tse | Market::Us => screening::metrics::TRADING_DAYS,
+        Market::Fx => 260.0,
+        Market::Crypto => 365.0,
+    }
+}
+
+/// A symbol's closes and volumes; on intraday bars, with as many bars a
+/// day as the series has (bars over the trading days they fall on).
+fn to_series(symbol: String, bars: &[serde_json::Value], interval: Interval) -> Series {
     let num = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|s| s.parse::<f64>().ok())
@@ -263,9 +304,13 @@ fn to_series(symbol: String, bars: &[serde_json::Value]) -> Series {
             volume.push(v);
         }
     }
-    Series {
-        symbol,
-        close,
-        volume,
+    let mut series = Series::daily(symbol, close, volume);
+    if interval.is_intraday() {
+        let mut days: Vec<&str> = bars.iter().filter_map(|b| b["date"].as_str()).collect();
+        days.dedup();
+        let market = Symbol::parse(&series.symbol).map_or(Market::Us, |s| s.market());
+        series.bars_per_day = bars.len() as f64 / days.len().max(1) as f64;
+        series.bars_per_year = series.bars_per_day * trading_days(market);
     }
+    series
 }

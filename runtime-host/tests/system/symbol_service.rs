@@ -84,6 +84,56 @@ async fn screens_with_the_callers_filters_and_explains_rejections() {
     host.shutdown().await;
 }
 
+/// Screening hourly bars: volatility annualised over the bars a year the
+/// series has (24 a day for BTC/USD, every day; 24 a weekday for EUR/USD),
+/// so a currency pair and a crypto-currency land where they trade.
+#[tokio::test]
+async fn screens_hourly_bars_annualised_by_their_own_calendar() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = project(dir.path());
+    settings
+        .variables
+        .push(("admin_token".into(), "s3cret".into()));
+    let host = start(&settings).await;
+    let resp = client()
+        .put(format!("http://{}/api/v1/data/clock", host.addr))
+        .header("x-admin-token", "s3cret")
+        .json(&json!({"mode": "replay", "as_of": "2017-09-15T12:00:00Z", "market": "crypto", "interval": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let no_limits = json!({
+        "min_history": 60, "min_price": null, "min_avg_volume": null,
+        "min_avg_turnover": null, "min_volatility": null, "max_volatility": null,
+    });
+    let (status, body) = post_json(
+        &host,
+        "/api/v1/symbols/screen",
+        json!({ "universe": ["BTC-USD", "EURUSD=X"], "filters": no_limits, "interval": "1h" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["interval"], "1h");
+    let volatility = |symbol: &str| {
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["symbol"] == symbol)
+            .unwrap_or_else(|| panic!("{symbol}: {body}"))["metrics"]["volatility"]
+            .as_f64()
+            .unwrap()
+    };
+    let (btc, eur) = (volatility("BTC-USD"), volatility("EURUSD=X"));
+    assert!((0.3..3.0).contains(&btc), "BTC/USD annualised {btc}");
+    assert!((0.02..0.3).contains(&eur), "EUR/USD annualised {eur}");
+    let (status, body) = get(&host, "/api/v1/symbols/recommend?interval=2h").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unsupported-interval"), "{body}");
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn bad_screening_input_gets_4xx() {
     let dir = tempfile::tempdir().unwrap();

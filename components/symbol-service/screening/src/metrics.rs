@@ -1,13 +1,31 @@
-//! What screening measures of a symbol's recent daily bars.
+//! What screening measures of a symbol's recent bars: daily ones, or
+//! intraday ones measured per trading day (volume, turnover) and per year
+//! (volatility) by how many bars the series has a day.
 
 use serde::Serialize;
 
-/// A symbol's daily closes and volumes, oldest first.
+/// A symbol's closes and volumes, oldest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub symbol: String,
     pub close: Vec<f64>,
     pub volume: Vec<f64>,
+    /// Bars a trading day: 1 on daily bars.
+    pub bars_per_day: f64,
+    /// Bars a year, to annualise volatility: [`TRADING_DAYS`] on daily bars.
+    pub bars_per_year: f64,
+}
+
+impl Series {
+    pub fn daily(symbol: impl Into<String>, close: Vec<f64>, volume: Vec<f64>) -> Self {
+        Self {
+            symbol: symbol.into(),
+            close,
+            volume,
+            bars_per_day: 1.0,
+            bars_per_year: TRADING_DAYS,
+        }
+    }
 }
 
 /// Trading days in a year, to annualise daily volatility.
@@ -20,13 +38,13 @@ pub struct Metrics {
     /// Bars available.
     pub history: usize,
     pub last_close: f64,
-    /// Mean daily volume (shares) over the last 20 bars.
+    /// Mean volume (shares) a day over the last 20 bars.
     pub avg_volume: f64,
-    /// Mean daily turnover (close × volume) over the last 20 bars.
+    /// Mean turnover (close × volume) a day over the last 20 bars.
     pub avg_turnover: f64,
-    /// Mean daily turnover over the whole series: the size proxy (no market caps here).
+    /// Mean turnover a day over the whole series: the size proxy (no market caps here).
     pub long_turnover: f64,
-    /// Annualised standard deviation of daily returns over the last 20 bars.
+    /// Annualised standard deviation of the bars' returns over the last 20 bars.
     pub volatility: f64,
     /// 1 − coefficient of variation of the last 20 volumes, clipped to [0, 1].
     pub volume_consistency: f64,
@@ -59,19 +77,20 @@ impl Metrics {
             .zip(&series.volume)
             .map(|(c, v)| c * v)
             .collect();
-        let avg_volume = mean(volume);
-        let consistency = if avg_volume > 0.0 {
-            1.0 - std(volume, 0) / avg_volume
+        let per_bar_volume = mean(volume);
+        let consistency = if per_bar_volume > 0.0 {
+            1.0 - std(volume, 0) / per_bar_volume
         } else {
             0.0
         };
+        let per_day = series.bars_per_day;
         Some(Self {
             history: n,
             last_close: series.close[n - 1],
-            avg_volume,
-            avg_turnover: mean(&turnover[n - WINDOW..]),
-            long_turnover: mean(&turnover),
-            volatility: std(&returns, 1) * TRADING_DAYS.sqrt(),
+            avg_volume: per_bar_volume * per_day,
+            avg_turnover: mean(&turnover[n - WINDOW..]) * per_day,
+            long_turnover: mean(&turnover) * per_day,
+            volatility: std(&returns, 1) * series.bars_per_year.sqrt(),
             volume_consistency: consistency.clamp(0.0, 1.0),
             momentum: series.close[n - 1] / close[0] - 1.0,
         })
@@ -90,11 +109,7 @@ mod tests {
             let last = *close.last().unwrap();
             close.push(if i % 2 == 0 { last * 1.01 } else { last * 0.99 });
         }
-        let series = Series {
-            symbol: "X".into(),
-            volume: vec![1000.0; close.len()],
-            close,
-        };
+        let series = Series::daily("X", close.clone(), vec![1000.0; close.len()]);
         let m = Metrics::of(&series).unwrap();
         assert_eq!(m.history, 41);
         assert_eq!(m.avg_volume, 1000.0);
@@ -105,15 +120,22 @@ mod tests {
             m.volatility
         );
         assert!(m.momentum < 0.0 && m.momentum > -0.01);
+        // The same moves as hourly bars, 7 a day: volume and turnover a
+        // day are 7 bars', volatility is annualised over 7 × 252 bars.
+        let hourly = Series {
+            bars_per_day: 7.0,
+            bars_per_year: 7.0 * TRADING_DAYS,
+            ..series
+        };
+        let h = Metrics::of(&hourly).unwrap();
+        assert_eq!(h.avg_volume, 7_000.0);
+        assert!((h.avg_turnover - 7.0 * m.avg_turnover).abs() < 1e-6);
+        assert!((h.volatility - m.volatility * 7f64.sqrt()).abs() < 1e-9);
     }
 
     #[test]
     fn too_short_a_series_has_no_metrics() {
-        let series = Series {
-            symbol: "X".into(),
-            close: vec![1.0; 20],
-            volume: vec![1.0; 20],
-        };
+        let series = Series::daily("X", vec![1.0; 20], vec![1.0; 20]);
         assert!(Metrics::of(&series).is_none());
     }
 }

@@ -164,11 +164,7 @@ mod tests {
                 last * (1.0 - step)
             });
         }
-        Series {
-            symbol: symbol.into(),
-            volume: vec![volume; bars],
-            close,
-        }
+        Series::daily(symbol, close, vec![volume; bars])
     }
 
     #[test]
