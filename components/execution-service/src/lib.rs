@@ -903,13 +903,14 @@ fn positions(book: &Book, configured: &trading::FxRates) -> serde_json::Value {
         .iter()
         .map(|(symbol, p)| {
             let mark = book.marks.get(symbol);
-            let value = mark.and_then(|(_, price)| trading::Money::notional(*price, p.quantity));
+            let value =
+                mark.and_then(|(_, price)| trading::book::notional(symbol, *price, p.quantity));
             let rate = rates.rate(p.currency);
             serde_json::json!({
                 "symbol": symbol,
                 "currency": p.currency,
                 "quantity": p.quantity,
-                "average_price": p.average_price(),
+                "average_price": p.average_price(symbol),
                 "cost": p.cost,
                 "mark": mark.map(|(_, price)| price),
                 "mark_date": mark.map(|(date, _)| date),

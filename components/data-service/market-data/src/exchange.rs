@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar;
 use crate::interval::Interval;
+use crate::price::Price;
 
 /// The markets the platform trades.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,6 +50,10 @@ pub struct Exchange {
     pub time_zone: &'static str,
     /// The trading unit: orders are whole multiples of it.
     pub lot_size: u64,
+    /// What one unit of an order's quantity is, in the instrument: a share,
+    /// a unit of a pair's base currency, or a contract of 0.0001 coin
+    /// (`BTC-USD` quantity 150 is 0.015 BTC). Prices are per share or coin.
+    pub contract_size: Price,
     /// A regular day's sessions (half days and older rules: [`Market::sessions`]).
     pub sessions: Vec<Session>,
 }
@@ -156,10 +161,19 @@ impl Market {
             currency,
             time_zone,
             lot_size,
+            contract_size: self.contract_size(),
             sessions: sessions
                 .into_iter()
                 .map(|(open, close)| Session { open, close })
                 .collect(),
+        }
+    }
+
+    /// What one unit of quantity is (see [`Exchange::contract_size`]).
+    pub fn contract_size(self) -> Price {
+        match self {
+            Self::Crypto => Price::from_ticks(Price::SCALE / 10_000),
+            Self::Tse | Self::Us | Self::Fx => Price::from_ticks(Price::SCALE),
         }
     }
 

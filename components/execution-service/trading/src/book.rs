@@ -997,13 +997,13 @@ impl Book {
                 let affordable = affordable_shares(
                     &ctx.broker,
                     self.portfolio.buying_power(currency, rate),
-                    execution.price,
+                    unit_price(&symbol, execution.price),
                     lot,
                 );
                 if affordable < execution.quantity {
                     execution.quantity = affordable;
                     let notional =
-                        Money::notional(execution.price, affordable).unwrap_or(Money::ZERO);
+                        notional(&symbol, execution.price, affordable).unwrap_or(Money::ZERO);
                     execution.commission = ctx.broker.model.commission(notional);
                 }
             }
@@ -1011,7 +1011,7 @@ impl Book {
                 continue;
             }
             let conversion = match side {
-                Side::Buy => Money::notional(execution.price, execution.quantity)
+                Side::Buy => notional(&symbol, execution.price, execution.quantity)
                     .and_then(|n| n.checked_add(execution.commission))
                     .and_then(|cost| self.portfolio.conversion_for(currency, cost, rate)),
                 Side::Sell => None,
@@ -1086,7 +1086,7 @@ impl Book {
             .portfolio
             .positions
             .get(symbol)
-            .and_then(|p| p.entry_price())
+            .and_then(|p| p.entry_price(symbol))
             .map(|entry| {
                 if let Some(bracket) = bracket {
                     return bracket;
@@ -1145,7 +1145,7 @@ impl Book {
                     r.reference_price,
                     price_decimals(&r.order.symbol),
                 );
-                let notional = Money::notional(price, remaining).unwrap_or(Money::ZERO);
+                let notional = notional(&r.order.symbol, price, remaining).unwrap_or(Money::ZERO);
                 reserved += in_base(
                     &r.order.symbol,
                     notional + ctx.broker.model.commission(notional),
@@ -1251,7 +1251,11 @@ impl Book {
         self.sync(ctx);
         // The risk engine sees prices in the base currency.
         let currency = Currency::of(&symbol);
-        let base_price = |price: Price| self.base_price(&ctx.fx, &symbol, price);
+        // ... per unit of quantity (a share, a contract).
+        let base_price = |price: Price| {
+            self.base_price(&ctx.fx, &symbol, price)
+                .map(|p| unit_price(&symbol, p))
+        };
         let base_reference = base_price(reference_price).ok_or(SubmitError::NoFxRate {
             currency,
             base: self.portfolio.currency,
@@ -1543,6 +1547,7 @@ impl Book {
         let exposure = self.exposure_without(ctx, &symbol, Some(id));
         let base_reference = self
             .base_price(&ctx.fx, &symbol, reference_price)
+            .map(|p| unit_price(&symbol, p))
             .ok_or_else(|| {
                 ModifyError::Invalid(SubmitError::NoFxRate {
                     currency: Currency::of(&symbol),
@@ -1851,6 +1856,22 @@ pub fn market_of(symbol: &str) -> Market {
 
 pub fn lot_size(symbol: &str) -> u64 {
     market_of(symbol).exchange().lot_size
+}
+
+/// What one unit of `symbol`'s quantity is: a share (1) or a crypto
+/// contract (0.0001 coin); its prices are per share or coin.
+pub fn contract_size(symbol: &str) -> Price {
+    market_of(symbol).contract_size()
+}
+
+/// `quantity` of `symbol` at `price` (per share or coin): its notional.
+pub fn notional(symbol: &str, price: Price, quantity: u64) -> Option<Money> {
+    Money::notional_of(price, quantity, contract_size(symbol))
+}
+
+/// The price of one unit of `symbol`'s quantity (a contract's, a share's).
+pub fn unit_price(symbol: &str, price: Price) -> Price {
+    fx::price_to_base(price, contract_size(symbol)).unwrap_or(Price::from_ticks(i64::MAX))
 }
 
 /// The decimals `symbol`'s market quotes and fills in.

@@ -88,9 +88,11 @@ impl FillModel {
         Price::from_ticks(i64::try_from(ticks).expect("price overflow")).rounded(decimals, rounding)
     }
 
-    /// The most shares one order may take from `bar`, in whole lots.
-    pub fn capacity(&self, bar: &Bar, lot_size: u64) -> u64 {
-        let shares = u128::from(bar.volume) * self.participation_bps as u128 / 10_000;
+    /// The most units one order may take from `bar` (its volume in shares
+    /// or coins, in units of `contract`), in whole lots.
+    pub fn capacity(&self, bar: &Bar, lot_size: u64, contract: Price) -> u64 {
+        let units = u128::from(bar.volume) * Price::SCALE as u128 / contract.ticks().max(1) as u128;
+        let shares = units * self.participation_bps as u128 / 10_000;
         let shares = u64::try_from(shares).unwrap_or(u64::MAX);
         shares - shares % lot_size.max(1)
     }
@@ -185,9 +187,9 @@ fn within(side: Side, price: Price, limit: Price) -> bool {
 }
 
 impl PaperBroker {
-    fn fill(&self, price: Price, quantity: u64) -> Option<Execution> {
+    fn fill(&self, symbol: &str, price: Price, quantity: u64) -> Option<Execution> {
         (quantity > 0).then(|| {
-            let notional = Money::notional(price, quantity).unwrap_or(Money::ZERO);
+            let notional = crate::book::notional(symbol, price, quantity).unwrap_or(Money::ZERO);
             Execution {
                 quantity,
                 price,
@@ -269,10 +271,11 @@ impl OrderGateway for PaperBroker {
         };
         report.executions = price
             .and_then(|price| {
+                let contract = crate::book::contract_size(&order.symbol);
                 let quantity = order
                     .remaining()
-                    .min(self.model.capacity(&bar.bar, lot_size));
-                self.fill(price, quantity)
+                    .min(self.model.capacity(&bar.bar, lot_size, contract));
+                self.fill(&order.symbol, price, quantity)
             })
             .into_iter()
             .collect();

@@ -40,6 +40,17 @@ impl Money {
             .map(Self)
     }
 
+    /// `price × quantity` units of `contract` (a share: 1; a crypto
+    /// contract: 0.0001 coin), rounded half away from zero to a tick;
+    /// `None` on overflow. Exact for a contract of 1.
+    pub fn notional_of(price: Price, quantity: u64, contract: Price) -> Option<Self> {
+        let product =
+            i128::from(price.ticks()) * i128::from(quantity) * i128::from(contract.ticks());
+        let scale = i128::from(Price::SCALE);
+        let rounded = (product + product.signum() * (scale / 2)) / scale;
+        i64::try_from(rounded).ok().map(Self)
+    }
+
     /// `self × bps / 10,000`, rounded half away from zero to a tick.
     pub fn bps(self, bps: i64) -> Self {
         let scaled = i128::from(self.0) * i128::from(bps);

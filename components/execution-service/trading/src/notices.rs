@@ -17,6 +17,22 @@ fn side(side: Side) -> &'static str {
     }
 }
 
+/// A quantity as people read it: shares or units, or a crypto-currency's
+/// coins (150 contracts of 0.0001 BTC: `0.015`).
+fn amount(symbol: &str, quantity: u64) -> String {
+    let contract = crate::book::contract_size(symbol);
+    if contract.ticks() == market_data::Price::SCALE {
+        return quantity.to_string();
+    }
+    let coins = i128::from(quantity) * i128::from(contract.ticks());
+    let coins = market_data::Price::from_ticks(i64::try_from(coins).unwrap_or(i64::MAX));
+    coins
+        .to_string()
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+}
+
 /// The notification for outbox entry `seq`; `base` is the platform's public
 /// URL for the link (`http://127.0.0.1:3000`).
 pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
@@ -40,7 +56,7 @@ pub fn notification(seq: u64, notice: &Notice, base: &str) -> Value {
             json!({
                 "type": "order-filled",
                 "severity": severity,
-                "title": format!("{why}{} {quantity} {symbol} at {price} {}", side(*s), Currency::of(symbol)),
+                "title": format!("{why}{} {} {symbol} at {price} {}", side(*s), amount(symbol, *quantity), Currency::of(symbol)),
                 "message": format!("Order {order_id} filled on paper."),
                 "fields": [
                     ["order", order_id], ["symbol", symbol], ["quantity", quantity.to_string()],
@@ -110,6 +126,19 @@ mod tests {
         assert_eq!(n["severity"], "warning");
         assert_eq!(n["title"], "stop-loss: Sold 300 7203.T at 2447.5500 JPY");
         assert_eq!(n["dedup_key"], "execution-notice-7");
+        let btc = Notice::Filled {
+            order_id: "ord-00000003".into(),
+            symbol: "BTC-USD".into(),
+            side: Side::Buy,
+            quantity: 150,
+            price: "3711.855".parse().unwrap(),
+            origin: Origin::Api,
+        };
+        assert_eq!(
+            notification(8, &btc, "")["title"],
+            "Bought 0.015 BTC-USD at 3711.8550 USD",
+            "coins, not contracts"
+        );
         assert_eq!(
             n["link"],
             "http://127.0.0.1:3000/api/v1/execution/orders/ord-00000002"

@@ -235,12 +235,10 @@ impl Order {
         self.quantity - self.filled_quantity
     }
 
-    /// Average fill price, rounded down to a tick; `None` before the first fill.
+    /// Average fill price (per share or coin), rounded down to a tick;
+    /// `None` before the first fill.
     pub fn average_price(&self) -> Option<Price> {
-        let filled = i64::try_from(self.filled_quantity)
-            .ok()
-            .filter(|q| *q > 0)?;
-        Some(Price::from_ticks(self.filled_notional.ticks() / filled))
+        crate::portfolio::per_unit(self.filled_notional, self.filled_quantity, &self.symbol)
     }
 
     /// Apply an event; on error the order is unchanged.
@@ -266,7 +264,8 @@ impl Order {
                         remaining: self.remaining(),
                     });
                 }
-                let notional = Money::notional(*price, *quantity).ok_or_else(invalid)?;
+                let notional =
+                    crate::book::notional(&self.symbol, *price, *quantity).ok_or_else(invalid)?;
                 self.filled_quantity += quantity;
                 self.filled_notional += notional;
                 if self.remaining() == 0 {

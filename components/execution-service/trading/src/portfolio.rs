@@ -37,17 +37,25 @@ pub struct Position {
     pub currency: Currency,
 }
 
+/// `amount` per share or coin of `quantity` units of `symbol`, rounded
+/// down to a tick; `None` for no quantity.
+pub fn per_unit(amount: Money, quantity: u64, symbol: &str) -> Option<Price> {
+    let units = i128::from(quantity) * i128::from(crate::book::contract_size(symbol).ticks());
+    (units > 0).then(|| {
+        let ticks = i128::from(amount.ticks()) * i128::from(Price::SCALE) / units;
+        Price::from_ticks(i64::try_from(ticks).unwrap_or(i64::MAX))
+    })
+}
+
 impl Position {
-    /// Average cost per share, rounded down to a tick.
-    pub fn average_price(&self) -> Option<Price> {
-        let q = i64::try_from(self.quantity).ok().filter(|q| *q > 0)?;
-        Some(Price::from_ticks(self.cost.ticks() / q))
+    /// Average cost per share (or coin) of `symbol`, rounded down to a tick.
+    pub fn average_price(&self, symbol: &str) -> Option<Price> {
+        per_unit(self.cost, self.quantity, symbol)
     }
 
-    /// Average fill price of the shares held, rounded down to a tick.
-    pub fn entry_price(&self) -> Option<Price> {
-        let q = i64::try_from(self.quantity).ok().filter(|q| *q > 0)?;
-        Some(Price::from_ticks(self.entry_cost.ticks() / q))
+    /// Average fill price of what is held, rounded down to a tick.
+    pub fn entry_price(&self, symbol: &str) -> Option<Price> {
+        per_unit(self.entry_cost, self.quantity, symbol)
     }
 }
 
@@ -188,7 +196,8 @@ impl Portfolio {
 
     fn apply_in_place(&mut self, symbol: &str, fill: &Fill) -> Result<(), PortfolioError> {
         let overflow = || PortfolioError::Overflow;
-        let notional = Money::notional(fill.price, fill.quantity).ok_or_else(overflow)?;
+        let notional =
+            crate::book::notional(symbol, fill.price, fill.quantity).ok_or_else(overflow)?;
         let currency = fill.currency;
         if let Some(conversion) = fill.conversion {
             if conversion.currency != currency || conversion.cost > self.cash {
@@ -289,7 +298,7 @@ impl Portfolio {
         let p = &self.positions[symbol];
         marks
             .get(symbol)
-            .and_then(|price| Money::notional(*price, p.quantity))
+            .and_then(|price| crate::book::notional(symbol, *price, p.quantity))
             .unwrap_or(p.cost)
     }
 
@@ -365,7 +374,7 @@ mod tests {
         assert_eq!(p.quantity("7203.T"), 300);
         // (250,000 + 100 + 506,000 + 100) / 300 = 2520.666…, down to a tick.
         assert_eq!(
-            p.positions["7203.T"].average_price(),
+            p.positions["7203.T"].average_price("7203.T"),
             Some(px("2520.66666666"))
         );
         assert_eq!(p.cash, Money::units(1_000_000 - 250_100 - 506_100));

@@ -968,3 +968,75 @@ fn a_yen_account_trades_dollar_shares_at_the_rate() {
     let events: Vec<_> = b.journal.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(Book::replay(&events).portfolio, b.portfolio);
 }
+
+/// A crypto-currency trades in contracts of 0.0001 coin: 150 BTC-USD are
+/// 0.015 BTC; prices stay per coin, notionals and limits are the
+/// contracts', a bar's volume (in coins) caps an order in contracts, and
+/// sizing counts contracts.
+#[test]
+fn crypto_trades_in_contracts_of_a_ten_thousandth_of_a_coin() {
+    let hour = |h: u32, o: &str, c: &str| {
+        let ts: DateTime<Utc> = format!("2017-09-15T{h:02}:00:00Z").parse().unwrap();
+        let mut bar = bar_at(date(2017, 9, 15), ts, o, o, o, c);
+        bar.low = px(o).min(px(c));
+        bar.high = px(o).max(px(c));
+        bar.volume = 3; // 3 BTC an hour: 30,000 contracts, 3,000 at 10%
+        bar
+    };
+    let bars = vec![hour(9, "3700", "3710"), hour(10, "3710", "3720")];
+    let at = |h: u32| -> DateTime<Utc> { format!("2017-09-15T{h:02}:00:00Z").parse().unwrap() };
+    let mut c = ctx(at(10), "BTC-USD", &bars, Interval::OneHour);
+    c.fx = FxRates::parse(Currency::JPY, "USDJPY=110").unwrap();
+    c.limits.flat_by_close = false;
+    let mut b = book();
+    let placed = b
+        .submit(&c, order("btc-1", "BTC-USD", Side::Buy, 150), Origin::Api)
+        .unwrap();
+    let mut next = ctx(at(11), "BTC-USD", &bars, Interval::OneHour);
+    next.fx = c.fx.clone();
+    next.limits = c.limits.clone();
+    b.sync(&next);
+    let record = &b.orders[&placed.record.order.id];
+    let fill = record.fills[0];
+    // 3710 plus 5 bps, per coin; 0.015 BTC of it.
+    assert_eq!(fill.execution.price, px("3711.855"));
+    assert_eq!(fill.execution.quantity, 150);
+    let notional = Money::notional_of(px("3711.855"), 150, px("0.0001")).unwrap();
+    assert_eq!(notional.to_string(), "55.677825");
+    assert_eq!(fill.execution.commission, notional.bps(2));
+    assert_eq!(record.order.average_price(), Some(px("3711.855")));
+    assert_eq!(
+        b.portfolio.positions["BTC-USD"].entry_price("BTC-USD"),
+        Some(px("3711.855"))
+    );
+    // The position is worth 0.015 BTC at the 3720 close, in yen.
+    assert_eq!(
+        b.equity(&next.fx),
+        b.portfolio.cash + Money::units(3720 * 15 * 110 / 1000)
+    );
+    // More than a bar's 10%: 3,000 contracts (0.3 BTC) fill, the rest works.
+    let big = b
+        .submit(
+            &next,
+            order("btc-2", "BTC-USD", Side::Buy, 5_000),
+            Origin::Api,
+        )
+        .unwrap();
+    let mut later = bars.clone();
+    later.push(hour(11, "3720", "3725"));
+    let mut noon = ctx(at(12), "BTC-USD", &later, Interval::OneHour);
+    noon.fx = c.fx.clone();
+    noon.limits = c.limits.clone();
+    b.sync(&noon);
+    assert_eq!(b.orders[&big.record.order.id].order.filled_quantity, 3_000);
+    // Sized in contracts by the stop-distance rule, in yen: 1% of ¥10M at
+    // risk over a 2% stop on ¥2.75 a contract (250 × 0.0001 × 110).
+    let mut sized = order("btc-3", "ETH-USD", Side::Buy, 1);
+    sized.quantity = None;
+    let eth = vec![hour(11, "250", "250")];
+    let mut e = ctx(at(12), "ETH-USD", &eth, Interval::OneHour);
+    e.fx = c.fx.clone();
+    let sized = book().submit(&e, sized, Origin::Api).unwrap();
+    // ¥100,000 / ¥0.055 = 1,818,181 contracts: 181.8 ETH.
+    assert_eq!(sized.record.order.quantity, 1_818_181);
+}
