@@ -594,3 +594,51 @@ async fn a_brokers_tse_minute_bars_are_imported_and_traded() {
         "the 09:05 bar closes at 09:10: {bars}"
     );
 }
+
+/// BTC/USD through the host: a quantity of 150 is 150 contracts of 0.0001
+/// coin; the position is 0.015 BTC, valued per coin in dollars and in yen.
+#[tokio::test]
+async fn bitcoin_is_bought_in_contracts_of_a_ten_thousandth_of_a_coin() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let exchange = view(&base, "/api/v1/data/exchanges/crypto").await;
+    assert_eq!(exchange["contract_size"], "0.0001", "{exchange}");
+    set_clock(
+        &base,
+        json!({"mode": "replay", "as_of": "2017-09-15T10:00:00Z", "market": "crypto", "interval": "1h"}),
+    )
+    .await;
+    let order = json!({
+        "client_order_id": "btc-1", "symbol": "BTC-USD", "side": "buy",
+        "type": "market", "quantity": 150,
+    });
+    let (status, placed) = trade(&base, TRADER, order).await;
+    assert_eq!(status, 201, "{placed}");
+    advance(&base, "bar").await;
+    let (status, _) = sync(&base).await;
+    assert_eq!(status, 200);
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    let btc = &positions["positions"][0];
+    assert_eq!(
+        (btc["symbol"].as_str(), btc["quantity"].as_u64()),
+        (Some("BTC-USD"), Some(150))
+    );
+    let bar = view(
+        &base,
+        "/api/v1/data/stocks/BTC-USD?interval=1h&from=2017-09-15",
+    )
+    .await;
+    let last = bar["bars"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["ts"], 1_505_469_600, "the 10:00 bar: {last}");
+    let close = price(&last["close"]);
+    // 0.015 BTC at the close, in dollars.
+    let value = price(&btc["market_value"]).ticks();
+    assert_eq!(value, (i128::from(close.ticks()) * 150 / 10_000) as i64);
+    let average = price(&btc["average_price"]);
+    let open = price(&last["open"]);
+    assert!(
+        average.ticks() > open.ticks() && average.ticks() < open.ticks() / 1000 * 1001,
+        "per coin, the open plus slippage and commission: {average} vs {open}"
+    );
+}
