@@ -15,15 +15,7 @@ use crate::execution_service::{
 };
 
 async fn set_clock(base: &str, body: Value) -> Value {
-    let resp = client()
-        .put(format!("{base}/api/v1/data/clock"))
-        .header("x-admin-token", ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    put_clock(base, ADMIN_TOKEN, body).await
 }
 
 /// `POST /clock/advance?by=` (bar, session, day) as the admin.

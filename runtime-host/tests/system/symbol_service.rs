@@ -95,14 +95,12 @@ async fn screens_hourly_bars_annualised_by_their_own_calendar() {
         .variables
         .push(("admin_token".into(), "s3cret".into()));
     let host = start(&settings).await;
-    let resp = client()
-        .put(format!("http://{}/api/v1/data/clock", host.addr))
-        .header("x-admin-token", "s3cret")
-        .json(&json!({"mode": "replay", "as_of": "2017-09-15T12:00:00Z", "market": "crypto", "interval": "1h"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    put_clock(
+        &format!("http://{}", host.addr),
+        "s3cret",
+        json!({"mode": "replay", "as_of": "2017-09-15T12:00:00Z", "market": "crypto", "interval": "1h"}),
+    )
+    .await;
     let no_limits = json!({
         "min_history": 60, "min_price": null, "min_avg_volume": null,
         "min_avg_turnover": null, "min_volatility": null, "max_volatility": null,

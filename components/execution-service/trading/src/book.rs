@@ -1463,20 +1463,15 @@ impl Book {
                 ..record.request.clone()
             };
             validate(&checked).map_err(ModifyError::Invalid)?;
-            let (quantity, kind, reference_price, trail_stop) = (
-                record.order.quantity,
-                record.order.kind,
-                record.reference_price,
-                record.order.trail_stop,
-            );
-            self.emit(Event::OrderModified {
+            let modified = Event::OrderModified {
                 order_id: id.to_string(),
-                quantity,
-                kind,
-                reference_price,
-                trail_stop,
+                quantity: record.order.quantity,
+                kind: record.order.kind,
+                reference_price: record.reference_price,
+                trail_stop: record.order.trail_stop,
                 bracket: Some(new_legs),
-            });
+            };
+            self.emit(modified);
             self.set_bracket_exits(&symbol, id, stop_loss, take_profit);
             return Ok(self.orders[id].clone());
         }

@@ -160,6 +160,23 @@ pub async fn post_json(
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
+/// `PUT /api/v1/data/clock` with the admin token: the clock it answers.
+pub async fn put_clock(
+    base: &str,
+    admin_token: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let resp = client()
+        .put(format!("{base}/api/v1/data/clock"))
+        .header("x-admin-token", admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{body}");
+    resp.json().await.unwrap()
+}
+
 pub async fn metrics(host: &RunningHost) -> String {
     let admin = host.admin_addr.unwrap();
     client()
