@@ -151,6 +151,21 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
         .cloned()
         .collect();
     symbols.extend(extra.iter().cloned());
+    // The clock's rate of each other currency in play, where data-service
+    // has the pair (`USDJPY=X` on a yen account): it values the account
+    // before the configured `fx_rates`.
+    let base_currency = book.portfolio.currency;
+    let currencies: BTreeSet<trading::Currency> = symbols
+        .iter()
+        .map(|s| trading::Currency::of(s))
+        .chain(book.portfolio.balances.keys().copied())
+        .filter(|c| *c != base_currency && c.as_str().len() == 3)
+        .collect();
+    symbols.extend(
+        currencies
+            .into_iter()
+            .map(|c| format!("{c}{base_currency}=X")),
+    );
     let clock_of = |value: &serde_json::Value| -> Result<ClockView, Route> {
         serde_json::from_value(value.clone())
             .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))

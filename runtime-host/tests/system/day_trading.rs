@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::execution_service::{
-    ADMIN_TOKEN, TRADER, call, history_types, price, project, sync, trade, view,
+    ADMIN_TOKEN, TRADER, call, history_types, market_buy, price, project, sync, trade, view,
 };
 
 async fn set_clock(base: &str, body: Value) -> Value {
@@ -633,4 +633,62 @@ async fn bitcoin_is_bought_in_contracts_of_a_ten_thousandth_of_a_coin() {
         average.ticks() > open.ticks() && average.ticks() < open.ticks() / 1000 * 1001,
         "per coin, the open plus slippage and commission: {average} vs {open}"
     );
+}
+
+/// With the pair's bars at hand (here imported: no bundled series has the
+/// yen), a dollar fill converts at USD/JPY's last close before it and the
+/// account is valued at the clock's, not at the configured rate.
+#[tokio::test]
+async fn the_clocks_usd_jpy_values_a_yen_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(&project(dir.path())).await;
+    let base = format!("http://{}", host.addr);
+    let csv = "time,open,high,low,close,volume\n2010-08-18,85.9,86.1,85.2,85.4,0\n2010-08-19,85.4,85.6,85.1,85.25,0\n2010-08-20,85.25,85.9,85.2,85.6,0\n";
+    let (status, body) = import(&base, "interval=1d&symbol=USDJPY%3DX", csv, true).await;
+    assert_eq!(status, 201, "{body}");
+    set_clock(
+        &base,
+        json!({"mode": "replay", "as_of": "2010-08-19", "market": "us"}),
+    )
+    .await;
+    let (status, placed) = trade(&base, TRADER, market_buy("usd-1", "AAPL", 10)).await;
+    assert_eq!(status, 201, "{placed}");
+    advance(&base, "day").await;
+    let (status, _) = sync(&base).await;
+    assert_eq!(status, 200);
+    let (_, record) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!(
+            "/api/v1/execution/orders/{}",
+            placed["id"].as_str().unwrap()
+        ),
+        Some(TRADER),
+        None,
+    )
+    .await;
+    let fill = &record["fills"][0];
+    assert_eq!(
+        fill["rate"], "85.2500",
+        "the 19th's close, before the 20th's open: {fill}"
+    );
+    assert_eq!(fill["conversion"]["rate"], "85.2500");
+    // Sold by the close (flat by the close): the dollars left are valued at
+    // the 19th's close still, as the FX day of the 20th ends at 17:00 New
+    // York, an hour after the US close; a day later, at the 20th's.
+    let dollars = |positions: &Value| {
+        positions["balances"]["by_currency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["currency"] == "USD")
+            .map(|c| c["rate"].clone())
+    };
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(dollars(&positions), Some(json!("85.2500")), "{positions}");
+    advance(&base, "day").await;
+    let (status, _) = sync(&base).await;
+    assert_eq!(status, 200);
+    let positions = view(&base, "/api/v1/execution/positions").await;
+    assert_eq!(dollars(&positions), Some(json!("85.6000")), "{positions}");
 }

@@ -551,7 +551,10 @@ impl Book {
     /// the equity curve and the loss limits follow bar by bar (a limit that
     /// is hit switches trading to REDUCING at once).
     pub fn sync(&mut self, ctx: &Context) {
-        let mut due: Vec<(&str, MarketBar)> = Vec::new();
+        // Each bar is worked at its open; a currency pair the book only
+        // values currencies with is marked at its bar's close (`rate`), so
+        // that a fill between sees the rate of its time, never a later one.
+        let mut due: Vec<(DateTime<Utc>, &str, MarketBar, bool)> = Vec::new();
         for (symbol, bars) in &ctx.market.bars {
             let market = market_of(symbol);
             let interval = ctx.market.interval(symbol);
@@ -559,8 +562,9 @@ impl Book {
             // trade on its past bars, only its last close matters.
             let involved = self.portfolio.quantity(symbol) > 0
                 || self.working_orders().any(|r| &r.order.symbol == symbol);
+            let rate = !involved && market == Market::Fx;
             let seen = self.processed.get(symbol).copied();
-            let Some(seen) = seen.filter(|_| involved) else {
+            let Some(seen) = seen.filter(|_| involved || rate) else {
                 if let Some(last) = bars.last() {
                     let bar = MarketBar::new(market, interval, *last);
                     self.mark(symbol, last.date, bar.closes_at(), Some(last.close));
@@ -575,25 +579,35 @@ impl Book {
             due.extend(
                 bars[from..]
                     .iter()
-                    .map(|b| (symbol.as_str(), MarketBar::new(market, interval, *b)))
-                    .filter(|(_, b)| b.closes_at() > seen),
+                    .map(|b| MarketBar::new(market, interval, *b))
+                    .filter(|b| b.closes_at() > seen)
+                    .map(|b| {
+                        let key = if rate { b.closes_at() } else { b.opens_at };
+                        (key, symbol.as_str(), b, rate)
+                    }),
             );
         }
-        due.sort_by_key(|(symbol, b)| (b.opens_at, *symbol));
+        due.sort_by_key(|(key, symbol, _, _)| (*key, *symbol));
         let mut i = 0;
         while i < due.len() {
-            let opens_at = due[i].1.opens_at;
+            let opens_at = due[i].0;
             self.end_sessions(opens_at);
-            let mut date = due[i].1.bar.date;
-            while i < due.len() && due[i].1.opens_at == opens_at {
-                let (symbol, bar) = due[i];
-                date = date.max(bar.bar.date);
-                self.roll_day(ctx, bar.bar.date);
-                self.work_bar(ctx, symbol, &bar);
+            let mut date = None;
+            while i < due.len() && due[i].0 == opens_at {
+                let (_, symbol, bar, rate) = due[i];
+                if !rate {
+                    date = date.max(Some(bar.bar.date));
+                    self.roll_day(ctx, bar.bar.date);
+                    self.work_bar(ctx, symbol, &bar);
+                }
                 self.mark(symbol, bar.bar.date, bar.closes_at(), Some(bar.bar.close));
                 i += 1;
             }
-            self.record_equity(ctx, date);
+            // A new rate moves the equity too: the limits are checked on it;
+            // the curve's point waits for the account's own next bar.
+            if let Some(date) = date {
+                self.record_equity(ctx, date);
+            }
             self.check_loss_limits(ctx);
         }
         self.end_sessions(ctx.market.at);

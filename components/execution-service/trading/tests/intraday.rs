@@ -1040,3 +1040,56 @@ fn crypto_trades_in_contracts_of_a_ten_thousandth_of_a_coin() {
     // ¥100,000 / ¥0.055 = 1,818,181 contracts: 181.8 ETH.
     assert_eq!(sized.record.order.quantity, 1_818_181);
 }
+
+/// The rate a fill converts at is the pair's last close before the fill:
+/// a dollar buy at Monday's open pays Friday's USD/JPY close, not Monday's.
+#[test]
+fn a_fill_converts_at_the_rate_of_its_time() {
+    let us = |d: u32, o: &str| {
+        let day = date(2010, 3, d);
+        bar_at(day, Market::Us.session_open(day), o, o, o, o)
+    };
+    // FX days end at 17:00 New York (22:00 UTC before the 14 March switch).
+    let fx = |d: u32, c: &str| {
+        let day = date(2010, 3, d);
+        let opens = Market::Fx.session_open(day);
+        bar_at(day, opens, c, c, c, c)
+    };
+    let view = |d: u32, f: Vec<Bar>, usdjpy: Vec<Bar>| {
+        let mut c = ctx(
+            Market::Us.close_of(date(2010, 3, d)).unwrap(),
+            FORD,
+            &f,
+            Interval::OneDay,
+        );
+        c.market.bars.insert("USDJPY=X".into(), usdjpy);
+        c.fx = FxRates::parse(Currency::JPY, "USDJPY=100").unwrap();
+        c.limits.flat_by_close = false;
+        c
+    };
+    let friday = view(5, vec![us(5, "15")], vec![fx(5, "88")]);
+    let mut b = book();
+    b.submit(&friday, order("f", FORD, Side::Buy, 100), Origin::Api)
+        .unwrap();
+    assert_eq!(b.rates(&friday.fx).rate(Currency::USD), Some(px("88")));
+    let monday = view(
+        8,
+        vec![us(5, "15"), us(8, "15")],
+        vec![fx(5, "88"), fx(8, "90")],
+    );
+    b.sync(&monday);
+    let fill = b.orders.values().next().unwrap().fills[0];
+    assert_eq!(fill.at, Market::Us.session_open(date(2010, 3, 8)));
+    assert_eq!(
+        fill.rate,
+        px("88"),
+        "Friday's close: Monday's FX day is not over"
+    );
+    assert_eq!(
+        b.rates(&monday.fx).rate(Currency::USD),
+        Some(px("90")),
+        "by Monday's close"
+    );
+    let events: Vec<_> = b.journal.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(Book::replay(&events).portfolio, b.portfolio);
+}
