@@ -459,7 +459,8 @@ impl Book {
         } else {
             self.portfolio.rates(&FxRates::new(self.portfolio.currency))
         };
-        for (symbol, (_, close)) in &self.marks {
+        // Only currency pairs (`EURUSD=X`) rate anything: no parse for the rest.
+        for (symbol, (_, close)) in self.marks.iter().filter(|(s, _)| s.ends_with("=X")) {
             if let Some((first, second)) = market_data::Symbol::parse(symbol)
                 .ok()
                 .as_ref()
