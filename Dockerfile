@@ -28,6 +28,7 @@ RUN apt-get update \
 COPY --from=build /src/target/release/runtime-host /usr/local/bin/runtime-host
 COPY --from=build /src/spin.toml /app/spin.toml
 COPY --from=build /src/config /app/config
+COPY --from=build /src/import /app/import
 COPY --from=build /src/target/wasm32-wasip2/component/ /app/target/wasm32-wasip2/component/
 COPY --from=build /out/compiled /app/compiled
 USER 10001:10001
