@@ -896,7 +896,7 @@ fn status(book: &Book, config: &Config, synced: Option<Synced>) -> serde_json::V
         "balances": cash(book, &rates),
         "equity": equity,
         "peak_equity": book.peak_equity,
-        "daily_pnl": book.daily_pnl(&config.fx),
+        "daily_pnl": book.pnl_since_day_start(equity),
         "drawdown_bps": trading::risk::drawdown_bps(equity, book.peak_equity),
         "open_positions": book.portfolio.open_positions(),
         "working_orders": book.working_orders().count(),
@@ -953,20 +953,22 @@ fn pnl(
     configured: &trading::FxRates,
     equity_curve: Vec<trading::book::EquityPoint>,
 ) -> serde_json::Value {
+    let equity = book.equity(configured);
     serde_json::json!({
         "currency": book.portfolio.currency,
         "realised": book.portfolio.realised_pnl,
         "unrealised": book.unrealised_pnl(configured),
         "commissions": book.portfolio.commissions,
-        "daily": book.daily_pnl(configured),
+        "daily": book.pnl_since_day_start(equity),
         "day": book.day_start.map(|(date, _)| date),
-        "equity": book.equity(configured),
+        "equity": equity,
         "peak_equity": book.peak_equity,
         "equity_curve": equity_curve,
     })
 }
 
 fn metrics(book: &Book, configured: &trading::FxRates) -> String {
+    let equity = book.equity(configured);
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
     let mut denials: BTreeMap<&str, usize> = BTreeMap::new();
     for record in book.orders.values() {
@@ -1000,7 +1002,7 @@ fn metrics(book: &Book, configured: &trading::FxRates) -> String {
         (
             "execution_equity",
             "Account equity at the last marks.",
-            money(book.equity(configured)),
+            money(equity),
         ),
         (
             "execution_cash",
@@ -1010,7 +1012,7 @@ fn metrics(book: &Book, configured: &trading::FxRates) -> String {
         (
             "execution_daily_pnl",
             "P&L since the market day's start.",
-            money(book.daily_pnl(configured)),
+            money(book.pnl_since_day_start(equity)),
         ),
         (
             "execution_trading_state",

@@ -480,8 +480,13 @@ impl Book {
     }
 
     pub fn daily_pnl(&self, configured: &FxRates) -> Money {
+        self.pnl_since_day_start(self.equity(configured))
+    }
+
+    /// `equity` less the market day's starting equity.
+    pub fn pnl_since_day_start(&self, equity: Money) -> Money {
         self.day_start
-            .map_or(Money::ZERO, |(_, start)| self.equity(configured) - start)
+            .map_or(Money::ZERO, |(_, start)| equity - start)
     }
 
     /// Unrealised P&L in the base currency.
@@ -490,11 +495,23 @@ impl Book {
             .unrealised_pnl(&self.marks(), &self.rates(configured))
     }
 
-    /// `price` of `symbol` in the base currency at the account's rate;
-    /// `None` without a rate for its currency.
-    pub fn base_price(&self, configured: &FxRates, symbol: &str, price: Price) -> Option<Price> {
-        let rate = self.rates(configured).rate(Currency::of(symbol))?;
-        fx::price_to_base(price, rate)
+    /// `price` of `symbol` per unit of quantity (a share, a contract) in
+    /// the base currency, and the account's rate for its currency; or why
+    /// an order in it cannot be checked (no rate, or a price beyond range).
+    fn base_price(
+        &self,
+        configured: &FxRates,
+        symbol: &str,
+        price: Price,
+    ) -> Result<(Price, Price), SubmitError> {
+        let currency = Currency::of(symbol);
+        self.rates(configured)
+            .rate(currency)
+            .and_then(|rate| Some((base_unit_price(symbol, price, rate)?, rate)))
+            .ok_or(SubmitError::NoFxRate {
+                currency,
+                base: self.portfolio.currency,
+            })
     }
 
     pub fn working_orders(&self) -> impl Iterator<Item = &OrderRecord> {
@@ -730,8 +747,9 @@ impl Book {
             return;
         }
         let limits = &ctx.limits;
-        let daily = self.daily_pnl(&ctx.fx);
-        let drawdown = risk::drawdown_bps(self.equity(&ctx.fx), self.peak_equity);
+        let equity = self.equity(&ctx.fx);
+        let daily = self.pnl_since_day_start(equity);
+        let drawdown = risk::drawdown_bps(equity, self.peak_equity);
         let reason = if daily <= -limits.max_daily_loss {
             format!(
                 "daily loss {} reached the {} limit",
@@ -1187,9 +1205,7 @@ impl Book {
             position,
             open_positions: open.len(),
             cash: cash - reserved,
-            daily_pnl: self
-                .day_start
-                .map_or(Money::ZERO, |(_, start)| equity - start),
+            daily_pnl: self.pnl_since_day_start(equity),
             equity,
             peak_equity: self.peak_equity,
             orders_last_minute: self
@@ -1264,17 +1280,9 @@ impl Book {
         let reference_price = reference_price(request.kind, last.close, trail_stop);
         // The clock moves on: first work what earlier orders have not seen.
         self.sync(ctx);
-        // The risk engine sees prices in the base currency.
-        let currency = Currency::of(&symbol);
-        // ... per unit of quantity (a share, a contract).
-        let base_price = |price: Price| {
-            self.base_price(&ctx.fx, &symbol, price)
-                .map(|p| unit_price(&symbol, p))
-        };
-        let base_reference = base_price(reference_price).ok_or(SubmitError::NoFxRate {
-            currency,
-            base: self.portfolio.currency,
-        })?;
+        // The risk engine sees prices in the base currency, per unit of
+        // quantity (a share, a contract).
+        let (base_reference, rate) = self.base_price(&ctx.fx, &symbol, reference_price)?;
         let lot = lot_size(&symbol);
         let exposure = self.exposure(ctx, &symbol);
         let quantity = match request.quantity {
@@ -1292,7 +1300,7 @@ impl Book {
                     exposure.cash,
                     exposure.equity,
                     base_reference,
-                    base_price(stop).unwrap_or(base_reference),
+                    base_unit_price(&symbol, stop, rate).unwrap_or(base_reference),
                     lot,
                 );
                 let held = Money::notional(base_reference, exposure.position.max(0) as u64)
@@ -1453,31 +1461,26 @@ impl Book {
                 return Err(ModifyError::NotWorking(id.to_string()));
             }
         }
-        let new_legs = match record.bracket() {
-            Some(old) => Legs {
-                stop_loss: change.stop_loss.unwrap_or(old.stop_loss),
-                take_profit: change.take_profit.unwrap_or(old.take_profit),
-            },
-            None if legs => {
-                return Err(invalid(
-                    "stop_loss",
-                    "stop_loss and take_profit are a bracket's legs: this order is not a bracket"
-                        .into(),
-                ));
-            }
-            None => Legs {
-                stop_loss: Price::default(),
-                take_profit: Price::default(),
-            },
+        // The bracket's legs as they will be (none: not a bracket).
+        let new_legs = record.bracket().map(|old| Legs {
+            stop_loss: change.stop_loss.unwrap_or(old.stop_loss),
+            take_profit: change.take_profit.unwrap_or(old.take_profit),
+        });
+        if legs && new_legs.is_none() {
+            return Err(invalid(
+                "stop_loss",
+                "stop_loss and take_profit are a bracket's legs: this order is not a bracket"
+                    .into(),
+            ));
+        }
+        let with_legs = |request: &OrderRequest| OrderRequest {
+            stop_loss: new_legs.map(|l| l.stop_loss),
+            take_profit: new_legs.map(|l| l.take_profit),
+            ..request.clone()
         };
-        let (stop_loss, take_profit) = (new_legs.stop_loss, new_legs.take_profit);
-        if legs && !record.order.status.is_open() {
-            let checked = OrderRequest {
-                stop_loss: Some(stop_loss),
-                take_profit: Some(take_profit),
-                ..record.request.clone()
-            };
-            validate(&checked).map_err(ModifyError::Invalid)?;
+        if let (Some(new_legs), false) = (new_legs.filter(|_| legs), record.order.status.is_open())
+        {
+            validate(&with_legs(&record.request)).map_err(ModifyError::Invalid)?;
             let modified = Event::OrderModified {
                 order_id: id.to_string(),
                 quantity: record.order.quantity,
@@ -1487,7 +1490,7 @@ impl Book {
                 bracket: Some(new_legs),
             };
             self.emit(modified);
-            self.set_bracket_exits(&symbol, id, stop_loss, take_profit);
+            self.set_bracket_exits(&symbol, id, new_legs);
             return Ok(self.orders[id].clone());
         }
         let mut kind = record.order.kind;
@@ -1533,15 +1536,7 @@ impl Book {
         let checked = OrderRequest {
             kind,
             quantity: Some(quantity),
-            stop_loss: record
-                .bracket()
-                .map(|_| stop_loss)
-                .or(record.request.stop_loss),
-            take_profit: record
-                .bracket()
-                .map(|_| take_profit)
-                .or(record.request.take_profit),
-            ..record.request.clone()
+            ..with_legs(&record.request)
         };
         validate(&checked).map_err(ModifyError::Invalid)?;
         let decimals = price_decimals(&symbol);
@@ -1555,15 +1550,9 @@ impl Book {
         let reference_price = reference_price(kind, record.reference_price, trail_stop);
         // The account without the order, then the new order's remainder.
         let exposure = self.exposure_without(ctx, &symbol, Some(id));
-        let base_reference = self
+        let (base_reference, _) = self
             .base_price(&ctx.fx, &symbol, reference_price)
-            .map(|p| unit_price(&symbol, p))
-            .ok_or_else(|| {
-                ModifyError::Invalid(SubmitError::NoFxRate {
-                    currency: Currency::of(&symbol),
-                    base: self.portfolio.currency,
-                })
-            })?;
+            .map_err(ModifyError::Invalid)?;
         let intent = Intent {
             side: record.order.side,
             quantity: quantity - filled,
@@ -1577,22 +1566,22 @@ impl Book {
             kind,
             reference_price,
             trail_stop,
-            bracket: legs.then_some(new_legs),
+            bracket: new_legs.filter(|_| legs),
         });
         // Partly filled: the legs already guard what it bought.
-        if legs && armed {
-            self.set_bracket_exits(&symbol, id, stop_loss, take_profit);
+        if let Some(new_legs) = new_legs.filter(|_| legs && armed) {
+            self.set_bracket_exits(&symbol, id, new_legs);
         }
         Ok(self.orders[id].clone())
     }
 
     /// The position of `symbol` guarded by bracket `id`'s new legs.
-    fn set_bracket_exits(&mut self, symbol: &str, id: &str, stop_loss: Price, take_profit: Price) {
+    fn set_bracket_exits(&mut self, symbol: &str, id: &str, legs: Legs) {
         self.emit(Event::ExitsSet {
             symbol: symbol.to_string(),
             exits: Some(Exits {
-                stop_loss,
-                take_profit,
+                stop_loss: legs.stop_loss,
+                take_profit: legs.take_profit,
                 order_id: Some(id.to_string()),
             }),
         });
@@ -1882,6 +1871,11 @@ pub fn notional(symbol: &str, price: Price, quantity: u64) -> Option<Money> {
 /// The price of one unit of `symbol`'s quantity (a contract's, a share's).
 pub fn unit_price(symbol: &str, price: Price) -> Price {
     fx::price_to_base(price, contract_size(symbol)).unwrap_or(Price::from_ticks(i64::MAX))
+}
+
+/// [`unit_price`] in the base currency at `rate`; `None` beyond a price.
+fn base_unit_price(symbol: &str, price: Price, rate: Price) -> Option<Price> {
+    fx::price_to_base(price, rate).map(|p| unit_price(symbol, p))
 }
 
 /// The decimals `symbol`'s market quotes and fills in.

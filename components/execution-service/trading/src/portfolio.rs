@@ -181,8 +181,7 @@ impl Portfolio {
 
     /// Whether [`Portfolio::apply`] would take `fill`.
     pub fn can_apply(&self, symbol: &str, fill: &Fill) -> bool {
-        let mut after = self.clone();
-        after.apply(symbol, fill).is_ok()
+        self.clone().apply_in_place(symbol, fill).is_ok()
     }
 
     /// Apply a fill; on error nothing changes. Buy commissions are part of the
