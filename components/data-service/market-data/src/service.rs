@@ -166,6 +166,8 @@ pub struct CacheInfo {
 const CLOCK_KEY: &str = "data/clock";
 const IMPORT_PREFIX: &str = "data/import/";
 const IMPORT_INDEX: &str = "data/import-index";
+const CACHE_PREFIX: &str = "data/cache/";
+const COUNTER_PREFIX: &str = "data/counter/";
 
 /// One imported series, as `GET /import` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,8 +200,6 @@ pub struct ImportedFile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<crate::import::RowError>,
 }
-const CACHE_PREFIX: &str = "data/cache/";
-const COUNTER_PREFIX: &str = "data/counter/";
 
 pub struct MarketData<'a, S, F> {
     pub history: &'a History,
@@ -335,14 +335,18 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         to: Option<NaiveDate>,
     ) -> Result<Bars, ServiceError> {
         // One read of the clock (a key-value read) per query.
-        self.bars_at(self.clock(), symbol, interval, from, to).await
+        let imported = self.import_index();
+        self.bars_at(self.clock(), &imported, symbol, interval, from, to)
+            .await
     }
 
     /// [`Self::bars`] cut at `clock`, read once by the caller (a batch cuts
-    /// every symbol at the same clock).
+    /// every symbol at the same clock), with what has been imported (read
+    /// once too: only an imported series costs a read of its bars).
     async fn bars_at(
         &self,
         clock: MarketClock,
+        imported: &ImportIndex,
         symbol: &Symbol,
         interval: Interval,
         from: Option<NaiveDate>,
@@ -357,7 +361,11 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
             !interval.is_intraday() || b.ts + interval.length().num_seconds() <= until.timestamp()
         };
         // A user's own bars come first.
-        if let Some(bars) = self.imported(symbol, interval) {
+        let own = imported
+            .series
+            .iter()
+            .any(|s| s.symbol == symbol.as_str() && s.interval == interval);
+        if let Some(bars) = own.then(|| self.imported(symbol, interval)).flatten() {
             return Ok(Bars {
                 symbol: symbol.clone(),
                 interval,
@@ -513,9 +521,10 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
     ) -> Result<Vec<Result<Bars, (String, ServiceError)>>, ServiceError> {
         check_batch(symbols)?;
         self.range(clock, clock.market, interval, from, to)?;
+        let imported = &self.import_index();
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.bars_at(clock, &symbol, interval, from, to)
+            self.bars_at(clock, imported, &symbol, interval, from, to)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -533,9 +542,10 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         // The date is the whole batch's: one past the clock refuses the batch.
         let clock = self.clock();
         clock.until(clock.market, interval, "date", date, self.now)?;
+        let imported = &self.import_index();
         let queries = symbols.iter().map(|raw| async move {
             let symbol = Symbol::parse(raw).map_err(|e| (raw.clone(), e.into()))?;
-            self.features_at(clock, &symbol, date, interval)
+            self.features_at(clock, imported, &symbol, date, interval)
                 .await
                 .map_err(|e| (raw.clone(), e))
         });
@@ -548,8 +558,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         symbol: &Symbol,
         date: Option<NaiveDate>,
     ) -> Result<FeatureVector, ServiceError> {
-        self.features_at(self.clock(), symbol, date, Interval::OneDay)
-            .await
+        self.features_on(symbol, date, Interval::OneDay).await
     }
 
     /// [`Self::features`] on `interval` bars: at the last bar of `date` (or
@@ -560,12 +569,15 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         date: Option<NaiveDate>,
         interval: Interval,
     ) -> Result<FeatureVector, ServiceError> {
-        self.features_at(self.clock(), symbol, date, interval).await
+        let imported = self.import_index();
+        self.features_at(self.clock(), &imported, symbol, date, interval)
+            .await
     }
 
     async fn features_at(
         &self,
         clock: MarketClock,
+        imported: &ImportIndex,
         symbol: &Symbol,
         date: Option<NaiveDate>,
         interval: Interval,
@@ -573,7 +585,7 @@ impl<S: Store, F: Fetch> MarketData<'_, S, F> {
         let to = clock.until(symbol.market(), interval, "date", date, self.now)?;
         let from = to - Duration::days(feature_lookback_days(interval));
         let bars = self
-            .bars_at(clock, symbol, interval, Some(from), Some(to))
+            .bars_at(clock, imported, symbol, interval, Some(from), Some(to))
             .await?;
         features::latest(&bars.bars)
             .ok_or_else(|| ServiceError::NotEnoughHistory(symbol.to_string()))
