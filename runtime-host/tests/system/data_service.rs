@@ -379,14 +379,12 @@ async fn intraday_history_steps_with_the_clock() {
         .variables
         .push(("admin_token".into(), "s3cret".into()));
     let host = start(&settings).await;
-    let resp = client()
-        .put(url(&host, "/api/v1/data/clock"))
-        .header("x-admin-token", "s3cret")
-        .body(r#"{"mode":"replay","as_of":"2017-03-15T10:00:00Z","market":"fx","interval":"1h"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    put_clock(
+        &format!("http://{}", host.addr),
+        "s3cret",
+        serde_json::json!({"mode": "replay", "as_of": "2017-03-15T10:00:00Z", "market": "fx", "interval": "1h"}),
+    )
+    .await;
     let hours = |body: &Value| -> Vec<i64> {
         body["bars"]
             .as_array()

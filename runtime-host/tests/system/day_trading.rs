@@ -18,6 +18,12 @@ async fn set_clock(base: &str, body: Value) -> Value {
     put_clock(base, ADMIN_TOKEN, body).await
 }
 
+/// The order a `POST /trade` answer placed, as `GET /orders/{id}` shows it.
+async fn order_of(base: &str, placed: &Value) -> Value {
+    let id = placed["id"].as_str().expect("a placed order");
+    view(base, &format!("/api/v1/execution/orders/{id}")).await
+}
+
 /// `POST /clock/advance?by=` (bar, session, day) as the admin.
 pub(crate) async fn advance(base: &str, by: &str) -> Value {
     let resp = client()
@@ -532,17 +538,7 @@ async fn a_brokers_tse_minute_bars_are_imported_and_traded() {
     advance(&base, "bar").await;
     let (status, _) = sync(&base).await;
     assert_eq!(status, 200);
-    let (_, record) = call(
-        &base,
-        reqwest::Method::GET,
-        &format!(
-            "/api/v1/execution/orders/{}",
-            placed["id"].as_str().unwrap()
-        ),
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let record = order_of(&base, &placed).await;
     let fill = &record["fills"][0];
     assert_eq!(fill["at"], "2025-11-28T00:05:00Z", "{record}");
     // The 09:05 bar opens at 2505; 5 bps of slippage, in yen.
@@ -656,17 +652,7 @@ async fn the_clocks_usd_jpy_values_a_yen_account() {
     advance(&base, "day").await;
     let (status, _) = sync(&base).await;
     assert_eq!(status, 200);
-    let (_, record) = call(
-        &base,
-        reqwest::Method::GET,
-        &format!(
-            "/api/v1/execution/orders/{}",
-            placed["id"].as_str().unwrap()
-        ),
-        Some(TRADER),
-        None,
-    )
-    .await;
+    let record = order_of(&base, &placed).await;
     let fill = &record["fills"][0];
     assert_eq!(
         fill["rate"], "85.2500",
