@@ -4,7 +4,7 @@
 # Everything else here is a step of those two.
 
 CARGO ?= cargo
-COMPONENTS := data-service symbol-service ml-service execution-service notification-service
+COMPONENTS := data-service data-remote symbol-service ml-service execution-service notification-service
 TEST_COMPONENTS := host-test-guest
 LISTEN ?= 127.0.0.1:3000
 ADMIN_LISTEN ?= 127.0.0.1:9090
@@ -48,6 +48,7 @@ check: fmt clippy k8s
 
 ## Kubernetes manifests: yamllint, strict schemas, cross-references (and the validator's own tests).
 k8s:
+	python3 scripts/pods_manifest.py --check
 	python3 k8s/validate.py
 	python3 -m unittest k8s/test_validate.py
 	checkov -d k8s --config-file k8s/.checkov.yaml

@@ -9,7 +9,8 @@
    the Istio models); Istio kinds with cloudcoil-models-istio (its models
    ignore unknown fields, so anything the model drops is reported). A kind
    with no schema fails: nothing is waved through unchecked.
-3. Cross-references, against the manifests and spin.toml:
+3. Cross-references, against the manifests and spin.pods.toml (the manifest
+   the workloads run, each service in a pod of its own):
    - a SpinApp's components exist in spin.toml;
    - every variable a SpinApp's components read has a value: a spin.toml
      default or one the SpinApp sets; service URLs must be set (Spin's local
@@ -363,7 +364,8 @@ def selects_any(selector: dict, pods: list[dict]) -> bool:
 
 
 def cross_reference_errors(docs: list[tuple[Path, dict]]) -> list[str]:
-    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    # The workloads run one service each, of the manifest made for that.
+    manifest = tomllib.loads((ROOT / "spin.pods.toml").read_text())
     declared = manifest["variables"]
     used = component_variables(manifest)
     by_kind: dict[str, list[dict]] = {}

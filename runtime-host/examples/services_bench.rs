@@ -136,16 +136,46 @@ async fn main() {
         mean_latency(&client, &features, 30).await.as_secs_f64() * 1e3
     );
 
-    // 2. recommend on the bundled history.
-    let recommend = format!("{base}/api/v1/symbols/recommend?limit=10");
-    let (first, _) = timed_get(&client, &recommend).await;
-    let warm = mean_latency(&client, &recommend, 5).await;
-    println!(
-        "symbol-service recommend, 525 symbols, bundled history: first {:.0} ms, then {:.0} ms",
-        first.as_secs_f64() * 1e3,
-        warm.as_secs_f64() * 1e3
-    );
     host.shutdown().await;
+
+    // 2. recommend on the bundled history: symbol-service composed with
+    // data-service (spin.toml, typed calls) and each in its own "pod"
+    // (spin.pods.toml: the typed import over HTTP through data-remote).
+    for (manifest, how) in [("spin.toml", "composed"), ("spin.pods.toml", "over HTTP")] {
+        let pods = tempfile::tempdir().unwrap();
+        let mut settings = settings(pods.path());
+        settings.manifest = support::root().join(manifest);
+        let host = start(&settings).await;
+        let base = format!("http://{}", host.addr);
+        let recommend = format!("{base}/api/v1/symbols/recommend?limit=10");
+        let (first, _) = timed_get(&client, &recommend).await;
+        let warm = mean_latency(&client, &recommend, 10).await;
+        let thirty: Vec<String> = History::bundled()
+            .unwrap()
+            .series()
+            .iter()
+            .take(30)
+            .map(|s| s.symbol.clone())
+            .collect();
+        let screen = format!("{base}/api/v1/symbols/screen");
+        let body = serde_json::json!({ "universe": thirty, "limit": 10 });
+        let mut total = Duration::ZERO;
+        for _ in 0..20 {
+            let started = Instant::now();
+            let resp = client.post(&screen).json(&body).send().await.unwrap();
+            assert!(resp.status().is_success(), "{screen}: {}", resp.status());
+            resp.bytes().await.unwrap();
+            total += started.elapsed();
+        }
+        println!(
+            "symbol-service recommend, 525 symbols, bundled history, {how}: first {:.0} ms, \
+             then {:.0} ms; screen of 30 symbols {:.1} ms",
+            first.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3 / 20.0,
+        );
+        host.shutdown().await;
+    }
 
     // 3. recommend on a live provider through the cache.
     let history = Arc::new(History::bundled().unwrap());

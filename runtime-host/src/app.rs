@@ -29,6 +29,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::capabilities::{self, RedisPool};
+use crate::compose::Composer;
 use crate::engine::{self, EngineSettings};
 use crate::http_outbound::{CHAINING_SUFFIX, OutboundHttp};
 use crate::key_value::KvStores;
@@ -262,6 +263,13 @@ impl App {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capabilities::add_to_linker(&mut linker)?;
 
+        let mut composer = Composer::new(
+            &engine,
+            &linker,
+            &manifest,
+            &base,
+            settings.cache_dir.as_deref(),
+        );
         let mut components = HashMap::new();
         for id in &selected {
             let decl = &manifest.component[id];
@@ -282,11 +290,13 @@ impl App {
                 bail!("component `{id}`: only local file sources are supported");
             };
             let started = Instant::now();
-            let compiled =
-                engine::load_component(&engine, &base.join(source), settings.cache_dir.as_deref())
-                    .with_context(|| format!("failed to load component `{id}`"))?;
-            let pre = linker
-                .instantiate_pre(&compiled.component)
+            let (compiled, cache_hit) = composer
+                .compile(source)
+                .with_context(|| format!("failed to load component `{id}`"))?;
+            let config = Arc::new(config);
+            let pre = composer
+                .linker(id, &compiled, &config)?
+                .instantiate_pre(&compiled)
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("component `{id}` imports something this host lacks"))?;
             let pre = ProxyPre::new(pre)
@@ -294,18 +304,18 @@ impl App {
                 .with_context(|| {
                     format!("component `{id}` does not export wasi:http/incoming-handler")
                 })?;
-            metrics.loaded(id, compiled.cache_hit, started.elapsed());
+            metrics.loaded(id, cache_hit, started.elapsed());
             metrics.register_component(id);
             tracing::info!(
                 component = %id,
-                cache_hit = compiled.cache_hit,
+                cache_hit,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "component loaded"
             );
             components.insert(
                 id.clone(),
                 Arc::new(LoadedComponent {
-                    config: Arc::new(config),
+                    config,
                     pre,
                     idle: Mutex::new(Vec::new()),
                     slots: Arc::new(Semaphore::new(per_component as usize)),
@@ -629,6 +639,46 @@ impl App {
         deadline: Instant,
     ) -> anyhow::Result<Store<HostState>> {
         let config = &component.config;
+        let wasi = self.wasi_ctx(config)?;
+        let state = HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.memory_limit)
+                .instances(64)
+                .tables(64)
+                .memories(8)
+                .build(),
+            outbound: OutboundHttp {
+                component: config.clone(),
+                app: self.clone(),
+                trace,
+                depth,
+            },
+            component: config.clone(),
+            app: self.clone(),
+            deadline,
+            linked: HashMap::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Check the deadline at every epoch tick and yield to other requests meanwhile,
+        // so a looping guest neither overruns its time nor starves its neighbours.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(store)
+    }
+
+    /// The WASI context of a component with `config`'s grants: its
+    /// environment, its mounts, and the sockets its outbound hosts allow.
+    pub(crate) fn wasi_ctx(&self, config: &Arc<ComponentConfig>) -> anyhow::Result<WasiCtx> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout()
             .inherit_stderr()
@@ -637,7 +687,7 @@ impl App {
         // (schemes `tcp` and `udp`), as Spin does. The unspecified address
         // is the implicit bind of a connect; an explicit bind, listen or
         // accept is not something a request handler does.
-        let grants = component.config.clone();
+        let grants = config.clone();
         let metrics = self.metrics.clone();
         wasi.allow_tcp(true).allow_udp(true).socket_addr_check(move |addr, used_for| {
             let allowed = match used_for {
@@ -661,39 +711,7 @@ impl App {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("failed to mount {}", mount.host.display()))?;
         }
-        let state = HostState {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit)
-                .instances(64)
-                .tables(64)
-                .memories(8)
-                .build(),
-            outbound: OutboundHttp {
-                component: config.clone(),
-                app: self.clone(),
-                trace,
-                depth,
-            },
-            component: config.clone(),
-            app: self.clone(),
-            deadline,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        // Check the deadline at every epoch tick and yield to other requests meanwhile,
-        // so a looping guest neither overruns its time nor starves its neighbours.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Err(Trap::Interrupt.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        Ok(store)
+        Ok(wasi.build())
     }
 
     fn record_guest_error(&self, component: &str, error: &wasmtime::Error) {

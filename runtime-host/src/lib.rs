@@ -22,6 +22,7 @@
 
 pub mod app;
 pub mod capabilities;
+pub mod compose;
 pub mod engine;
 pub mod http_outbound;
 pub mod key_value;

@@ -86,7 +86,66 @@ pub struct ComponentDecl {
     pub files: Vec<FilesDecl>,
     #[serde(default)]
     pub build: Option<BuildDecl>,
+    /// Whether dependencies that do not say `inherit_configuration` get this
+    /// component's capabilities; Spin's default is none of them.
+    #[serde(default)]
+    pub dependencies_inherit_configuration: Option<bool>,
+    /// `[component.x.dependencies]`: imports satisfied by another
+    /// component's export, keyed by the import's interface or package name.
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, DependencyDecl>,
 }
+
+/// One `[component.x.dependencies]` entry, as Spin 3.5 writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DependencyDecl {
+    /// `{ component = "data-service" }`: a component of this application.
+    App {
+        component: String,
+        #[serde(flatten)]
+        how: DependencyUse,
+    },
+    /// `{ path = "remote_data.wasm" }`: a Wasm file.
+    Local {
+        path: PathBuf,
+        #[serde(flatten)]
+        how: DependencyUse,
+    },
+    /// A registry package or URL: they need the network.
+    Remote(toml::Value),
+}
+
+/// How a dependency is used: which of its exports, and what it may do.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DependencyUse {
+    /// The dependency's export that satisfies the import (the import's own
+    /// name by default).
+    #[serde(default)]
+    pub export: Option<String>,
+    #[serde(default)]
+    pub inherit_configuration: Option<InheritDecl>,
+}
+
+/// `inherit_configuration = true | false | ["key_value_stores", ...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum InheritDecl {
+    All(bool),
+    Some(Vec<String>),
+}
+
+/// The capability sets a dependency may inherit (Spin's names).
+pub const INHERITABLE: &[&str] = &[
+    // No model is served here: inheriting it grants nothing.
+    "ai_models",
+    "allowed_outbound_hosts",
+    "environment",
+    "files",
+    "key_value_stores",
+    "sqlite_databases",
+    "variables",
+];
 
 /// A component's Wasm: a local path (registry and URL sources need the network).
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +239,34 @@ impl Manifest {
             for name in component.variables.keys() {
                 check_variable_name(name).with_context(|| format!("component `{id}` variable"))?;
             }
+            for (name, dependency) in &component.dependencies {
+                let how = match dependency {
+                    DependencyDecl::App {
+                        component: target,
+                        how,
+                    } => {
+                        ensure!(
+                            self.component.contains_key(target),
+                            "component `{id}`: dependency `{name}` names unknown component `{target}`"
+                        );
+                        how
+                    }
+                    DependencyDecl::Local { how, .. } => how,
+                    DependencyDecl::Remote(_) => bail!(
+                        "component `{id}`: dependency `{name}` must be a `component` or a \
+                         local `path` (registry and URL dependencies need the network)"
+                    ),
+                };
+                if let Some(InheritDecl::Some(keys)) = &how.inherit_configuration
+                    && let Some(unknown) = keys.iter().find(|k| !INHERITABLE.contains(&k.as_str()))
+                {
+                    bail!(
+                        "component `{id}`: dependency `{name}` inherits `{unknown}`, which is not \
+                         one of {}",
+                        INHERITABLE.join(", ")
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -256,6 +343,49 @@ mod tests {
         [component.hidden]
         source = "hidden.wasm"
     "#;
+
+    /// MINIMAL with `[component.hello.dependencies]` holding `entries`.
+    fn with_dependencies(entries: &str) -> anyhow::Result<Manifest> {
+        Manifest::parse(&format!("{MINIMAL}\n[component.hello.dependencies]\n{entries}"))
+    }
+
+    #[test]
+    fn dependencies_are_components_or_local_files() {
+        let manifest = with_dependencies(
+            r#""daytrade:platform/data" = { component = "hidden", inherit_configuration = true }
+               "daytrade:platform/ml" = { path = "ml_remote.wasm", export = "daytrade:platform/ml@0.1.0", inherit_configuration = ["variables"] }"#,
+        )
+        .unwrap();
+        let deps = &manifest.component["hello"].dependencies;
+        assert!(matches!(
+            &deps["daytrade:platform/data"],
+            DependencyDecl::App { component, how }
+                if component == "hidden" && how.inherit_configuration == Some(InheritDecl::All(true))
+        ));
+        assert!(matches!(
+            &deps["daytrade:platform/ml"],
+            DependencyDecl::Local { path, how }
+                if path.as_path() == Path::new("ml_remote.wasm")
+                    && how.export.as_deref() == Some("daytrade:platform/ml@0.1.0")
+                    && how.inherit_configuration == Some(InheritDecl::Some(vec!["variables".into()]))
+        ));
+    }
+
+    #[test]
+    fn a_dependency_must_be_known_local_and_inherit_known_grants() {
+        for (entry, says) in [
+            (r#""a:b/c" = { component = "nowhere" }"#, "unknown component `nowhere`"),
+            (r#""a:b/c" = { version = "0.1.0" }"#, "need the network"),
+            (r#""a:b/c" = "^0.1""#, "need the network"),
+            (
+                r#""a:b/c" = { component = "hidden", inherit_configuration = ["networking"] }"#,
+                "inherits `networking`",
+            ),
+        ] {
+            let error = format!("{:#}", with_dependencies(entry).unwrap_err());
+            assert!(error.contains(says), "{entry}: {error}");
+        }
+    }
 
     #[test]
     fn parses_routes_private_routes_and_variables() {

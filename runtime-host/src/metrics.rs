@@ -22,6 +22,8 @@ pub struct Metrics {
     load_seconds: prometheus::GaugeVec,
     connections_open: prometheus::IntGauge,
     connections_refused: prometheus::IntCounter,
+    linked_calls: IntCounterVec,
+    linked_duration: HistogramVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -152,8 +154,37 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let linked_calls = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "linked_calls_total",
+                    "Typed calls from a component to a dependency linked in its process, \
+                     by importer, dependency and function.",
+                ),
+                &["component", "dependency", "function"],
+            )
+            .expect("valid metric"),
+        );
+        let linked_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "linked_call_duration_seconds",
+                    "Time of a typed call to a linked dependency, its instantiation included.",
+                )
+                .buckets(vec![
+                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                    0.05, 0.1, 0.25, 1.0,
+                ]),
+                &["component", "dependency"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             registry,
+            linked_calls,
+            linked_duration,
             connections_open,
             connections_refused,
             requests,
@@ -173,6 +204,22 @@ impl Metrics {
             .inc();
         self.duration
             .with_label_values(&[component])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A typed call of `component` to its dependency's `function` (`interface#name`).
+    pub fn linked_call(
+        &self,
+        component: &str,
+        dependency: &str,
+        function: &str,
+        elapsed: Duration,
+    ) {
+        self.linked_calls
+            .with_label_values(&[component, dependency, function])
+            .inc();
+        self.linked_duration
+            .with_label_values(&[component, dependency])
             .observe(elapsed.as_secs_f64());
     }
 

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::App;
+use crate::compose::LinkedInstance;
 use crate::http_outbound::OutboundHttp;
 use crate::manifest::Mount;
 use crate::outbound::AllowedHosts;
@@ -38,6 +39,8 @@ pub struct HostState {
     pub app: Arc<App>,
     /// When the current request must be finished; checked at every epoch tick.
     pub deadline: Instant,
+    /// The instances of the component's dependencies made in this store.
+    pub linked: HashMap<usize, LinkedInstance>,
 }
 
 impl WasiView for HostState {

@@ -216,11 +216,7 @@ where
             Err(bad) => bad,
         },
         (Method::Get, "/version") => match Query::none(&req) {
-            Ok(()) => Route::ok(Version {
-                service: service.id.id.to_string(),
-                version: service.version.to_string(),
-                contract: CONTRACT.to_string(),
-            }),
+            Ok(()) => Route::ok(version(service)),
             Err(bad) => bad,
         },
         _ => route(req).await,
@@ -285,7 +281,18 @@ pub fn upstream_url(upstream: &ServiceId) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("failed to read variable `{name}`: {e}"))
 }
 
-async fn health(service: &Service, deep: bool) -> Health {
+/// The service's `GET /version` answer (WIT `version-info`).
+pub fn version(service: &Service) -> Version {
+    Version {
+        service: service.id.id.to_string(),
+        version: service.version.to_string(),
+        contract: CONTRACT.to_string(),
+    }
+}
+
+/// The service's `GET /health` answer (WIT `health-report`): with `deep`,
+/// each upstream asked in turn.
+pub async fn health(service: &Service, deep: bool) -> Health {
     let mut dependencies = Vec::new();
     if let Some(check) = service.check_config {
         dependencies.push(Dependency {
@@ -340,7 +347,16 @@ impl KvStore {
     pub fn open_default(owner: &'static str) -> Result<Self, Route> {
         key_value::Store::open_default()
             .map(|store| Self { store, owner })
-            .map_err(|e| Route::error(500, "store-unavailable", e.to_string()))
+            .map_err(|e| match e {
+                // Not granted (`key_value_stores`, or a dependency that does
+                // not inherit it): the deployment's mistake, not an outage.
+                key_value::Error::AccessDenied | key_value::Error::NoSuchStore => Route::error(
+                    500,
+                    "configuration",
+                    format!("{owner}: key-value store `default`: {e}"),
+                ),
+                e => Route::error(500, "store-unavailable", e.to_string()),
+            })
     }
 }
 

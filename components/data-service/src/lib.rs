@@ -3,12 +3,13 @@
 //! Routes (below `/api/v1/data`):
 //! `GET /stocks/{symbol}?from&to&interval=1m|5m|15m|1h|1d&include_features`,
 //! `POST /batch-fetch {symbols, from, to}`, `GET /features/{symbol}?date`,
-//! `POST /batch-features {symbols, date}`,
+//! `POST /batch-features {symbols, date}`, `POST /closes {symbols, interval, from, to}`,
 //! `GET /symbols`, `GET /exchanges/{tse|us}`, `GET|DELETE /cache[?symbol]`,
 //! `GET /clock`, `PUT /clock` and `POST /clock/advance` (admin),
 //! `GET /metrics` (Prometheus text).
 
-// `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
+// `#[http_component]` and the typed export expand to the canonical-ABI
+// export, which is unsafe code.
 #![allow(unsafe_code)]
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -21,6 +22,8 @@ use serde::Deserialize;
 use spin_adapter::{KvStore, Query, Route, Service, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
+
+mod typed;
 
 static SERVICE: Service = Service {
     id: market_data::SERVICE,
@@ -200,6 +203,18 @@ struct BatchRequest {
     lookback_days: Option<u16>,
 }
 
+/// A `POST /closes` body: WIT `data.closes`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClosesRequest {
+    symbols: Vec<String>,
+    interval: String,
+    #[serde(default)]
+    from: Option<NaiveDate>,
+    #[serde(default)]
+    to: Option<NaiveDate>,
+}
+
 /// A `PUT /clock` body: `{"mode":"live"}` or `{"mode":"replay","as_of":...}`
 /// with `as_of` an RFC 3339 instant in a session of the clock's market (its
 /// close included) or a trading day `YYYY-MM-DD` (after its close), no later
@@ -281,6 +296,25 @@ fn clock_body(body: &[u8], current: MarketClock, now: DateTime<Utc>) -> Result<M
         _ => return Err(bad("mode", "`mode` is `live` or `replay`".to_string())),
     };
     Ok(clock)
+}
+
+/// The replay clock `clock` moved on by `step` of `market`'s calendar: 409
+/// `clock-at-now` past the wall time.
+fn advance(
+    clock: MarketClock,
+    step: Step,
+    market: Market,
+    now: DateTime<Utc>,
+) -> Result<MarketClock, Route> {
+    let next = clock.advance(step, market);
+    if next.instant(now) > now {
+        return Err(Route::error(
+            409,
+            "clock-at-now",
+            "the replay clock cannot pass the wall time",
+        ));
+    }
+    Ok(next)
 }
 
 fn parse_interval(raw: &str) -> Result<Interval, Route> {
@@ -470,6 +504,26 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
             // The clock the bars were cut at: a caller needs no second call.
             Route::ok(serde_json::json!({ "results": results, "clock": clock.view(md.now) }))
         }
+        (Method::Post, ["closes"]) => {
+            Query::none(&req)?;
+            let batch: ClosesRequest = json_body(req.body())?;
+            let interval = parse_interval(&batch.interval)?;
+            let results = md
+                .batch(md.clock(), &batch.symbols, interval, batch.from, batch.to)
+                .await
+                .map_err(failed)?;
+            let results: Vec<serde_json::Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(bars) => serde_json::json!({ "symbol": bars.symbol, "ok": bars.closes() }),
+                    Err((symbol, e)) => serde_json::json!({
+                        "symbol": symbol,
+                        "error": { "code": e.code(), "message": e.to_string() }
+                    }),
+                })
+                .collect();
+            Route::ok(serde_json::json!({ "results": results }))
+        }
         (Method::Get, ["features", raw]) => {
             let query = Query::of(&req, &["date", "interval"])?;
             let symbol = symbol(raw)?;
@@ -574,14 +628,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
                     Route::error(400, "unknown-market", format!("no market `{code}`"))
                 })?,
             };
-            let next = clock.advance(step, market);
-            if next.instant(md.now) > md.now {
-                return Err(Route::error(
-                    409,
-                    "clock-at-now",
-                    "the replay clock cannot pass the wall time",
-                ));
-            }
+            let next = advance(clock, step, market, md.now)?;
             md.set_clock(next);
             Route::ok(next.view(md.now))
         }

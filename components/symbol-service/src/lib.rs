@@ -2,23 +2,31 @@
 //!
 //! `GET /api/v1/symbols/recommend?limit=N&interval=1d` screens the universe
 //! with the default filter chain; `POST /api/v1/symbols/screen {filters,
-//! weights, universe, limit, interval}` with the caller's. Bars come from data-service over HTTP
-//! (`data_service_url`: service chaining locally), in concurrent batches of
-//! 50, never one request per symbol.
+//! weights, universe, limit, interval}` with the caller's; the typed export
+//! `daytrade:platform/symbols` runs the default one. Closes and volumes come
+//! from the typed import `daytrade:platform/data` in batches of 50: a
+//! function call into data-service when the two are composed, HTTP through
+//! the remote adapter when data-service runs in its own pod.
 
-// `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
+// `#[http_component]` and the typed bindings expand to canonical-ABI code, which is unsafe.
 #![allow(unsafe_code)]
 
 use chrono::{Duration, NaiveDate};
-use daytrade_contract::ServiceId;
 use market_data::{Interval, Market, Symbol};
 use screening::{FilterChain, ScoreWeights, Series};
 use serde::Deserialize;
-use spin_adapter::{
-    Query, Route, Service, get_json, json_body, path_info, post_json, upstream_url,
-};
+use spin_adapter::{Query, Route, Service, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
+
+wit_bindgen::generate!({
+    world: "symbol-service",
+    path: "../../wit",
+});
+
+use daytrade::platform::data;
+use daytrade::platform::types as t;
+use exports::daytrade::platform::symbols as wit;
 
 static SERVICE: Service = Service {
     id: screening::SERVICE,
@@ -39,7 +47,7 @@ fn lookback_days(interval: Interval) -> i64 {
     }
 }
 /// data-service's batch limit.
-const BATCH: usize = 50;
+const BATCH: usize = market_data::service::MAX_BATCH;
 const MAX_LIMIT: usize = 100;
 
 #[http_component]
@@ -111,7 +119,42 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
     }
 }
 
+/// A screening's outcome, for the HTTP answer and the typed export alike.
+struct Screened {
+    as_of: NaiveDate,
+    interval: Interval,
+    universe: usize,
+    screened: usize,
+    weights: ScoreWeights,
+    recommendations: Vec<screening::Recommendation>,
+    rejected: Vec<screening::Rejection>,
+    failures: Vec<serde_json::Value>,
+}
+
 async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, Route> {
+    let limit = request.limit.unwrap_or(10);
+    let filters = request.filters.clone();
+    let screened = run_screen(request).await?;
+    let mut body = serde_json::json!({
+        "as_of": screened.as_of,
+        "interval": screened.interval,
+        "universe": screened.universe,
+        "screened": screened.screened,
+        "passed": screened.recommendations.len(),
+        "weights": screened.weights,
+        "recommendations": screened.recommendations.into_iter().take(limit).collect::<Vec<_>>(),
+        "fetch_failures": screened.failures,
+    });
+    if with_rejections {
+        body["filters"] = serde_json::to_value(&filters).unwrap_or_default();
+        body["rejected"] = serde_json::to_value(&screened.rejected).unwrap_or_default();
+    }
+    Ok(Route::ok(body))
+}
+
+/// Screen the universe on data-service's closes: the request checked, the
+/// market clock read once, the closes fetched by the typed `data` import.
+async fn run_screen(request: ScreenRequest) -> Result<Screened, Route> {
     let limit = request.limit.unwrap_or(10);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Route::error(
@@ -129,8 +172,6 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
     weights.validate().map_err(|(field, message)| {
         Route::error(400, &format!("invalid-weights.{field}"), message)
     })?;
-    let data = upstream_url(&ServiceId::DATA)
-        .map_err(|e| Route::error(500, "configuration", e.to_string()))?;
     let asked = request.universe.is_some();
     let universe = match request.universe {
         Some(symbols) if symbols.is_empty() || symbols.len() > 1000 => {
@@ -144,70 +185,44 @@ async fn screen(request: ScreenRequest, with_rejections: bool) -> Result<Route, 
             check_universe(&symbols)?;
             symbols
         }
-        None => default_universe(&data).await?,
+        None => default_universe()?,
     };
-    let as_of = clock(&data).await?;
+    let as_of = clock()?;
     let from = as_of - Duration::days(lookback_days(interval));
     // Daily bars up to the last complete day; intraday ones up to the clock.
     let to = (interval == Interval::OneDay).then_some(as_of);
-    let (series, failures) = fetch_series(&data, &universe, from, to, interval)
-        .await
-        .map_err(|e| match e {
-            // data-service checks each symbol: a bad one is the caller's
-            // universe entry, or our own configuration's.
-            Route::Error(400, error) if error.code == "invalid-symbols" => {
-                if asked {
-                    Route::error(400, "invalid-universe", error.message)
-                } else {
-                    Route::error(
-                        500,
-                        "configuration",
-                        format!("the configured universe: {}", error.message),
-                    )
-                }
+    let (series, failures) = fetch_series(&universe, from, to, interval).map_err(|e| match e {
+        // data-service checks each symbol: a bad one is the caller's
+        // universe entry, or our own configuration's.
+        Route::Error(400, error) if error.code == "invalid-symbols" => {
+            if asked {
+                Route::error(400, "invalid-universe", error.message)
+            } else {
+                Route::error(
+                    500,
+                    "configuration",
+                    format!("the configured universe: {}", error.message),
+                )
             }
-            other => other,
-        })?;
+        }
+        other => other,
+    })?;
     let (recommendations, rejected) = screening::screen(&series, &request.filters, &weights);
-    let mut body = serde_json::json!({
-        "as_of": as_of,
-        "interval": interval,
-        "universe": universe.len(),
-        "screened": series.len(),
-        "passed": recommendations.len(),
-        "weights": weights,
-        "recommendations": recommendations.into_iter().take(limit).collect::<Vec<_>>(),
-        "fetch_failures": failures,
-    });
-    if with_rejections {
-        body["filters"] = serde_json::to_value(&request.filters).unwrap_or_default();
-        body["rejected"] = serde_json::to_value(&rejected).unwrap_or_default();
-    }
-    Ok(Route::ok(body))
+    Ok(Screened {
+        as_of,
+        interval,
+        universe: universe.len(),
+        screened: series.len(),
+        weights,
+        recommendations,
+        rejected,
+        failures,
+    })
 }
 
 /// The universe: the `universe` variable (comma-separated), the file named by
 /// `universe_file`, or everything data-service has bundled.
-/// A caller's universe: every entry a ticker, none twice (data-service
-/// reports a malformed symbol as that symbol's failure, and sees only one
-/// batch of them at a time).
-fn check_universe(symbols: &[String]) -> Result<(), Route> {
-    let mut seen = std::collections::HashSet::new();
-    for (i, raw) in symbols.iter().enumerate() {
-        let symbol = Symbol::parse(raw)
-            .map_err(|e| Route::error(400, "invalid-universe", format!("`universe[{i}]`: {e}")))?;
-        if !seen.insert(symbol.as_str().to_string()) {
-            return Err(Route::error(
-                400,
-                "invalid-universe",
-                format!("`universe[{i}]` `{raw}` is {symbol}, listed twice"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
+fn default_universe() -> Result<Vec<String>, Route> {
     let listed = variables::get("universe").unwrap_or_default();
     if !listed.trim().is_empty() {
         return Ok(listed
@@ -227,52 +242,89 @@ async fn default_universe(data: &str) -> Result<Vec<String>, Route> {
             .filter(|s| !s.is_empty())
             .collect());
     }
-    let body = get_json(&format!("{data}/api/v1/data/symbols")).await?;
-    Ok(body["symbols"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default())
+    data::symbols().map_err(upstream)
 }
 
-async fn clock(data: &str) -> Result<NaiveDate, Route> {
-    let body = get_json(&format!("{data}/api/v1/data/clock")).await?;
-    // The clock's last complete trading day: screening runs on daily bars.
-    body["date"]
-        .as_str()
-        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-        .ok_or_else(|| Route::error(502, "upstream-malformed", "data-service clock has no date"))
+/// A caller's universe: every entry a ticker, none twice (data-service
+/// reports a malformed symbol as that symbol's failure, and sees only one
+/// batch of them at a time).
+fn check_universe(symbols: &[String]) -> Result<(), Route> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, raw) in symbols.iter().enumerate() {
+        let symbol = Symbol::parse(raw)
+            .map_err(|e| Route::error(400, "invalid-universe", format!("`universe[{i}]`: {e}")))?;
+        if !seen.insert(symbol.as_str().to_string()) {
+            return Err(Route::error(
+                400,
+                "invalid-universe",
+                format!("`universe[{i}]` `{raw}` is {symbol}, listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }
 
-/// Fetch every symbol's bars in concurrent batches; returns the series and per-symbol failures.
-async fn fetch_series(
-    data: &str,
+/// data-service's error as this service answers it: a caller's mistake
+/// stays a 4xx, the store's outage a 503, the deployment's own mistake a
+/// 500; anything else is a bad gateway.
+fn upstream(e: t::Error) -> Route {
+    let code = e.code.as_str();
+    let status = if code.starts_with("invalid-") || code.starts_with("unsupported-") {
+        400
+    } else if code.starts_with("unknown-") {
+        404
+    } else if code == "store-unavailable" {
+        503
+    } else if code == "configuration" {
+        500
+    } else {
+        502
+    };
+    Route::error(status, code, e.message)
+}
+
+/// The clock's last complete trading day: screening runs on daily bars.
+fn clock() -> Result<NaiveDate, Route> {
+    let clock = data::clock().map_err(upstream)?;
+    NaiveDate::parse_from_str(&clock.date, "%Y-%m-%d")
+        .map_err(|_| Route::error(502, "upstream-malformed", "data-service clock has no date"))
+}
+
+fn wit_interval(interval: Interval) -> t::Interval {
+    match interval {
+        Interval::OneMinute => t::Interval::OneMinute,
+        Interval::FiveMinutes => t::Interval::FiveMinutes,
+        Interval::FifteenMinutes => t::Interval::FifteenMinutes,
+        Interval::OneHour => t::Interval::OneHour,
+        Interval::OneDay => t::Interval::OneDay,
+    }
+}
+
+/// Every symbol's closes and volumes, a data-service batch at a time;
+/// returns the series and per-symbol failures.
+fn fetch_series(
     universe: &[String],
     from: NaiveDate,
     to: Option<NaiveDate>,
     interval: Interval,
 ) -> Result<(Vec<Series>, Vec<serde_json::Value>), Route> {
-    let url = format!("{data}/api/v1/data/batch-fetch");
-    let batches = universe.chunks(BATCH).map(|chunk| {
-        let body = serde_json::json!({
-            "symbols": chunk, "from": from, "to": to, "interval": interval,
-        });
-        let url = url.clone();
-        async move { post_json(&url, &body).await }
-    });
     let mut series = Vec::new();
     let mut failures = Vec::new();
-    for answer in futures::future::join_all(batches).await {
-        for result in answer?["results"].as_array().cloned().unwrap_or_default() {
-            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
-            match result["ok"]["bars"].as_array() {
-                Some(bars) => series.push(to_series(symbol, bars, interval)),
-                None => {
-                    failures.push(serde_json::json!({ "symbol": symbol, "error": result["error"] }))
-                }
+    for chunk in universe.chunks(BATCH) {
+        let results = data::closes(
+            chunk,
+            wit_interval(interval),
+            Some(&from.to_string()),
+            to.map(|d| d.to_string()).as_deref(),
+        )
+        .map_err(upstream)?;
+        for (result, asked) in results.into_iter().zip(chunk) {
+            match result {
+                Ok(c) => series.push(to_series(c, interval)),
+                Err(e) => failures.push(serde_json::json!({
+                    "symbol": asked,
+                    "error": { "code": e.code, "message": e.message },
+                })),
             }
         }
     }
@@ -290,27 +342,87 @@ fn trading_days(market: Market) -> f64 {
 
 /// A symbol's closes and volumes; on intraday bars, with as many bars a
 /// day as the series has (bars over the trading days they fall on).
-fn to_series(symbol: String, bars: &[serde_json::Value], interval: Interval) -> Series {
-    let num = |v: &serde_json::Value| {
-        v.as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-            .or_else(|| v.as_f64())
-    };
-    let mut close = Vec::with_capacity(bars.len());
-    let mut volume = Vec::with_capacity(bars.len());
-    for bar in bars {
-        if let (Some(c), Some(v)) = (num(&bar["close"]), bar["volume"].as_f64()) {
-            close.push(c);
-            volume.push(v);
-        }
-    }
-    let mut series = Series::daily(symbol, close, volume);
+fn to_series(c: data::ClosesVolumes, interval: Interval) -> Series {
+    let volume = c.volumes.iter().map(|&v| v as f64).collect();
+    let mut series = Series::daily(c.symbol, c.closes, volume);
     if interval.is_intraday() {
-        let mut days: Vec<&str> = bars.iter().filter_map(|b| b["date"].as_str()).collect();
-        days.dedup();
         let market = Symbol::parse(&series.symbol).map_or(Market::Us, |s| s.market());
-        series.bars_per_day = bars.len() as f64 / days.len().max(1) as f64;
+        series.bars_per_day = series.close.len() as f64 / f64::from(c.days.max(1));
         series.bars_per_year = series.bars_per_day * trading_days(market);
     }
     series
+}
+
+/// The typed export `daytrade:platform/symbols`: the default screening, as
+/// `GET /recommend` runs it.
+struct Typed;
+
+export!(Typed);
+
+impl wit::Guest for Typed {
+    fn recommend(
+        limit: u32,
+        interval: Option<t::Interval>,
+    ) -> Result<Vec<wit::Recommendation>, t::Error> {
+        let interval = interval.map(|i| match i {
+            t::Interval::OneMinute => "1m",
+            t::Interval::FiveMinutes => "5m",
+            t::Interval::FifteenMinutes => "15m",
+            t::Interval::OneHour => "1h",
+            t::Interval::OneDay => "1d",
+        });
+        let request = ScreenRequest {
+            limit: Some(limit as usize),
+            interval: interval.map(str::to_string),
+            ..ScreenRequest::default()
+        };
+        let screened = spin_sdk::http::run(run_screen(request)).map_err(|route| match route {
+            Route::Error(_, e) => t::Error {
+                code: e.code,
+                message: e.message,
+                details: None,
+            },
+            _ => t::Error {
+                code: "internal".into(),
+                message: "screening gave no answer".into(),
+                details: None,
+            },
+        })?;
+        Ok(screened
+            .recommendations
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| wit::Recommendation {
+                metrics: r.metrics.pairs(),
+                symbol: r.symbol,
+                score: r.score,
+                reasons: r.reasons,
+            })
+            .collect())
+    }
+
+    fn health() -> t::HealthReport {
+        let health = spin_sdk::http::run(spin_adapter::health(&SERVICE, false));
+        t::HealthReport {
+            service: health.service,
+            status: health.status,
+            dependencies: health
+                .dependencies
+                .into_iter()
+                .map(|d| t::Dependency {
+                    service: d.service,
+                    status: d.status,
+                })
+                .collect(),
+        }
+    }
+
+    fn version() -> t::VersionInfo {
+        let v = spin_adapter::version(&SERVICE);
+        t::VersionInfo {
+            service: v.service,
+            version: v.version,
+            contract: v.contract,
+        }
+    }
 }

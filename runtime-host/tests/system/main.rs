@@ -9,6 +9,7 @@ mod capabilities;
 mod data_service;
 mod day_trading;
 mod execution_service;
+mod interfaces;
 mod isolation;
 mod limits;
 mod mesh;

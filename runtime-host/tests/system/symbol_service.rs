@@ -4,9 +4,116 @@ use crate::common::*;
 use serde_json::{Value, json};
 
 fn project(state: &std::path::Path) -> runtime_host::AppSettings {
-    let mut settings = settings(&workspace_root().join("spin.toml"), state);
+    project_of("spin.toml", state)
+}
+
+/// data-service and symbol-service of `manifest` (`spin.toml`: composed,
+/// `spin.pods.toml`: each as in a pod of its own).
+fn project_of(manifest: &str, state: &std::path::Path) -> runtime_host::AppSettings {
+    let mut settings = settings(&workspace_root().join(manifest), state);
     settings.components = vec!["data-service".into(), "symbol-service".into()];
     settings
+}
+
+/// The count of `component`'s typed calls to `dependency`'s `function` of
+/// `daytrade:platform/data`.
+fn linked_calls(metrics: &str, component: &str, dependency: &str, function: &str) -> f64 {
+    metric_value(
+        metrics,
+        &format!(
+            "runtime_host_linked_calls_total{{component=\"{component}\",dependency=\"{dependency}\",\
+             function=\"daytrade:platform/data@0.1.0#{function}\"}}"
+        ),
+    )
+}
+
+/// The same screening whether data-service is composed into symbol-service
+/// (a typed call) or in a pod of its own (the typed import is the HTTP
+/// adapter `data-remote`, and every call a request data-service serves).
+#[tokio::test]
+async fn composed_or_over_http_the_screening_is_the_same() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let composed = start(&project_of("spin.toml", one.path())).await;
+    let pods = start(&project_of("spin.pods.toml", two.path())).await;
+    let path = "/api/v1/symbols/recommend?limit=20";
+    let (status, in_process) = get(&composed, path).await;
+    assert_eq!(status, 200, "{in_process}");
+    let (status, over_http) = get(&pods, path).await;
+    assert_eq!(status, 200, "{over_http}");
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&in_process).unwrap(),
+        serde_json::from_str(&over_http).unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(a["recommendations"].as_array().unwrap().len(), 20);
+
+    let metrics = metrics(&pods).await;
+    let remote = |function| linked_calls(&metrics, "symbol-service", "data_remote", function);
+    assert_eq!(
+        (remote("symbols"), remote("clock"), remote("closes")),
+        (1.0, 1.0, 11.0)
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "runtime_host_http_requests_total{component=\"data-service\",status=\"200\"}"
+        ),
+        13.0,
+        "each typed call one request"
+    );
+    // An error crosses the adapter as it is: the caller's bad symbol.
+    for host in [&composed, &pods] {
+        let (status, body) = post_json(
+            host,
+            "/api/v1/symbols/screen",
+            json!({ "universe": ["IBM", "ZZZZ"], "filters": { "min_history": 1 } }),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["fetch_failures"][0]["symbol"], "ZZZZ");
+        assert_eq!(body["fetch_failures"][0]["error"]["code"], "unknown-symbol");
+    }
+    composed.shutdown().await;
+    pods.shutdown().await;
+}
+
+/// A dependency gets only what it inherits: composed without the key-value
+/// store, data-service cannot open it (Spin's deny-by-default), and the
+/// screening fails with data-service's own error: a configuration mistake.
+#[tokio::test]
+async fn a_dependency_uses_only_the_grants_it_inherits() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("spin.toml")).unwrap().replace(
+        r#""daytrade:platform/data" = { component = "data-service", inherit_configuration = true }"#,
+        r#""daytrade:platform/data" = { component = "data-service", inherit_configuration = ["variables", "files"] }"#,
+    );
+    assert!(text.contains(r#"inherit_configuration = ["variables", "files"]"#));
+    // The manifest's relative paths are the project's.
+    let manifest = root.join(format!(".spin-test-{}.toml", std::process::id()));
+    std::fs::write(&manifest, text).unwrap();
+    let mut settings = settings(&manifest, dir.path());
+    settings.components = vec!["data-service".into(), "symbol-service".into()];
+    settings
+        .variables
+        .push(("replay_date".into(), TEST_REPLAY_DATE.into()));
+    let host = start(&settings).await;
+    std::fs::remove_file(&manifest).unwrap();
+    let (status, body) = get(&host, "/api/v1/symbols/recommend").await;
+    assert_eq!(status, 500, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "configuration", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("data-service: key-value store `default`"),
+        "{message}"
+    );
+    let metrics = metrics(&host).await;
+    assert_eq!(
+        linked_calls(&metrics, "symbol-service", "data-service", "symbols"),
+        1.0
+    );
+    host.shutdown().await;
 }
 
 #[tokio::test]
@@ -35,14 +142,17 @@ async fn recommends_from_the_bundled_universe_in_batches() {
         body["passed"]
     );
 
-    // data-service saw the symbol list, the clock and 11 batches of ≤ 50 — not 525 requests.
+    // Composed with data-service: the symbol list, the clock and 11
+    // batches of ≤ 50 closes were typed calls, and no HTTP request at all.
     let metrics = metrics(&host).await;
+    let linked = |function| linked_calls(&metrics, "symbol-service", "data-service", function);
     assert_eq!(
-        metric_value(
-            &metrics,
-            "runtime_host_http_requests_total{component=\"data-service\",status=\"200\"}"
-        ),
-        13.0
+        (linked("symbols"), linked("clock"), linked("closes")),
+        (1.0, 1.0, 11.0)
+    );
+    assert!(
+        !metrics.contains("runtime_host_http_requests_total{component=\"data-service\""),
+        "{metrics}"
     );
     host.shutdown().await;
 }

@@ -313,8 +313,14 @@ impl Market {
         match self.sessions(date).first() {
             Some(s) => s.open,
             // Not a trading day: where a regular day's session would open.
-            None => self.instant(date, self.exchange().sessions[0].open),
+            None => self.regular_open(date),
         }
+    }
+
+    /// Where a regular day's first session opens on `date`, without asking
+    /// the calendar whether it trades (a half day shortens the close only).
+    pub fn regular_open(self, date: NaiveDate) -> DateTime<Utc> {
+        self.instant(date, self.exchange().sessions[0].open)
     }
 
     /// When `date`'s last session closes (its daily bar is complete); `None`

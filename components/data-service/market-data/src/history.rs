@@ -69,6 +69,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")
+}
+
 impl History {
     /// The history embedded in this build.
     pub fn bundled() -> Result<Self, DataError> {
@@ -143,23 +147,47 @@ impl History {
             let (from, to) = (from.unwrap_or(series.from), to.unwrap_or(series.to));
             return self.intraday.daily(symbol, from, to);
         };
-        let all = (0..info.bars).map(|i| self.bar(info.first + i));
-        Ok(all
-            .filter(|b| from.is_none_or(|f| b.date >= f) && to.is_none_or(|t| b.date <= t))
+        // A series' bars are in date order: find the range by its dates
+        // alone, and decode only the bars in it.
+        let day = |date: NaiveDate| (date - epoch()).num_days();
+        let start = from.map_or(0, |f| self.first_where(info, |d| d >= day(f)));
+        let end = to.map_or(info.bars, |t| self.first_where(info, |d| d > day(t)));
+        Ok((start..end.max(start))
+            .map(|i| self.bar(info.first + i))
             .collect())
+    }
+
+    /// The first bar of `info` whose day `after` holds for (and for every
+    /// later one: the days ascend), or its number of bars.
+    fn first_where(&self, info: &SeriesInfo, after: impl Fn(i64) -> bool) -> usize {
+        let (mut low, mut high) = (0, info.bars);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if after(self.day(info.first + mid)) {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        low
+    }
+
+    /// The date of bar `index`, as days since 1970-01-01.
+    fn day(&self, index: usize) -> i64 {
+        let start = self.bars_offset + index * BAR_SIZE;
+        let b = &self.data[start..start + 4];
+        i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn bar(&self, index: usize) -> Bar {
         let start = self.bars_offset + index * BAR_SIZE;
         let b = &self.data[start..start + BAR_SIZE];
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        let days = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
-        let date = epoch + chrono::Duration::days(i64::from(days));
+        let date = epoch() + chrono::Duration::days(self.day(index));
         Bar {
             date,
-            // The bundled history is all US listings.
-            ts: Market::Us.session_open(date).timestamp(),
+            // The bundled history is all US listings, each bar a trading day.
+            ts: Market::Us.regular_open(date).timestamp(),
             open: price_at(u32_at(4)),
             high: price_at(u32_at(8)),
             low: price_at(u32_at(12)),

@@ -144,6 +144,32 @@ impl Bars {
         self.indicators = Some(IndicatorSet::of(&self.bars));
         self
     }
+
+    /// The closes and volumes as numbers: what screening reads (WIT `closes-volumes`).
+    pub fn closes(&self) -> Closes {
+        let mut days = self.bars.iter().map(|b| b.date).collect::<Vec<_>>();
+        days.dedup();
+        Closes {
+            symbol: self.symbol.clone(),
+            interval: self.interval,
+            source: self.source,
+            closes: self.bars.iter().map(|b| b.close.to_f64()).collect(),
+            volumes: self.bars.iter().map(|b| b.volume).collect(),
+            days: u32::try_from(days.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// One symbol's closes and volumes on `interval` bars, and the trading days
+/// the bars fall on (WIT `closes-volumes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Closes {
+    pub symbol: Symbol,
+    pub interval: Interval,
+    pub source: SourceKind,
+    pub closes: Vec<f64>,
+    pub volumes: Vec<u64>,
+    pub days: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -52,6 +52,25 @@ pub struct Metrics {
     pub momentum: f64,
 }
 
+impl Metrics {
+    /// The measures by name, as WIT `recommendation.metrics` lists them.
+    pub fn pairs(&self) -> Vec<(String, f64)> {
+        [
+            ("history", self.history as f64),
+            ("last_close", self.last_close),
+            ("avg_volume", self.avg_volume),
+            ("avg_turnover", self.avg_turnover),
+            ("long_turnover", self.long_turnover),
+            ("volatility", self.volatility),
+            ("volume_consistency", self.volume_consistency),
+            ("momentum", self.momentum),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+    }
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }

@@ -79,7 +79,8 @@ pub fn settings(manifest: &Path, state_dir: &Path) -> AppSettings {
     // The tests' replay day: the last of the bundled S&P data, which their
     // dates and figures are written for (`make up`'s default is the day
     // before, so that its first cycle's orders have a bar to fill on).
-    if manifest == workspace_root().join("spin.toml") {
+    let root = workspace_root();
+    if manifest == root.join("spin.toml") || manifest == root.join("spin.pods.toml") {
         settings
             .variables
             .push(("replay_date".into(), TEST_REPLAY_DATE.into()));

@@ -1,0 +1,595 @@
+//! `daytrade:platform/data` over HTTP: the component that satisfies a typed
+//! `data` import when data-service runs in a pod of its own. Each function is
+//! one request to data-service's route for it (named in `wit/data.wit`), at
+//! the `data_service_url` variable, and its JSON answer (the projection
+//! `wit/README.md` defines) read back into the WIT types. Between pods this
+//! keeps what the mesh gives HTTP: mTLS, retries, canaries, authorization.
+//!
+//! It runs with the grants of the component that imports it
+//! (`inherit_configuration = ["allowed_outbound_hosts", "variables"]`):
+//! data-service's URL among its outbound hosts and `data_service_url` (and
+//! `admin_token`, for the admin operations) among its variables.
+
+// The typed bindings expand to canonical-ABI code, which is unsafe.
+#![allow(unsafe_code)]
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use spin_adapter::{Route, call_json};
+use spin_sdk::http::Request;
+
+wit_bindgen::generate!({
+    world: "data-service",
+    path: "../../wit",
+});
+
+use daytrade::platform::types as t;
+use exports::daytrade::platform::data as wit;
+
+struct Remote;
+
+export!(Remote);
+
+fn error(code: &str, message: impl Into<String>) -> t::Error {
+    t::Error {
+        code: code.to_string(),
+        message: message.into(),
+        details: None,
+    }
+}
+
+fn from_route(route: Route) -> t::Error {
+    match route {
+        Route::Error(_, e) => error(&e.code, e.message),
+        _ => error("upstream-malformed", "data-service gave no answer"),
+    }
+}
+
+fn var(name: &str) -> Result<String, t::Error> {
+    spin_sdk::variables::get(name)
+        .map_err(|e| error("configuration", format!("variable `{name}`: {e}")))
+}
+
+/// data-service's base URL.
+fn base() -> Result<String, t::Error> {
+    Ok(var("data_service_url")?.trim_end_matches('/').to_string())
+}
+
+/// Send `req` (built for the path below `/api/v1/data`) and decode its answer as `T`.
+fn call<T: DeserializeOwned>(
+    build: impl FnOnce(String) -> Request,
+    path: &str,
+) -> Result<T, t::Error> {
+    let url = format!("{}/api/v1/data{path}", base()?);
+    let value = spin_sdk::http::run(call_json(build(url.clone()), &url)).map_err(from_route)?;
+    serde_json::from_value(value).map_err(|e| error("upstream-malformed", format!("{url}: {e}")))
+}
+
+fn get<T: DeserializeOwned>(path: &str) -> Result<T, t::Error> {
+    call(|url| Request::get(url).build(), path)
+}
+
+fn post<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, t::Error> {
+    call(
+        |url| {
+            Request::post(url, body.to_string())
+                .header("content-type", "application/json")
+                .build()
+        },
+        path,
+    )
+}
+
+/// A POST of an admin operation, with the `admin_token` this component inherits.
+fn admin<T: DeserializeOwned>(
+    path: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<T, t::Error> {
+    let token = var("admin_token")?;
+    call(
+        |url| {
+            Request::post(url, body)
+                .header("content-type", content_type)
+                .header("x-admin-token", token)
+                .build()
+        },
+        path,
+    )
+}
+
+fn interval_code(i: t::Interval) -> &'static str {
+    match i {
+        t::Interval::OneMinute => "1m",
+        t::Interval::FiveMinutes => "5m",
+        t::Interval::FifteenMinutes => "15m",
+        t::Interval::OneHour => "1h",
+        t::Interval::OneDay => "1d",
+    }
+}
+
+/// The JSON projection of the WIT enums: `interval` by its code, the
+/// others in kebab-case.
+#[derive(Deserialize)]
+#[serde(remote = "t::Interval")]
+enum IntervalJson {
+    #[serde(rename = "1m")]
+    OneMinute,
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "15m")]
+    FifteenMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+    #[serde(rename = "1d")]
+    OneDay,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "t::Market", rename_all = "kebab-case")]
+enum MarketJson {
+    Tse,
+    Us,
+    Fx,
+    Crypto,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "wit::SourceKind", rename_all = "kebab-case")]
+enum SourceJson {
+    Bundled,
+    Yahoo,
+    Stooq,
+    Import,
+}
+
+/// A decimal as data-service writes it (a string), or a plain number.
+fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "a decimal is a string, not {other}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct BarJson {
+    date: String,
+    ts: i64,
+    #[serde(deserialize_with = "decimal")]
+    open: String,
+    #[serde(deserialize_with = "decimal")]
+    high: String,
+    #[serde(deserialize_with = "decimal")]
+    low: String,
+    #[serde(deserialize_with = "decimal")]
+    close: String,
+    volume: u64,
+}
+
+#[derive(Deserialize)]
+struct IndicatorsJson {
+    sma_20: Option<f64>,
+    ema_12: Option<f64>,
+    ema_26: Option<f64>,
+    macd: Option<f64>,
+    macd_signal: Option<f64>,
+    macd_histogram: Option<f64>,
+    rsi_14: Option<f64>,
+    bollinger_upper: Option<f64>,
+    bollinger_middle: Option<f64>,
+    bollinger_lower: Option<f64>,
+    bollinger_percent_b: Option<f64>,
+    atr_14: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct SeriesJson {
+    symbol: String,
+    #[serde(with = "IntervalJson")]
+    interval: t::Interval,
+    #[serde(with = "SourceJson")]
+    source: wit::SourceKind,
+    as_of: String,
+    cached: bool,
+    stale: bool,
+    bars: Vec<BarJson>,
+    #[serde(default)]
+    indicators: Option<IndicatorsJson>,
+}
+
+impl From<SeriesJson> for wit::BarSeries {
+    fn from(s: SeriesJson) -> Self {
+        Self {
+            symbol: s.symbol,
+            interval: s.interval,
+            source: s.source,
+            as_of: s.as_of,
+            cached: s.cached,
+            stale: s.stale,
+            bars: s
+                .bars
+                .into_iter()
+                .map(|b| t::Bar {
+                    date: b.date,
+                    ts: b.ts,
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                })
+                .collect(),
+            indicators: s.indicators.map(|i| t::IndicatorSet {
+                sma_20: i.sma_20,
+                ema_12: i.ema_12,
+                ema_26: i.ema_26,
+                macd: i.macd,
+                macd_signal: i.macd_signal,
+                macd_histogram: i.macd_histogram,
+                rsi_14: i.rsi_14,
+                bollinger_upper: i.bollinger_upper,
+                bollinger_middle: i.bollinger_middle,
+                bollinger_lower: i.bollinger_lower,
+                bollinger_percent_b: i.bollinger_percent_b,
+                atr_14: i.atr_14,
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ClosesJson {
+    symbol: String,
+    #[serde(with = "IntervalJson")]
+    interval: t::Interval,
+    #[serde(with = "SourceJson")]
+    source: wit::SourceKind,
+    closes: Vec<f64>,
+    volumes: Vec<u64>,
+    days: u32,
+}
+
+impl From<ClosesJson> for wit::ClosesVolumes {
+    fn from(c: ClosesJson) -> Self {
+        Self {
+            symbol: c.symbol,
+            interval: c.interval,
+            source: c.source,
+            closes: c.closes,
+            volumes: c.volumes,
+            days: c.days,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorJson {
+    code: String,
+    message: String,
+}
+
+/// One symbol's answer in a batch: `ok` or its `error`.
+#[derive(Deserialize)]
+struct EachJson<T> {
+    symbol: String,
+    #[serde(default = "Option::default")]
+    ok: Option<T>,
+    #[serde(default)]
+    error: Option<ErrorJson>,
+}
+
+#[derive(Deserialize)]
+struct BatchJson<T> {
+    results: Vec<EachJson<T>>,
+}
+
+impl<T> BatchJson<T> {
+    fn into_wit<W: From<T>>(self) -> Vec<Result<W, t::Error>> {
+        self.results
+            .into_iter()
+            .map(|each| match (each.ok, each.error) {
+                (Some(ok), _) => Ok(W::from(ok)),
+                (None, e) => {
+                    let e = e.unwrap_or(ErrorJson {
+                        code: "upstream-malformed".into(),
+                        message: "neither `ok` nor `error`".into(),
+                    });
+                    Err(t::Error {
+                        code: e.code,
+                        message: e.message,
+                        details: Some(vec![("symbol".into(), each.symbol)]),
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct SessionJson {
+    date: String,
+    open: String,
+    close: String,
+    #[serde(default)]
+    closing_auction: Option<String>,
+}
+
+impl From<SessionJson> for wit::Session {
+    fn from(s: SessionJson) -> Self {
+        Self {
+            date: s.date,
+            open: s.open,
+            close: s.close,
+            closing_auction: s.closing_auction,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ClockJson {
+    mode: String,
+    as_of: String,
+    local: String,
+    #[serde(with = "MarketJson")]
+    market: t::Market,
+    #[serde(with = "IntervalJson")]
+    interval: t::Interval,
+    date: String,
+    #[serde(default)]
+    session: Option<SessionJson>,
+    next_session: SessionJson,
+}
+
+impl From<ClockJson> for wit::MarketClock {
+    fn from(c: ClockJson) -> Self {
+        Self {
+            mode: c.mode,
+            as_of: c.as_of,
+            local: c.local,
+            market: c.market,
+            interval: c.interval,
+            date: c.date,
+            session: c.session.map(Into::into),
+            next_session: c.next_session.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct FeaturesJson {
+    symbol: String,
+    date: String,
+    #[serde(with = "IntervalJson")]
+    interval: t::Interval,
+    #[serde(default)]
+    at: Option<String>,
+    names: Vec<String>,
+    values: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+struct ImportedJson {
+    symbol: String,
+    #[serde(with = "IntervalJson")]
+    interval: t::Interval,
+    bars: u32,
+    from: String,
+    to: String,
+    #[serde(default)]
+    derived: bool,
+}
+
+#[derive(Deserialize)]
+struct ImportAnswer {
+    imported: Vec<ImportedJson>,
+}
+
+#[derive(Deserialize)]
+struct SymbolsJson {
+    symbols: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct DependencyJson {
+    service: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct HealthJson {
+    service: String,
+    status: String,
+    #[serde(default)]
+    dependencies: Vec<DependencyJson>,
+}
+
+#[derive(Deserialize)]
+struct VersionJson {
+    service: String,
+    version: String,
+    contract: String,
+}
+
+/// `?name=value&...` of the values given, percent-encoded.
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let given: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| {
+            value.map(|v| {
+                let v: String = form_urlencoded(v);
+                format!("{name}={v}")
+            })
+        })
+        .collect();
+    if given.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", given.join("&"))
+    }
+}
+
+/// A query value percent-encoded (symbols and dates are plain ASCII; `^`
+/// and `=` in an index or a pair are not).
+fn form_urlencoded(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl wit::Guest for Remote {
+    fn import_bars(
+        csv: Vec<u8>,
+        interval: t::Interval,
+        symbol: Option<String>,
+    ) -> Result<Vec<wit::ImportedSeries>, t::Error> {
+        let path = format!(
+            "/import{}",
+            query(&[
+                ("interval", Some(interval_code(interval))),
+                ("symbol", symbol.as_deref()),
+            ])
+        );
+        let answer: ImportAnswer = admin(&path, csv, "text/csv")?;
+        Ok(answer
+            .imported
+            .into_iter()
+            .map(|s| wit::ImportedSeries {
+                symbol: s.symbol,
+                interval: s.interval,
+                bars: s.bars,
+                from: s.from,
+                to: s.to,
+                derived: s.derived,
+            })
+            .collect())
+    }
+
+    fn bars(q: wit::BarQuery) -> Result<wit::BarSeries, t::Error> {
+        let path = format!(
+            "/stocks/{}{}",
+            form_urlencoded(&q.symbol),
+            query(&[
+                ("interval", Some(interval_code(q.interval))),
+                ("from", q.from.as_deref()),
+                ("to", q.to.as_deref()),
+                ("include_features", q.include_features.then_some("true")),
+            ])
+        );
+        get::<SeriesJson>(&path).map(Into::into)
+    }
+
+    fn batch_fetch(
+        symbols: Vec<String>,
+        interval: Option<t::Interval>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Vec<Result<wit::BarSeries, t::Error>>, t::Error> {
+        let body = serde_json::json!({
+            "symbols": symbols,
+            "interval": interval.map(interval_code),
+            "from": from,
+            "to": to,
+        });
+        post::<BatchJson<SeriesJson>>("/batch-fetch", body).map(BatchJson::into_wit)
+    }
+
+    fn closes(
+        symbols: Vec<String>,
+        interval: t::Interval,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Vec<Result<wit::ClosesVolumes, t::Error>>, t::Error> {
+        let body = serde_json::json!({
+            "symbols": symbols,
+            "interval": interval_code(interval),
+            "from": from,
+            "to": to,
+        });
+        post::<BatchJson<ClosesJson>>("/closes", body).map(BatchJson::into_wit)
+    }
+
+    fn symbols() -> Result<Vec<String>, t::Error> {
+        get::<SymbolsJson>("/symbols").map(|s| s.symbols)
+    }
+
+    fn features(
+        symbol: String,
+        date: Option<String>,
+        interval: Option<t::Interval>,
+    ) -> Result<wit::FeatureVector, t::Error> {
+        let path = format!(
+            "/features/{}{}",
+            form_urlencoded(&symbol),
+            query(&[
+                ("date", date.as_deref()),
+                ("interval", interval.map(interval_code)),
+            ])
+        );
+        let f: FeaturesJson = get(&path)?;
+        Ok(wit::FeatureVector {
+            symbol: f.symbol,
+            date: f.date,
+            interval: f.interval,
+            at: f.at,
+            names: f.names,
+            values: f.values,
+        })
+    }
+
+    fn clock() -> Result<wit::MarketClock, t::Error> {
+        get::<ClockJson>("/clock").map(Into::into)
+    }
+
+    fn advance_clock(by: wit::ClockStep) -> Result<wit::MarketClock, t::Error> {
+        let by = match by {
+            wit::ClockStep::Bar => "bar",
+            wit::ClockStep::Session => "session",
+            wit::ClockStep::Day => "day",
+        };
+        let path = format!("/clock/advance?by={by}");
+        admin::<ClockJson>(&path, Vec::new(), "application/json").map(Into::into)
+    }
+
+    fn health() -> t::HealthReport {
+        match get::<HealthJson>("/health") {
+            Ok(h) => t::HealthReport {
+                service: h.service,
+                status: h.status,
+                dependencies: h
+                    .dependencies
+                    .into_iter()
+                    .map(|d| t::Dependency {
+                        service: d.service,
+                        status: d.status,
+                    })
+                    .collect(),
+            },
+            Err(e) => t::HealthReport {
+                service: "data-service".into(),
+                status: format!("{}: {}", e.code, e.message),
+                dependencies: Vec::new(),
+            },
+        }
+    }
+
+    fn version() -> t::VersionInfo {
+        let v = get::<VersionJson>("/version").unwrap_or_else(|e| VersionJson {
+            service: "data-service".into(),
+            version: format!("unknown ({})", e.code),
+            contract: String::new(),
+        });
+        t::VersionInfo {
+            service: v.service,
+            version: v.version,
+            contract: v.contract,
+        }
+    }
+}
