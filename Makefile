@@ -13,7 +13,7 @@ ADMIN_LISTEN ?= 127.0.0.1:9090
 # Python environment and bin/ come first on the PATH of every recipe.
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/bin:$(PATH)
 
-.PHONY: up test setup-up setup-test components host compile check fmt clippy k8s bench clean-state
+.PHONY: up test setup-up setup-test components component-tests host compile check fmt clippy k8s bench clean-state
 
 ## What the two commands need on this machine, installed when missing (scripts/setup.sh).
 setup-up:
@@ -42,7 +42,16 @@ up: setup-up compile
 test: setup-test
 	$(MAKE) components
 	$(CARGO) test
+	$(MAKE) component-tests
 	$(MAKE) check
+
+## The components' own tests (their adapters: routing, parsing, errors, the
+## typed bindings), built for wasm32-wasip2 and run by runtime-host as cargo's
+## runner, with the component's grants and dependencies from spin.toml.
+COMPONENT_TESTS := data-service symbol-service
+component-tests:
+	CARGO_TARGET_WASM32_WASIP2_RUNNER="$(CURDIR)/target/debug/runtime-host test" \
+	  $(CARGO) test --profile component --target wasm32-wasip2 $(addprefix -p ,$(COMPONENT_TESTS))
 
 check: fmt clippy k8s
 
@@ -63,7 +72,7 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 --all-targets $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
 
 ## Benchmarks (print figures): host req/s, latency, instantiation, RSS; indicator
 ## throughput natively and in Wasm; data-service and symbol-service latencies;

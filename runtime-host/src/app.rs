@@ -21,8 +21,9 @@ use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::sockets::SocketAddrUse;
-use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -190,6 +191,14 @@ pub struct App {
     limits: Limits,
 }
 
+/// A command component to run as one of the manifest's components: its
+/// grants, and its linker (the host's interfaces and its dependencies).
+pub struct CommandComponent {
+    pub config: Arc<ComponentConfig>,
+    component: wasmtime::component::Component,
+    linker: Linker<HostState>,
+}
+
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
@@ -202,6 +211,27 @@ impl std::fmt::Debug for App {
 impl App {
     /// Load, check and compile an application.
     pub fn load(settings: &AppSettings, metrics: Metrics) -> anyhow::Result<Arc<Self>> {
+        Self::load_as(settings, metrics, None).map(|(app, _)| app)
+    }
+
+    /// The application, with no component loaded, for running the command
+    /// component `wasm` as component `id`: its grants and its dependencies
+    /// ([`Self::run_command`]).
+    pub fn load_for_command(
+        settings: &AppSettings,
+        metrics: Metrics,
+        id: &str,
+        wasm: &Path,
+    ) -> anyhow::Result<(Arc<Self>, CommandComponent)> {
+        let (app, command) = Self::load_as(settings, metrics, Some((id, wasm)))?;
+        Ok((app, command.context("the command component")?))
+    }
+
+    fn load_as(
+        settings: &AppSettings,
+        metrics: Metrics,
+        command: Option<(&str, &Path)>,
+    ) -> anyhow::Result<(Arc<Self>, Option<CommandComponent>)> {
         let manifest = Manifest::load(&settings.manifest)?;
         let base = settings
             .manifest
@@ -219,7 +249,12 @@ impl App {
         };
         let variables = Variables::resolve(&manifest, &sources)?;
 
-        let selected: Vec<String> = if settings.components.is_empty() {
+        let selected: Vec<String> = if let Some((id, _)) = command {
+            if !manifest.component.contains_key(id) {
+                bail!("`{id}` is not a component of the manifest");
+            }
+            vec![id.to_string()]
+        } else if settings.components.is_empty() {
             manifest.component.keys().cloned().collect()
         } else {
             for id in &settings.components {
@@ -271,9 +306,21 @@ impl App {
             settings.cache_dir.as_deref(),
         );
         let mut components = HashMap::new();
+        let mut command_config = None;
         for id in &selected {
             let decl = &manifest.component[id];
             let config = component_config(id, &manifest, &variables, &base, &kv, &sqlite)?;
+            if let Some((_, wasm)) = command {
+                let config = Arc::new(config);
+                let component = engine::load_component(&engine, wasm, None)?.component;
+                let linker = composer.linker(id, &component, &config)?;
+                command_config = Some(CommandComponent {
+                    config,
+                    component,
+                    linker,
+                });
+                continue;
+            }
             for pattern in config.allowed_hosts.patterns() {
                 if let Some(target) = pattern
                     .exact_host()
@@ -323,7 +370,8 @@ impl App {
             );
         }
 
-        Ok(Arc::new(Self {
+        drop(composer);
+        let app = Arc::new(Self {
             name: manifest.application.name.clone(),
             version: manifest.application.version.clone(),
             engine,
@@ -338,7 +386,8 @@ impl App {
             max_instance_reuse_count: settings.max_instance_reuse_count.max(1),
             limits: settings.limits.clone(),
             tls: TlsClient::new(settings.tls_ca_file.as_deref())?,
-        }))
+        });
+        Ok((app, command_config))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -552,7 +601,7 @@ impl App {
                     .map_err(|_| Failure::Overloaded)?
                     .map_err(|_| Failure::Overloaded)?;
                 let store = self
-                    .new_store(&component, trace, depth, deadline)
+                    .new_store(&component.config, trace, depth, deadline)
                     .map_err(Failure::Host)?;
                 (store, None, 0, slot)
             }
@@ -633,12 +682,11 @@ impl App {
 
     fn new_store(
         self: &Arc<Self>,
-        component: &Arc<LoadedComponent>,
+        config: &Arc<ComponentConfig>,
         trace: TraceParent,
         depth: u32,
         deadline: Instant,
     ) -> anyhow::Result<Store<HostState>> {
-        let config = &component.config;
         let wasi = self.wasi_ctx(config)?;
         let state = HostState {
             wasi,
@@ -679,6 +727,10 @@ impl App {
     /// The WASI context of a component with `config`'s grants: its
     /// environment, its mounts, and the sockets its outbound hosts allow.
     pub(crate) fn wasi_ctx(&self, config: &Arc<ComponentConfig>) -> anyhow::Result<WasiCtx> {
+        self.wasi_builder(config).map(|mut wasi| wasi.build())
+    }
+
+    fn wasi_builder(&self, config: &Arc<ComponentConfig>) -> anyhow::Result<WasiCtxBuilder> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout()
             .inherit_stderr()
@@ -711,7 +763,36 @@ impl App {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("failed to mount {}", mount.host.display()))?;
         }
-        Ok(wasi.build())
+        Ok(wasi)
+    }
+
+    /// Run `command` (a test binary of a component crate) with `args`, to
+    /// completion; whether it exited successfully.
+    pub async fn run_command(
+        self: &Arc<Self>,
+        command: &CommandComponent,
+        args: &[String],
+    ) -> anyhow::Result<bool> {
+        let config = &command.config;
+        // A test run has no request deadline: the epoch does not tick here.
+        let deadline = Instant::now() + Duration::from_secs(24 * 3600);
+        let mut store = self.new_store(config, TraceParent::new_root(), 0, deadline)?;
+        let mut wasi = self.wasi_builder(config)?;
+        wasi.args(args);
+        store.data_mut().wasi = wasi.build();
+        let command = Command::instantiate_async(&mut store, &command.component, &command.linker)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("not a command this host can run")?;
+        let exit = command.wasi_cli_run().call_run(&mut store).await;
+        match exit {
+            Ok(outcome) => Ok(outcome.is_ok()),
+            // `std::process::exit(code)` (how the test harness ends) is an exit trap.
+            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(code) => Ok(code.0 == 0),
+                None => Err(anyhow::Error::from(e)),
+            },
+        }
     }
 
     fn record_guest_error(&self, component: &str, error: &wasmtime::Error) {

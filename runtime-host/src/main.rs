@@ -34,6 +34,23 @@ enum Command {
     /// Compile the application's components into the cache and exit
     /// (for container images: start-up then loads precompiled code).
     Compile(CommonArgs),
+    /// Run a component crate's test binary, as cargo's runner for
+    /// `wasm32-wasip2` (`CARGO_TARGET_WASM32_WASIP2_RUNNER="runtime-host test"`):
+    /// a WASI command with this host's interfaces and the grants of the
+    /// manifest's component it is built from (its file name,
+    /// `data_service-<hash>.wasm`), on a key-value store of its own.
+    Test(TestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The test binary (a WASI command component).
+    wasm: PathBuf,
+    /// The test harness's own arguments (a filter, `--nocapture`, ...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -278,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Test(args) => test(args).await,
         Command::Compile(args) => {
             let _telemetry = init_logging(LogFormat::Text)?;
             let settings = args.settings();
@@ -293,6 +311,75 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<()> {
+    let _telemetry = init_logging(LogFormat::Text)?;
+    let mut settings = args.common.settings();
+    // Cargo runs a test in its package's folder: the manifest is above it.
+    if !settings.manifest.exists() {
+        let cwd = std::env::current_dir()?;
+        settings.manifest = cwd
+            .ancestors()
+            .map(|dir| dir.join("spin.toml"))
+            .find(|path| path.exists())
+            .context("no spin.toml in this folder or above it")?;
+    }
+    // Compiled dependencies are cached where the application's are.
+    if args.common.cache_dir.is_none() && !args.common.no_cache {
+        let dir = settings
+            .manifest
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        settings.cache_dir = Some(dir.join(".spin").join("compiled"));
+    }
+    let manifest = runtime_host::manifest::Manifest::load(&settings.manifest)?;
+    let id = match args.common.component_ids.first() {
+        Some(id) => id.clone(),
+        None => component_of(&manifest, &args.wasm)?,
+    };
+    // A store of its own: a test never writes the application's state.
+    let state = std::env::temp_dir().join(format!("runtime-host-test-{}", std::process::id()));
+    settings.state_dir = Some(state.clone());
+    settings.components = vec![id.clone()];
+    let (app, command) = App::load_for_command(&settings, Metrics::new(), &id, &args.wasm)?;
+    let mut argv = vec![args.wasm.display().to_string()];
+    argv.extend(args.args);
+    let passed = app.run_command(&command, &argv).await;
+    let _ = std::fs::remove_dir_all(&state);
+    anyhow::ensure!(passed?, "{} failed", args.wasm.display());
+    Ok(())
+}
+
+/// The manifest component whose Wasm a test binary is built from: its file
+/// name without cargo's `-<hash>` is the component's source file name.
+fn component_of(
+    manifest: &runtime_host::manifest::Manifest,
+    wasm: &std::path::Path,
+) -> anyhow::Result<String> {
+    let stem = wasm
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let crate_name = match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem.clone(),
+    };
+    manifest
+        .component
+        .iter()
+        .find(|(_, decl)| match &decl.source {
+            runtime_host::manifest::SourceDecl::Path(path) => path
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy() == crate_name),
+            runtime_host::manifest::SourceDecl::Remote(_) => false,
+        })
+        .map(|(id, _)| id.clone())
+        .with_context(|| {
+            format!(
+                "no component of the manifest is built from `{crate_name}` (give --component-id)"
+            )
+        })
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {

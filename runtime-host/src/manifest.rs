@@ -346,7 +346,9 @@ mod tests {
 
     /// MINIMAL with `[component.hello.dependencies]` holding `entries`.
     fn with_dependencies(entries: &str) -> anyhow::Result<Manifest> {
-        Manifest::parse(&format!("{MINIMAL}\n[component.hello.dependencies]\n{entries}"))
+        Manifest::parse(&format!(
+            "{MINIMAL}\n[component.hello.dependencies]\n{entries}"
+        ))
     }
 
     #[test]
@@ -374,7 +376,10 @@ mod tests {
     #[test]
     fn a_dependency_must_be_known_local_and_inherit_known_grants() {
         for (entry, says) in [
-            (r#""a:b/c" = { component = "nowhere" }"#, "unknown component `nowhere`"),
+            (
+                r#""a:b/c" = { component = "nowhere" }"#,
+                "unknown component `nowhere`",
+            ),
             (r#""a:b/c" = { version = "0.1.0" }"#, "need the network"),
             (r#""a:b/c" = "^0.1""#, "need the network"),
             (

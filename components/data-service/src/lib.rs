@@ -635,3 +635,158 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         _ => Route::NotFound,
     })
 }
+
+/// The adapter's own tests, compiled for wasm32-wasip2 and run by
+/// `runtime-host test` (cargo's runner): routing, request parsing, error
+/// mapping and the typed export's conversions, on the host's real
+/// variables and key-value store (data-service's grants, a store of its own).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use typed::wit::Guest as _;
+
+    /// A request as the host routes it: `path` below the service's prefix.
+    fn request(method: Method, path: &str, body: &[u8]) -> Request {
+        let full = format!("/api/v1/data{path}");
+        Request::builder()
+            .method(method)
+            .uri(full.clone())
+            .header("spin-full-url", format!("http://localhost{full}"))
+            .header("spin-component-route", "/api/v1/data")
+            .header("spin-path-info", path.split('?').next().unwrap_or(path))
+            .body(body.to_vec())
+            .build()
+    }
+
+    fn answer(method: Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        match spin_sdk::http::run(route(request(method, path, body))) {
+            Route::Json(status, body) => (status, body),
+            Route::Error(status, e) => (status, serde_json::json!({ "code": e.code })),
+            Route::NotFound => (404, serde_json::json!({ "code": "not-found" })),
+            Route::Text(..) => (200, serde_json::Value::Null),
+        }
+    }
+
+    #[test]
+    fn the_clock_is_the_replay_day_of_the_manifest() {
+        let (status, body) = answer(Method::Get, "/clock", b"");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["mode"], "replay");
+        assert_eq!(body["date"], "2010-08-19");
+        assert_eq!(body["market"], "us");
+    }
+
+    #[test]
+    fn routes_refuse_what_they_do_not_take() {
+        assert_eq!(answer(Method::Get, "/nowhere", b"").0, 404);
+        let (status, body) = answer(Method::Get, "/clock?date=2010-01-01", b"");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("unknown-parameter"))
+        );
+        // Admin operations with no admin token configured.
+        let (status, body) = answer(Method::Put, "/clock", br#"{"mode":"live"}"#);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("admin-disabled"))
+        );
+    }
+
+    #[test]
+    fn a_clock_body_names_the_field_at_fault() {
+        let now = DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let current = MarketClock::live(Market::Us);
+        for (body, code) in [
+            (&br#"{"mode":"replay"}"#[..], "invalid-as_of"),
+            (br#"{"mode":"later"}"#, "invalid-mode"),
+            (br#"{"mode":"live","as_of":"2010-08-19"}"#, "invalid-as_of"),
+            (
+                br#"{"mode":"replay","as_of":"2030-01-02"}"#,
+                "invalid-as_of",
+            ),
+            (
+                br#"{"mode":"replay","as_of":"2010-08-19","market":"mars"}"#,
+                "invalid-market",
+            ),
+            (br#"{"mode":"replay","when":"2010-08-19"}"#, "unknown-field"),
+            (
+                br#"{"mode":"replay","as_of":"2010-08-19","interval":"2h"}"#,
+                "unsupported-interval",
+            ),
+        ] {
+            match clock_body(body, current, now) {
+                Err(Route::Error(400, e)) => {
+                    assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body))
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        let clock = clock_body(br#"{"mode":"replay","as_of":"2010-08-19"}"#, current, now);
+        assert!(matches!(clock, Ok(c) if c.replay.is_some()));
+    }
+
+    #[test]
+    fn closes_over_http_are_numbers_each_symbol_alone() {
+        let body = br#"{"symbols":["IBM","ZZZZ"],"interval":"1d","from":"2010-08-01"}"#;
+        let (status, answer) = answer(Method::Post, "/closes", body);
+        assert_eq!(status, 200, "{answer}");
+        let ibm = &answer["results"][0]["ok"];
+        assert_eq!(ibm["symbol"], "IBM");
+        let closes = ibm["closes"].as_array().unwrap();
+        // 2010-08-02 to the replay day 2010-08-19: 14 trading days.
+        assert_eq!(closes.len(), 14);
+        assert!(closes.iter().all(|c| c.as_f64().is_some_and(|c| c > 100.0)));
+        assert_eq!(ibm["days"], 14);
+        assert_eq!(answer["results"][1]["error"]["code"], "unknown-symbol");
+        let (status, answer) = answer_of(br#"{"symbols":["IBM"],"interval":"2d"}"#);
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("unsupported-interval"))
+        );
+    }
+
+    fn answer_of(body: &[u8]) -> (u16, serde_json::Value) {
+        answer(Method::Post, "/closes", body)
+    }
+
+    /// The typed export answers what the route does, in WIT types.
+    #[test]
+    fn the_typed_export_is_the_routes_library_call() {
+        use typed::{t, wit};
+        let each = typed::Typed::closes(
+            vec!["IBM".into(), "ZZZZ".into()],
+            t::Interval::OneDay,
+            Some("2010-08-01".into()),
+            None,
+        )
+        .unwrap();
+        let ibm = each[0].as_ref().unwrap();
+        assert_eq!(
+            (ibm.symbol.as_str(), ibm.closes.len(), ibm.days),
+            ("IBM", 14, 14)
+        );
+        assert!(matches!(ibm.source, wit::SourceKind::Bundled));
+        let unknown = each[1].as_ref().unwrap_err();
+        assert_eq!(unknown.code, "unknown-symbol");
+        assert_eq!(
+            unknown.details.as_deref(),
+            Some(&[("symbol".to_string(), "ZZZZ".to_string())][..])
+        );
+        let bad = typed::Typed::closes(
+            vec!["IBM".into()],
+            t::Interval::OneDay,
+            Some("Aug 1".into()),
+            None,
+        );
+        assert_eq!(bad.unwrap_err().code, "invalid-from");
+        let clock = typed::Typed::clock().unwrap();
+        assert_eq!(
+            (clock.mode.as_str(), clock.date.as_str()),
+            ("replay", "2010-08-19")
+        );
+        assert!(matches!(clock.market, t::Market::Us));
+        assert!(typed::Typed::symbols().unwrap().len() > 500);
+    }
+}

@@ -23,10 +23,10 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use daytrade::platform::types as t;
-use exports::daytrade::platform::data as wit;
+pub(crate) use daytrade::platform::types as t;
+pub(crate) use exports::daytrade::platform::data as wit;
 
-struct Typed;
+pub(crate) struct Typed;
 
 export!(Typed);
 

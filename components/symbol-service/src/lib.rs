@@ -426,3 +426,135 @@ impl wit::Guest for Typed {
         }
     }
 }
+
+/// The adapter's own tests, compiled for wasm32-wasip2 and run by
+/// `runtime-host test` (cargo's runner) with symbol-service's grants and
+/// its `data` import linked to data-service, as `spin.toml` composes them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit::Guest as _;
+
+    fn answer(method: Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let full = format!("/api/v1/symbols{path}");
+        let req = Request::builder()
+            .method(method)
+            .uri(full.clone())
+            .header("spin-full-url", format!("http://localhost{full}"))
+            .header("spin-component-route", "/api/v1/symbols")
+            .header("spin-path-info", path.split('?').next().unwrap_or(path))
+            .body(body.to_vec())
+            .build();
+        match spin_sdk::http::run(route(req)) {
+            Route::Json(status, body) => (status, body),
+            Route::Error(status, e) => (status, serde_json::json!({ "code": e.code })),
+            Route::NotFound => (404, serde_json::json!({ "code": "not-found" })),
+            Route::Text(..) => (200, serde_json::Value::Null),
+        }
+    }
+
+    #[test]
+    fn recommends_through_the_typed_data_import() {
+        let (status, body) = answer(Method::Get, "/recommend?limit=3", b"");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["as_of"], "2010-08-19");
+        assert_eq!(body["universe"], body["screened"]);
+        assert_eq!(body["recommendations"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn the_typed_export_is_the_default_screening() {
+        let typed = Typed::recommend(3, None).unwrap();
+        let (_, body) = answer(Method::Get, "/recommend?limit=3", b"");
+        let symbols: Vec<&str> = typed.iter().map(|r| r.symbol.as_str()).collect();
+        let routed: Vec<&str> = body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["symbol"].as_str().unwrap())
+            .collect();
+        assert_eq!(symbols, routed);
+        let names: Vec<&str> = typed[0].metrics.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(
+            names.contains(&"avg_turnover") && names.contains(&"volatility"),
+            "{names:?}"
+        );
+        assert_eq!(Typed::recommend(0, None).unwrap_err().code, "invalid-limit");
+    }
+
+    #[test]
+    fn bad_requests_name_their_field() {
+        for (path, body, code) in [
+            ("/recommend?limit=0", &b""[..], "invalid-limit"),
+            ("/recommend?interval=2h", b"", "unsupported-interval"),
+            (
+                "/screen",
+                br#"{"universe":["IBM","IBM"]}"#,
+                "invalid-universe",
+            ),
+            (
+                "/screen",
+                br#"{"universe":["IBM"],"weights":{"momentum":-1}}"#,
+                "unknown-field",
+            ),
+            (
+                "/screen",
+                br#"{"filters":{"min_price":"x"}}"#,
+                "invalid-filters.min_price",
+            ),
+        ] {
+            let method = if body.is_empty() {
+                Method::Get
+            } else {
+                Method::Post
+            };
+            let (status, answer) = answer(method, path, body);
+            assert_eq!(
+                (status, answer["code"].as_str()),
+                (400, Some(code)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_service_errors_keep_their_meaning() {
+        let error = |code: &str| t::Error {
+            code: code.into(),
+            message: "m".into(),
+            details: None,
+        };
+        for (code, status) in [
+            ("invalid-from", 400),
+            ("unsupported-interval", 400),
+            ("unknown-symbol", 404),
+            ("store-unavailable", 503),
+            ("configuration", 500),
+            ("provider-down", 502),
+        ] {
+            assert!(
+                matches!(upstream(error(code)), Route::Error(s, ref e) if s == status && e.code == code),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn intraday_closes_are_annualised_over_their_bars_a_day() {
+        let closes = |days| data::ClosesVolumes {
+            symbol: "BTC-USD".into(),
+            interval: t::Interval::OneHour,
+            source: data::SourceKind::Bundled,
+            closes: vec![1.0; 48],
+            volumes: vec![1; 48],
+            days,
+        };
+        let series = to_series(closes(2), Interval::OneHour);
+        assert_eq!(
+            (series.bars_per_day, series.bars_per_year),
+            (24.0, 24.0 * 365.0)
+        );
+        let daily = to_series(closes(48), Interval::OneDay);
+        assert_eq!(daily.bars_per_day, 1.0);
+    }
+}
