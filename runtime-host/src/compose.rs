@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail, ensure};
+use tracing::Instrument;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, Linker, Val};
 use wasmtime::{Engine, StoreContextMut};
@@ -127,7 +128,20 @@ impl Linked {
         results: &mut [Val],
     ) -> wasmtime::Result<()> {
         let started = std::time::Instant::now();
-        let outcome = self.forward(&mut store, func, params, results).await;
+        // A span of the request's trace, as a chained request has one.
+        let short = name.rsplit('#').next().unwrap_or(name);
+        let span = tracing::info_span!(
+            "linked call",
+            otel.name = %format!("{} {short}", self.label),
+            otel.kind = "internal",
+            component = %self.importer,
+            dependency = %self.label,
+            function = %name,
+        );
+        let outcome = self
+            .forward(&mut store, func, params, results)
+            .instrument(span)
+            .await;
         store
             .data()
             .app

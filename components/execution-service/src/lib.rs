@@ -33,6 +33,14 @@ use spin_adapter::{
 };
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+
+wit_bindgen::generate!({
+    world: "execution-imports",
+    path: "../../wit",
+});
+
+use daytrade::platform::data;
+use daytrade::platform::types as t;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use trading::book::{Context, MarketView, OrderRecord, OrderRequest, Origin};
 use trading::cycle::{CycleRequest, Signal};
@@ -116,33 +124,88 @@ fn ledger_failed(e: LedgerError) -> Route {
     Route::error(status, e.code(), e.to_string())
 }
 
-fn data_url() -> Result<String, Route> {
-    upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
-}
-
-/// What the book needs of data-service's clock: live or replay, and the
-/// last complete trading day of the clock's market (`date`; its `as_of` is
-/// the instant).
-#[derive(Deserialize)]
+/// What the book needs of data-service's clock: live or replay, the last
+/// complete trading day of the clock's market (`date`), the instant (the
+/// decision time) and the interval of the bars it works on.
 struct ClockView {
     mode: String,
     date: NaiveDate,
-    /// The clock's instant: the decision time.
     as_of: chrono::DateTime<Utc>,
     interval: Interval,
 }
 
-#[derive(Deserialize)]
-struct BarsView {
-    bars: Vec<Bar>,
+fn from_wit_interval(i: t::Interval) -> Interval {
+    match i {
+        t::Interval::OneMinute => Interval::OneMinute,
+        t::Interval::FiveMinutes => Interval::FiveMinutes,
+        t::Interval::FifteenMinutes => Interval::FifteenMinutes,
+        t::Interval::OneHour => Interval::OneHour,
+        t::Interval::OneDay => Interval::OneDay,
+    }
+}
+
+fn wit_interval(i: Interval) -> t::Interval {
+    match i {
+        Interval::OneMinute => t::Interval::OneMinute,
+        Interval::FiveMinutes => t::Interval::FiveMinutes,
+        Interval::FifteenMinutes => t::Interval::FifteenMinutes,
+        Interval::OneHour => t::Interval::OneHour,
+        Interval::OneDay => t::Interval::OneDay,
+    }
+}
+
+/// data-service's error as this service answers it (see symbol-service).
+fn upstream(e: t::Error) -> Route {
+    let code = e.code.as_str();
+    let status = if code.starts_with("invalid-") || code.starts_with("unsupported-") {
+        400
+    } else if code.starts_with("unknown-") {
+        404
+    } else if code == "store-unavailable" {
+        503
+    } else if code == "configuration" {
+        500
+    } else {
+        502
+    };
+    Route::error(status, code, e.message)
+}
+
+fn malformed(what: &str) -> Route {
+    Route::error(502, "upstream-malformed", format!("data-service's {what}"))
+}
+
+/// The market clock, by the typed `data` import.
+fn clock() -> Result<ClockView, Route> {
+    let clock = data::clock().map_err(upstream)?;
+    Ok(ClockView {
+        date: clock.date.parse().map_err(|_| malformed("clock date"))?,
+        as_of: chrono::DateTime::parse_from_rfc3339(&clock.as_of)
+            .map_err(|_| malformed("clock instant"))?
+            .to_utc(),
+        interval: from_wit_interval(clock.interval),
+        mode: clock.mode,
+    })
+}
+
+/// A bar of the typed import in the book's fixed-point prices.
+fn bar(b: t::Bar) -> Option<Bar> {
+    Some(Bar {
+        date: b.date.parse().ok()?,
+        ts: b.ts,
+        open: b.open.parse().ok()?,
+        high: b.high.parse().ok()?,
+        low: b.low.parse().ok()?,
+        close: b.close.parse().ok()?,
+        volume: b.volume,
+    })
 }
 
 /// The market as data-service shows it now, for the symbols the book holds
 /// or works plus `extra`: every bar since the book last saw each symbol.
 /// With `strict`, a failure for an `extra` symbol (an unknown symbol) is the
 /// caller's error; otherwise, as for a held symbol, it leaves it unmarked.
-async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView, Route> {
-    let base = data_url()?;
+fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView, Route> {
     let mut symbols: BTreeSet<String> = book
         .portfolio
         .positions
@@ -166,62 +229,55 @@ async fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<Mark
             .into_iter()
             .map(|c| format!("{c}{base_currency}=X")),
     );
-    let clock_of = |value: &serde_json::Value| -> Result<ClockView, Route> {
-        serde_json::from_value(value.clone())
-            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))
-    };
     let symbols: Vec<String> = symbols.into_iter().collect();
     let mut bars = BTreeMap::new();
     let mut intervals = BTreeMap::new();
     // The clock first: its interval is the bars the book works on (a
     // symbol without bars of that interval falls back to daily ones).
-    let clock = clock_of(&get_json(&format!("{base}/api/v1/data/clock")).await?)?;
+    let clock = clock()?;
     let mut pending: Vec<(Interval, Vec<String>)> = vec![(clock.interval, symbols)];
     while let Some((interval, symbols)) = pending.pop() {
         let mut daily = Vec::new();
         for chunk in symbols.chunks(DATA_BATCH) {
             // From the oldest unseen bar's day (a day early: a trading day
             // may start the UTC day before); a symbol never seen needs
-            // only its last bars (data-service counts them back from its
-            // clock).
-            let seen: Vec<NaiveDate> = chunk
+            // only its last bars, from 10 days before the clock.
+            let mut from: Vec<NaiveDate> = chunk
                 .iter()
                 .filter_map(|s| book.processed.get(s))
                 .map(|t| t.date_naive() - chrono::Duration::days(1))
                 .collect();
-            let mut body = serde_json::json!({
-                "symbols": chunk,
-                "from": seen.iter().min(),
-                "interval": interval,
-            });
-            if seen.len() < chunk.len() {
-                body["lookback_days"] = serde_json::json!(10);
+            if from.len() < chunk.len() {
+                from.push(clock.date - chrono::Duration::days(10));
             }
-            let answer = post_json(&format!("{base}/api/v1/data/batch-fetch"), &body).await?;
-            for result in answer["results"].as_array().into_iter().flatten() {
-                let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
-                if let Some(error) = result.get("error") {
-                    let code = error["code"].as_str().unwrap_or("upstream-error");
-                    if code == "unsupported-interval" && interval != Interval::OneDay {
-                        daily.push(symbol);
+            let from = from.iter().min().map(|d| d.to_string());
+            let answers =
+                data::batch_fetch(chunk, Some(wit_interval(interval)), from.as_deref(), None)
+                    .map_err(upstream)?;
+            for (symbol, answer) in chunk.iter().zip(answers) {
+                let series = match answer {
+                    Ok(series) => series,
+                    Err(e) => {
+                        if e.code == "unsupported-interval" && interval != Interval::OneDay {
+                            daily.push(symbol.clone());
+                            continue;
+                        }
+                        if strict && extra.contains(symbol) {
+                            let status = if e.code == "unknown-symbol" { 404 } else { 422 };
+                            return Err(Route::error(status, &e.code, e.message));
+                        }
                         continue;
                     }
-                    if strict && extra.contains(&symbol) {
-                        let status = if code == "unknown-symbol" { 404 } else { 422 };
-                        return Err(Route::error(
-                            status,
-                            code,
-                            error["message"].as_str().unwrap_or_default(),
-                        ));
-                    }
-                    continue;
-                }
-                let view: BarsView = serde_json::from_value(result["ok"].clone()).map_err(|e| {
-                    Route::error(502, "upstream-malformed", format!("{symbol}: {e}"))
-                })?;
-                bars.insert(symbol.clone(), view.bars);
+                };
+                let series: Vec<Bar> = series
+                    .bars
+                    .into_iter()
+                    .map(bar)
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| malformed(&format!("bars of {symbol}")))?;
+                bars.insert(symbol.clone(), series);
                 if interval != Interval::OneDay {
-                    intervals.insert(symbol, interval);
+                    intervals.insert(symbol.clone(), interval);
                 }
             }
         }
@@ -265,7 +321,7 @@ async fn with_book<T>(
     // The book as loaded now: its symbols say what to fetch, and the
     // transaction's first attempt starts from it.
     let loaded = ledger.load().map_err(ledger_failed)?;
-    let market = market_view(&loaded.book, extra, strict).await?;
+    let market = market_view(&loaded.book, extra, strict)?;
     let ctx = Context {
         fx: config.fx.clone(),
         limits: config.limits.clone(),
@@ -1069,9 +1125,7 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     steps.push(serde_json::json!({ "step": "recommend", "ms": ms(step), "symbols": symbols }));
 
     let step = Instant::now();
-    let clock: ClockView =
-        serde_json::from_value(get_json(&format!("{}/api/v1/data/clock", data_url()?)).await?)
-            .map_err(|e| Route::error(502, "upstream-malformed", format!("clock: {e}")))?;
+    let clock = clock()?;
     let (signals, model_version, errors) = if symbols.is_empty() {
         (Vec::new(), serde_json::Value::Null, serde_json::json!([]))
     } else {

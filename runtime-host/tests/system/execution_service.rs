@@ -1537,3 +1537,61 @@ async fn notices_reach_slack_exactly_once_through_failures_and_restarts() {
     host.shutdown().await;
     notifier.shutdown().await;
 }
+
+/// The same order, fill and book whether data-service is composed into
+/// execution-service (`spin.toml`: the market view is typed calls) or in a
+/// pod of its own (`spin.pods.toml`: the same calls as requests through the
+/// `data-remote` adapter).
+#[tokio::test]
+async fn an_order_fills_the_same_composed_or_over_http() {
+    let mut books = Vec::new();
+    for manifest in ["spin.toml", "spin.pods.toml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = project(dir.path());
+        settings.manifest = workspace_root().join(manifest);
+        let host = start(&settings).await;
+        let base = format!("http://{}", host.addr);
+        let (status, placed) = trade(&base, TRADER, market_buy("same-1", "AAPL", 100)).await;
+        assert_eq!(status, 201, "{manifest}: {placed}");
+        advance_clock(&base).await;
+        let (status, synced) = sync(&base).await;
+        assert_eq!(status, 200, "{manifest}: {synced}");
+        let id = placed["id"].as_str().unwrap();
+        let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
+        assert_eq!(order["status"], "filled", "{manifest}: {order}");
+        let positions = view(&base, "/api/v1/execution/positions").await;
+        let metrics = metrics(&host).await;
+        let (linked, http) = (
+            metric_value(
+                &metrics,
+                &format!(
+                    "runtime_host_linked_calls_total{{component=\"execution-service\",dependency=\"{}\",\
+                     function=\"daytrade:platform/data@0.1.0#batch-fetch\"}}",
+                    if manifest == "spin.toml" {
+                        "data-service"
+                    } else {
+                        "data_remote"
+                    }
+                ),
+            ),
+            metric_value(
+                &metrics,
+                "runtime_host_http_requests_total{component=\"data-service\",status=\"200\"}",
+            ),
+        );
+        assert!(linked >= 2.0, "{manifest}: {linked} typed market views");
+        // The one request of the test's own: moving the clock.
+        if manifest == "spin.toml" {
+            assert_eq!(http, 1.0, "composed: no other request reaches data-service");
+        } else {
+            assert!(http > linked, "over HTTP: each call a request ({http})");
+        }
+        books.push((
+            order["fills"].clone(),
+            positions["positions"].clone(),
+            positions["cash"].clone(),
+        ));
+        host.shutdown().await;
+    }
+    assert_eq!(books[0], books[1]);
+}

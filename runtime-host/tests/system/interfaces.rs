@@ -47,6 +47,9 @@ fn each_component_exports_its_interface_and_imports_what_it_calls() {
         ("symbol-service", &["symbols"], &["data"]),
         // The HTTP adapter a `data` import is satisfied by across pods.
         ("data-remote", &["data"], &[]),
+        // Built from `execution-imports` so far: symbols, ml and
+        // notifications are still called over HTTP.
+        ("execution-service", &[], &["data"]),
     ] {
         assert_eq!(
             platform_interfaces(component),

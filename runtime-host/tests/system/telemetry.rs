@@ -156,9 +156,14 @@ async fn a_trading_cycle_is_one_trace_across_every_service() {
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     for expected in [
         "GET symbol-service",
-        "GET data-service",
-        "POST data-service",
         "POST ml-service",
+        // ml-service's features, still over HTTP.
+        "POST data-service",
+        // Typed calls of the data-service composed into symbol-service
+        // (the screening's closes) and into execution-service (the market
+        // view of the orders): spans of the same trace.
+        "data-service closes",
+        "data-service batch-fetch",
     ] {
         assert!(
             names.contains(&expected),
