@@ -54,6 +54,7 @@ def pods(manifest: dict) -> dict:
             if adapter is None:
                 raise SystemExit(f"component `{target}` has no [component.{target}.tool.pods] adapter")
             dependencies[name] = {"path": adapter, "inherit_configuration": ADAPTER_INHERITS}
+        keep = {k: v for k, v in keep.items() if k != "adapter"}
         for grant in ("allowed_outbound_hosts", "files", "key_value_stores"):
             if grant in keep:
                 component[grant] = keep[grant]

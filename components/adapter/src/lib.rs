@@ -12,6 +12,8 @@
 //! (which Spin matches as if against `/...`) reach the same route
 //! ([`ServiceId::path_below`]).
 
+pub mod remote;
+
 pub use daytrade_contract::auth::{Principal, Role};
 
 use daytrade_contract::auth::{AuthError, Authenticator};
@@ -251,6 +253,36 @@ fn respond(outcome: Route, path: &str) -> Response {
             &ApiError::new("not-found", format!("no route for `{path}`")),
         ),
     }
+}
+
+/// The status of another service's error met through a typed call (a WIT
+/// `error` carries a code and no status), as this service answers it: a
+/// caller's mistake stays a 4xx (`invalid-*`, `unsupported-*` and
+/// `clock-outside-session` 400, `unknown-*` 404, `not-enough-history` 422), the
+/// store's outage a 503, the deployment's own mistake (`configuration`,
+/// `corrupt-*`) a 500, anything else a bad gateway.
+pub fn typed_status(code: &str) -> u16 {
+    if code.starts_with("invalid-")
+        || code.starts_with("unsupported-")
+        || code == "clock-outside-session"
+    {
+        400
+    } else if code.starts_with("unknown-") {
+        404
+    } else if code == "not-enough-history" {
+        422
+    } else if code == "store-unavailable" {
+        503
+    } else if code == "configuration" || code.starts_with("corrupt-") {
+        500
+    } else {
+        502
+    }
+}
+
+/// A typed call's error (`code`, `message`) as this service's answer.
+pub fn typed_error(code: &str, message: impl Into<String>) -> Route {
+    Route::error(typed_status(code), code, message)
 }
 
 /// Whether an error comes from a key-value store that did not answer: the

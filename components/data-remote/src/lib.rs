@@ -13,9 +13,10 @@
 // The typed bindings expand to canonical-ABI code, which is unsafe.
 #![allow(unsafe_code)]
 
+use daytrade_contract::{ApiError, Health, Version};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use spin_adapter::{Route, call_json};
+use spin_adapter::remote;
 use spin_sdk::http::Request;
 
 wit_bindgen::generate!({
@@ -30,54 +31,26 @@ struct Remote;
 
 export!(Remote);
 
-fn error(code: &str, message: impl Into<String>) -> t::Error {
+fn error(e: ApiError) -> t::Error {
     t::Error {
-        code: code.to_string(),
-        message: message.into(),
+        code: e.code,
+        message: e.message,
         details: None,
     }
 }
 
-fn from_route(route: Route) -> t::Error {
-    match route {
-        Route::Error(_, e) => error(&e.code, e.message),
-        _ => error("upstream-malformed", "data-service gave no answer"),
-    }
-}
-
-fn var(name: &str) -> Result<String, t::Error> {
-    spin_sdk::variables::get(name)
-        .map_err(|e| error("configuration", format!("variable `{name}`: {e}")))
-}
-
-/// data-service's base URL.
-fn base() -> Result<String, t::Error> {
-    Ok(var("data_service_url")?.trim_end_matches('/').to_string())
-}
-
-/// Send `req` (built for the path below `/api/v1/data`) and decode its answer as `T`.
-fn call<T: DeserializeOwned>(
-    build: impl FnOnce(String) -> Request,
-    path: &str,
-) -> Result<T, t::Error> {
-    let url = format!("{}/api/v1/data{path}", base()?);
-    let value = spin_sdk::http::run(call_json(build(url.clone()), &url)).map_err(from_route)?;
-    serde_json::from_value(value).map_err(|e| error("upstream-malformed", format!("{url}: {e}")))
+/// data-service's route `path` (below `/api/v1/data`).
+fn url(path: &str) -> Result<String, t::Error> {
+    let base = remote::base("data_service_url").map_err(error)?;
+    Ok(format!("{base}/api/v1/data{path}"))
 }
 
 fn get<T: DeserializeOwned>(path: &str) -> Result<T, t::Error> {
-    call(|url| Request::get(url).build(), path)
+    remote::get(url(path)?).map_err(error)
 }
 
 fn post<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, t::Error> {
-    call(
-        |url| {
-            Request::post(url, body.to_string())
-                .header("content-type", "application/json")
-                .build()
-        },
-        path,
-    )
+    remote::post(url(path)?, &body).map_err(error)
 }
 
 /// A POST of an admin operation, with the `admin_token` this component inherits.
@@ -86,16 +59,19 @@ fn admin<T: DeserializeOwned>(
     body: Vec<u8>,
     content_type: &str,
 ) -> Result<T, t::Error> {
-    let token = var("admin_token")?;
-    call(
-        |url| {
-            Request::post(url, body)
-                .header("content-type", content_type)
-                .header("x-admin-token", token)
-                .build()
-        },
-        path,
-    )
+    let token = spin_sdk::variables::get("admin_token").map_err(|e| {
+        error(ApiError::new(
+            "configuration",
+            format!("variable `admin_token`: {e}"),
+        ))
+    })?;
+    remote::call(url(path)?, |url| {
+        Request::post(url, body)
+            .header("content-type", content_type)
+            .header("x-admin-token", token)
+            .build()
+    })
+    .map_err(error)
 }
 
 fn interval_code(i: t::Interval) -> &'static str {
@@ -293,7 +269,7 @@ impl<T> BatchJson<T> {
             .map(|each| match (each.ok, each.error) {
                 (Some(ok), _) => Ok(W::from(ok)),
                 (None, e) => {
-                    let e = e.unwrap_or(ErrorJson {
+                    let e = e.unwrap_or_else(|| ErrorJson {
                         code: "upstream-malformed".into(),
                         message: "neither `ok` nor `error`".into(),
                     });
@@ -370,6 +346,33 @@ struct FeaturesJson {
     values: Vec<f64>,
 }
 
+impl From<FeaturesJson> for wit::FeatureVector {
+    fn from(f: FeaturesJson) -> Self {
+        Self {
+            symbol: f.symbol,
+            date: f.date,
+            interval: f.interval,
+            at: f.at,
+            names: f.names,
+            values: f.values,
+        }
+    }
+}
+
+/// One symbol of `POST /batch-features`: its features, or its error (a
+/// batch answer lists features as they are, not under `ok`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FeatureEachJson {
+    Err { symbol: String, error: ErrorJson },
+    Ok(FeaturesJson),
+}
+
+#[derive(Deserialize)]
+struct FeatureBatchJson {
+    results: Vec<FeatureEachJson>,
+}
+
 #[derive(Deserialize)]
 struct ImportedJson {
     symbol: String,
@@ -392,58 +395,6 @@ struct SymbolsJson {
     symbols: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct DependencyJson {
-    service: String,
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct HealthJson {
-    service: String,
-    status: String,
-    #[serde(default)]
-    dependencies: Vec<DependencyJson>,
-}
-
-#[derive(Deserialize)]
-struct VersionJson {
-    service: String,
-    version: String,
-    contract: String,
-}
-
-/// `?name=value&...` of the values given, percent-encoded.
-fn query(pairs: &[(&str, Option<&str>)]) -> String {
-    let given: Vec<String> = pairs
-        .iter()
-        .filter_map(|(name, value)| {
-            value.map(|v| {
-                let v: String = form_urlencoded(v);
-                format!("{name}={v}")
-            })
-        })
-        .collect();
-    if given.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", given.join("&"))
-    }
-}
-
-/// A query value percent-encoded (symbols and dates are plain ASCII; `^`
-/// and `=` in an index or a pair are not).
-fn form_urlencoded(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl wit::Guest for Remote {
     fn import_bars(
         csv: Vec<u8>,
@@ -452,7 +403,7 @@ impl wit::Guest for Remote {
     ) -> Result<Vec<wit::ImportedSeries>, t::Error> {
         let path = format!(
             "/import{}",
-            query(&[
+            remote::query(&[
                 ("interval", Some(interval_code(interval))),
                 ("symbol", symbol.as_deref()),
             ])
@@ -475,8 +426,8 @@ impl wit::Guest for Remote {
     fn bars(q: wit::BarQuery) -> Result<wit::BarSeries, t::Error> {
         let path = format!(
             "/stocks/{}{}",
-            form_urlencoded(&q.symbol),
-            query(&[
+            remote::segment(&q.symbol),
+            remote::query(&[
                 ("interval", Some(interval_code(q.interval))),
                 ("from", q.from.as_deref()),
                 ("to", q.to.as_deref()),
@@ -527,21 +478,38 @@ impl wit::Guest for Remote {
     ) -> Result<wit::FeatureVector, t::Error> {
         let path = format!(
             "/features/{}{}",
-            form_urlencoded(&symbol),
-            query(&[
+            remote::segment(&symbol),
+            remote::query(&[
                 ("date", date.as_deref()),
                 ("interval", interval.map(interval_code)),
             ])
         );
-        let f: FeaturesJson = get(&path)?;
-        Ok(wit::FeatureVector {
-            symbol: f.symbol,
-            date: f.date,
-            interval: f.interval,
-            at: f.at,
-            names: f.names,
-            values: f.values,
-        })
+        get::<FeaturesJson>(&path).map(Into::into)
+    }
+
+    fn batch_features(
+        symbols: Vec<String>,
+        date: Option<String>,
+        interval: Option<t::Interval>,
+    ) -> Result<Vec<Result<wit::FeatureVector, t::Error>>, t::Error> {
+        let body = serde_json::json!({
+            "symbols": symbols,
+            "date": date,
+            "interval": interval.map(interval_code),
+        });
+        let answer: FeatureBatchJson = post("/batch-features", body)?;
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|each| match each {
+                FeatureEachJson::Ok(f) => Ok(f.into()),
+                FeatureEachJson::Err { symbol, error } => Err(t::Error {
+                    code: error.code,
+                    message: error.message,
+                    details: Some(vec![("symbol".into(), symbol)]),
+                }),
+            })
+            .collect())
     }
 
     fn clock() -> Result<wit::MarketClock, t::Error> {
@@ -559,7 +527,7 @@ impl wit::Guest for Remote {
     }
 
     fn health() -> t::HealthReport {
-        match get::<HealthJson>("/health") {
+        match get::<Health>("/health") {
             Ok(h) => t::HealthReport {
                 service: h.service,
                 status: h.status,
@@ -581,7 +549,7 @@ impl wit::Guest for Remote {
     }
 
     fn version() -> t::VersionInfo {
-        let v = get::<VersionJson>("/version").unwrap_or_else(|e| VersionJson {
+        let v = get::<Version>("/version").unwrap_or_else(|e| Version {
             service: "data-service".into(),
             version: format!("unknown ({})", e.code),
             contract: String::new(),

@@ -166,6 +166,23 @@ struct BatchFeaturesRequest {
     interval: Option<String>,
 }
 
+/// When `features` of `symbol` became known: the close of the bar they are
+/// computed at.
+fn known_at(
+    symbol: &str,
+    features: &market_data::features::FeatureVector,
+    interval: Interval,
+) -> Option<DateTime<Utc>> {
+    let open = DateTime::from_timestamp(features.ts, 0)?;
+    Some(
+        Symbol::parse(symbol)
+            .ok()?
+            .market()
+            .bar_times(open, interval)
+            .close,
+    )
+}
+
 /// One symbol's feature vector as data-service serves it.
 /// `at` is when it became known: the close of the bar it is computed at.
 fn feature_view(
@@ -173,15 +190,11 @@ fn feature_view(
     features: &market_data::features::FeatureVector,
     interval: Interval,
 ) -> serde_json::Value {
-    let at = Symbol::parse(symbol).ok().and_then(|s| {
-        let open = DateTime::from_timestamp(features.ts, 0)?;
-        Some(s.market().bar_times(open, interval).close)
-    });
     serde_json::json!({
         "symbol": symbol,
         "date": features.date,
         "interval": interval,
-        "at": at,
+        "at": known_at(symbol, features, interval),
         "names": features.names,
         "values": features.values,
     })

@@ -11,6 +11,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use market_data::clock::{ClockView, Step};
 use market_data::exchange::SessionTimes;
+use market_data::features::FeatureVector;
 use market_data::service::{Bars, Closes, ImportedSeries, ServiceError};
 use market_data::source::SourceKind;
 use market_data::{Interval, Market};
@@ -175,6 +176,18 @@ fn closes(c: Closes) -> wit::ClosesVolumes {
     }
 }
 
+/// `features` of `symbol` on `at` bars, with when they became known.
+fn feature_vector(symbol: String, features: &FeatureVector, at: Interval) -> wit::FeatureVector {
+    wit::FeatureVector {
+        at: crate::known_at(&symbol, features, at).map(instant),
+        symbol,
+        date: features.date.to_string(),
+        interval: wit_interval(at),
+        names: features.names.iter().map(|n| n.to_string()).collect(),
+        values: features.values.clone(),
+    }
+}
+
 fn imported(s: ImportedSeries) -> wit::ImportedSeries {
     wit::ImportedSeries {
         symbol: s.symbol,
@@ -299,15 +312,32 @@ impl wit::Guest for Typed {
                 .features_on(&parsed, on, at)
                 .await
                 .map_err(|e| from_service(&e))?;
-            let open = DateTime::from_timestamp(features.ts, 0);
-            Ok(wit::FeatureVector {
-                symbol,
-                date: features.date.to_string(),
-                interval: wit_interval(at),
-                at: open.map(|open| instant(parsed.market().bar_times(open, at).close)),
-                names: features.names.iter().map(|n| n.to_string()).collect(),
-                values: features.values,
-            })
+            Ok(feature_vector(symbol, &features, at))
+        })
+    }
+
+    fn batch_features(
+        symbols: Vec<String>,
+        on: Option<String>,
+        at: Option<t::Interval>,
+    ) -> Result<Each<wit::FeatureVector>, t::Error> {
+        let on = date("date", on)?;
+        let at = at.map_or(Interval::OneDay, interval);
+        with_context(async |ctx| {
+            let results = ctx
+                .service()
+                .batch_features(&symbols, on, at)
+                .await
+                .map_err(|e| from_service(&e))?;
+            // In the order asked, each under the symbol as the caller spelled it.
+            Ok(results
+                .into_iter()
+                .zip(&symbols)
+                .map(|(r, asked)| match r {
+                    Ok(features) => Ok(feature_vector(asked.clone(), &features, at)),
+                    Err((symbol, e)) => Err(of_symbol(&symbol, &e)),
+                })
+                .collect())
         })
     }
 

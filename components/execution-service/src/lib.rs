@@ -28,7 +28,7 @@ use daytrade_contract::ServiceId;
 use market_data::{Bar, Interval};
 use serde::{Deserialize, Serialize};
 use spin_adapter::{
-    Query, Role, Route, Service, authorize, get_json, json_body, json_value, path_info, post_json,
+    Query, Role, Route, Service, authorize, json_body, json_value, path_info, post_json,
     upstream_url,
 };
 use spin_sdk::http::{Method, Request, Response};
@@ -39,8 +39,8 @@ wit_bindgen::generate!({
     path: "../../wit",
 });
 
-use daytrade::platform::data;
 use daytrade::platform::types as t;
+use daytrade::platform::{data, symbols};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use trading::book::{Context, MarketView, OrderRecord, OrderRequest, Origin};
 use trading::cycle::{CycleRequest, Signal};
@@ -154,21 +154,9 @@ fn wit_interval(i: Interval) -> t::Interval {
     }
 }
 
-/// data-service's error as this service answers it (see symbol-service).
+/// data-service's error as this service answers it ([`spin_adapter::typed_status`]).
 fn upstream(e: t::Error) -> Route {
-    let code = e.code.as_str();
-    let status = if code.starts_with("invalid-") || code.starts_with("unsupported-") {
-        400
-    } else if code.starts_with("unknown-") {
-        404
-    } else if code == "store-unavailable" {
-        503
-    } else if code == "configuration" {
-        500
-    } else {
-        502
-    };
-    Route::error(status, code, e.message)
+    spin_adapter::typed_error(&e.code, e.message)
 }
 
 fn malformed(what: &str) -> Route {
@@ -1108,17 +1096,11 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     let symbols: Vec<String> = match &request.symbols {
         Some(symbols) => symbols.clone(),
         None => {
-            let symbol_base = service_url(&ServiceId::SYMBOL)?;
-            let recommended = get_json(&format!(
-                "{symbol_base}/api/v1/symbols/recommend?limit={}",
-                request.universe
-            ))
-            .await?;
-            recommended["recommendations"]
-                .as_array()
+            let limit = u32::try_from(request.universe).unwrap_or(u32::MAX);
+            symbols::recommend(limit, None)
+                .map_err(|e| spin_adapter::typed_error(&e.code, e.message))?
                 .into_iter()
-                .flatten()
-                .filter_map(|r| r["symbol"].as_str().map(str::to_string))
+                .map(|r| r.symbol)
                 .collect()
         }
     };

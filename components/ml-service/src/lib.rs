@@ -9,7 +9,7 @@
 //!
 //! The served version is the `model_version` variable (a v2 pod serves v2); a
 //! request may name another shipped version. Features come from data-service
-//! (`POST /api/v1/data/batch-features`) unless the caller sends them.
+//! (the typed `data` import's `batch-features`) unless the caller sends them.
 
 // `#[http_component]` expands to the canonical-ABI export, which is unsafe code.
 #![allow(unsafe_code)]
@@ -18,15 +18,20 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use daytrade_contract::ServiceId;
 use forecasting::monitor::{self, Journal, Prediction};
 use forecasting::{MAX_BATCH, ModelVersion, Policy, Registry, Row, Scored};
 use serde::Deserialize;
-use spin_adapter::{
-    KvStore, Query, Route, Service, get_json, json_body, path_info, post_json, upstream_url,
-};
+use spin_adapter::{KvStore, Query, Route, Service, json_body, path_info};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, variables};
+
+wit_bindgen::generate!({
+    world: "ml-imports",
+    path: "../../wit",
+});
+
+use daytrade::platform::data;
+use daytrade::platform::types as t;
 
 static SERVICE: Service = Service {
     id: forecasting::SERVICE,
@@ -83,9 +88,9 @@ fn policy() -> Result<Policy, Route> {
         .map_err(|e| Route::error(500, "configuration", e))
 }
 
-/// data-service's base URL (service chaining locally, the Service in a cluster).
-fn data_url() -> Result<String, Route> {
-    upstream_url(&ServiceId::DATA).map_err(|e| Route::error(500, "configuration", e.to_string()))
+/// data-service's error as this service answers it ([`spin_adapter::typed_status`]).
+fn upstream(e: t::Error) -> Route {
+    spin_adapter::typed_error(&e.code, e.message)
 }
 
 fn journal() -> Result<Journal<KvStore>, Route> {
@@ -111,7 +116,7 @@ async fn dispatch(req: Request) -> Result<Route, Route> {
         }
         (Method::Post, "/outcomes") => {
             Query::none(&req)?;
-            resolve_outcomes().await
+            resolve_outcomes()
         }
         (Method::Get, "/accuracy") => {
             let query = Query::of(&req, &["model_version", "window"])?;
@@ -207,13 +212,13 @@ fn check_symbol(symbol: &str) -> Result<(), Route> {
 /// A forecast date given with the caller's own features is not after
 /// data-service's clock: the features of a bar that has not closed cannot
 /// exist (data-service checks the date itself when it computes them).
-async fn check_dates(dates: &[(&str, Option<NaiveDate>)]) -> Result<(), Route> {
+fn check_dates(dates: &[(&str, Option<NaiveDate>)]) -> Result<(), Route> {
     if dates.iter().all(|(_, date)| date.is_none()) {
         return Ok(());
     }
-    let clock = get_json(&format!("{}/api/v1/data/clock", data_url()?)).await?;
+    let clock = data::clock().map_err(upstream)?;
     // The clock's last complete trading day (its `as_of` is the instant).
-    let as_of: NaiveDate = serde_json::from_value(clock["date"].clone()).map_err(|_| {
+    let as_of: NaiveDate = clock.date.parse().map_err(|_| {
         Route::error(
             502,
             "upstream-malformed",
@@ -239,7 +244,7 @@ async fn predict(asked: PredictRequest) -> Result<Route, Route> {
     let policy = policy()?;
     let row = match asked.features {
         Some(values) => {
-            check_dates(&[("date", asked.date)]).await?;
+            check_dates(&[("date", asked.date)])?;
             Row {
                 symbol: asked.symbol,
                 date: asked.date,
@@ -248,8 +253,7 @@ async fn predict(asked: PredictRequest) -> Result<Route, Route> {
             }
         }
         None => {
-            let mut fetched =
-                fetch_features(std::slice::from_ref(&asked.symbol), asked.date).await?;
+            let mut fetched = fetch_features(std::slice::from_ref(&asked.symbol), asked.date)?;
             match fetched.pop() {
                 Some(Ok(row)) => row,
                 Some(Err((_, status, error))) => return Err(Route::Error(status, error)),
@@ -284,7 +288,7 @@ async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
     let mut errors = Vec::new();
     if let Some(given) = asked.rows {
         let latest = given.iter().filter_map(|row| row.date).max();
-        check_dates(&[("date", asked.date), ("rows.date", latest)]).await?;
+        check_dates(&[("date", asked.date), ("rows.date", latest)])?;
         for row in given {
             check_symbol(&row.symbol)?;
             rows.push(Row {
@@ -299,7 +303,7 @@ async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
         for symbol in &symbols {
             check_symbol(symbol)?;
         }
-        for result in fetch_features(&symbols, asked.date).await? {
+        for result in fetch_features(&symbols, asked.date)? {
             match result {
                 Ok(row) => rows.push(row),
                 Err((symbol, _, error)) => {
@@ -321,61 +325,52 @@ async fn batch_predict(asked: BatchRequest) -> Result<Route, Route> {
 /// A symbol's features, or its symbol, status and error from data-service.
 type Fetched = Result<Row, (String, u16, daytrade_contract::ApiError)>;
 
-/// Features for `symbols` at `date` from data-service, in concurrent batches.
-async fn fetch_features(
-    symbols: &[String],
-    date: Option<NaiveDate>,
-) -> Result<Vec<Fetched>, Route> {
-    let data = data_url()?;
-    let url = format!("{data}/api/v1/data/batch-features");
-    let calls = symbols.chunks(DATA_BATCH).map(|chunk| {
-        let body = serde_json::json!({ "symbols": chunk, "date": date });
-        let url = url.clone();
-        async move { post_json(&url, &body).await }
-    });
+/// Features for `symbols` at `date` from data-service, a batch at a time.
+fn fetch_features(symbols: &[String], date: Option<NaiveDate>) -> Result<Vec<Fetched>, Route> {
+    let date = date.map(|d| d.to_string());
     let mut out = Vec::with_capacity(symbols.len());
-    for answer in futures::future::join_all(calls).await {
-        for result in answer?["results"].as_array().cloned().unwrap_or_default() {
-            out.push(to_row(result));
+    for chunk in symbols.chunks(DATA_BATCH) {
+        let results = data::batch_features(chunk, date.as_deref(), None).map_err(upstream)?;
+        for (result, asked) in results.into_iter().zip(chunk) {
+            out.push(to_row(asked, result));
         }
     }
     Ok(out)
 }
 
-fn to_row(result: serde_json::Value) -> Fetched {
-    let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
-    if let Some(error) = result.get("error") {
-        let error: daytrade_contract::ApiError = serde_json::from_value(error.clone())
-            .unwrap_or_else(|_| {
-                daytrade_contract::ApiError::new("upstream-error", error.to_string())
-            });
-        // The status data-service gives the symbol's failure: a 4xx (unknown
-        // symbol, too little history) is the caller's; anything else is ours.
-        let status = result["status"]
-            .as_u64()
-            .and_then(|s| u16::try_from(s).ok())
-            .filter(|s| (400..500).contains(s))
-            .unwrap_or(502);
-        return Err((symbol, status, error));
-    }
-    let parsed = (|| {
-        Some(Row {
-            symbol: symbol.clone(),
-            date: Some(serde_json::from_value(result["date"].clone()).ok()?),
-            names: Some(serde_json::from_value(result["names"].clone()).ok()?),
-            values: serde_json::from_value(result["values"].clone()).ok()?,
-        })
-    })();
-    parsed.ok_or_else(|| {
-        (
-            symbol,
+fn to_row(asked: &str, result: Result<data::FeatureVector, t::Error>) -> Fetched {
+    let features = match result {
+        Ok(features) => features,
+        Err(e) => {
+            // The symbol's failure as data-service gives it: a 4xx (an
+            // unknown symbol, too little history) is the caller's; anything
+            // else is ours.
+            let status = Some(spin_adapter::typed_status(&e.code))
+                .filter(|s| (400..500).contains(s))
+                .unwrap_or(502);
+            return Err((
+                asked.to_string(),
+                status,
+                daytrade_contract::ApiError::new(&e.code, e.message),
+            ));
+        }
+    };
+    match features.date.parse() {
+        Ok(date) => Ok(Row {
+            symbol: features.symbol,
+            date: Some(date),
+            names: Some(features.names),
+            values: features.values,
+        }),
+        Err(_) => Err((
+            asked.to_string(),
             502,
             daytrade_contract::ApiError::new(
                 "upstream-malformed",
                 "data-service features are malformed",
             ),
-        )
-    })
+        )),
+    }
 }
 
 /// The response for forecast rows; records every dated prediction.
@@ -478,14 +473,13 @@ fn models() -> Result<Route, Route> {
 /// Resolve pending predictions against data-service's bars: a prediction made
 /// on bar D is up if the next bar's close is above D's. Bars past
 /// data-service's clock do not exist yet, so those stay pending.
-async fn resolve_outcomes() -> Result<Route, Route> {
+fn resolve_outcomes() -> Result<Route, Route> {
     let journal = journal()?;
     let pending = journal.pending();
     let mut by_symbol: BTreeMap<String, Vec<Prediction>> = BTreeMap::new();
     for p in pending {
         by_symbol.entry(p.symbol.clone()).or_default().push(p);
     }
-    let data = data_url()?;
     let mut closes: BTreeMap<String, Vec<(NaiveDate, f64)>> = BTreeMap::new();
     let symbols: Vec<String> = by_symbol.keys().cloned().collect();
     let mut failures = Vec::new();
@@ -493,26 +487,23 @@ async fn resolve_outcomes() -> Result<Route, Route> {
         let from = chunk
             .iter()
             .filter_map(|s| by_symbol[s].iter().map(|p| p.date).min())
-            .min();
-        let body = serde_json::json!({ "symbols": chunk, "from": from });
-        let answer = post_json(&format!("{data}/api/v1/data/batch-fetch"), &body).await?;
-        for result in answer["results"].as_array().cloned().unwrap_or_default() {
-            let symbol = result["symbol"].as_str().unwrap_or_default().to_string();
-            match result["ok"]["bars"].as_array() {
-                Some(bars) => {
-                    let series = bars
+            .min()
+            .map(|d| d.to_string());
+        let results = data::batch_fetch(chunk, None, from.as_deref(), None).map_err(upstream)?;
+        for (result, symbol) in results.into_iter().zip(chunk) {
+            match result {
+                Ok(series) => {
+                    let series = series
+                        .bars
                         .iter()
-                        .filter_map(|b| {
-                            let date = serde_json::from_value(b["date"].clone()).ok()?;
-                            let close = b["close"].as_str()?.parse::<f64>().ok()?;
-                            Some((date, close))
-                        })
+                        .filter_map(|b| Some((b.date.parse().ok()?, b.close.parse::<f64>().ok()?)))
                         .collect();
-                    closes.insert(symbol, series);
+                    closes.insert(symbol.clone(), series);
                 }
-                None => {
-                    failures.push(serde_json::json!({ "symbol": symbol, "error": result["error"] }))
-                }
+                Err(e) => failures.push(serde_json::json!({
+                    "symbol": symbol,
+                    "error": { "code": e.code, "message": e.message },
+                })),
             }
         }
     }

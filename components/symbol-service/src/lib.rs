@@ -264,23 +264,9 @@ fn check_universe(symbols: &[String]) -> Result<(), Route> {
     Ok(())
 }
 
-/// data-service's error as this service answers it: a caller's mistake
-/// stays a 4xx, the store's outage a 503, the deployment's own mistake a
-/// 500; anything else is a bad gateway.
+/// data-service's error as this service answers it ([`spin_adapter::typed_status`]).
 fn upstream(e: t::Error) -> Route {
-    let code = e.code.as_str();
-    let status = if code.starts_with("invalid-") || code.starts_with("unsupported-") {
-        400
-    } else if code.starts_with("unknown-") {
-        404
-    } else if code == "store-unavailable" {
-        503
-    } else if code == "configuration" {
-        500
-    } else {
-        502
-    };
-    Route::error(status, code, e.message)
+    spin_adapter::typed_error(&e.code, e.message)
 }
 
 /// The clock's last complete trading day: screening runs on daily bars.
@@ -528,8 +514,11 @@ mod tests {
             ("invalid-from", 400),
             ("unsupported-interval", 400),
             ("unknown-symbol", 404),
+            ("clock-outside-session", 400),
+            ("not-enough-history", 422),
             ("store-unavailable", 503),
             ("configuration", 500),
+            ("corrupt-history", 500),
             ("provider-down", 502),
         ] {
             assert!(

@@ -1560,6 +1560,19 @@ async fn an_order_fills_the_same_composed_or_over_http() {
         let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
         assert_eq!(order["status"], "filled", "{manifest}: {order}");
         let positions = view(&base, "/api/v1/execution/positions").await;
+        // The cycle's screening: a typed call of the composed symbol-service,
+        // or a request through `symbols-remote`.
+        let (status, cycle) = call(
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/execution/cycle",
+            Some(TRADER),
+            Some(json!({ "universe": 5, "max_orders": 0 })),
+        )
+        .await;
+        assert_eq!(status, 200, "{manifest}: {cycle}");
+        let screened = cycle["steps"][0]["symbols"].clone();
+        assert_eq!(screened.as_array().map(Vec::len), Some(5), "{cycle}");
         let metrics = metrics(&host).await;
         let (linked, http) = (
             metric_value(
@@ -1590,6 +1603,7 @@ async fn an_order_fills_the_same_composed_or_over_http() {
             order["fills"].clone(),
             positions["positions"].clone(),
             positions["cash"].clone(),
+            screened,
         ));
         host.shutdown().await;
     }

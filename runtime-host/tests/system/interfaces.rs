@@ -47,9 +47,12 @@ fn each_component_exports_its_interface_and_imports_what_it_calls() {
         ("symbol-service", &["symbols"], &["data"]),
         // The HTTP adapter a `data` import is satisfied by across pods.
         ("data-remote", &["data"], &[]),
-        // Built from `execution-imports` so far: symbols, ml and
-        // notifications are still called over HTTP.
-        ("execution-service", &[], &["data"]),
+        // Built from `ml-imports` so far: its `ml` export is to come.
+        ("ml-service", &[], &["data"]),
+        ("symbols-remote", &["symbols"], &[]),
+        // Built from `execution-imports` so far: ml and notifications are
+        // still called over HTTP.
+        ("execution-service", &[], &["data", "symbols"]),
     ] {
         assert_eq!(
             platform_interfaces(component),

@@ -53,17 +53,18 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// The measures by name, as WIT `recommendation.metrics` lists them.
+    /// The measures by name, in name order, as WIT `recommendation.metrics`
+    /// lists them.
     pub fn pairs(&self) -> Vec<(String, f64)> {
         [
+            ("avg_turnover", self.avg_turnover),
+            ("avg_volume", self.avg_volume),
             ("history", self.history as f64),
             ("last_close", self.last_close),
-            ("avg_volume", self.avg_volume),
-            ("avg_turnover", self.avg_turnover),
             ("long_turnover", self.long_turnover),
+            ("momentum", self.momentum),
             ("volatility", self.volatility),
             ("volume_consistency", self.volume_consistency),
-            ("momentum", self.momentum),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
