@@ -72,7 +72,7 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --target wasm32-wasip2 --all-targets $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS)) -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip2 --all-targets $(addprefix -p ,$(COMPONENTS) $(TEST_COMPONENTS) daytrade-bindings) -- -D warnings
 
 ## Benchmarks (print figures): host req/s, latency, instantiation, RSS; indicator
 ## throughput natively and in Wasm; data-service and symbol-service latencies;

@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use daytrade_contract::{ApiError, Health, Version};
+use market_data::Interval;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use spin_adapter::remote;
@@ -22,35 +23,30 @@ use spin_sdk::http::Request;
 wit_bindgen::generate!({
     world: "data-service",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
-use daytrade::platform::types as t;
+use daytrade_bindings::{interval_code, types as t, unreachable_health};
 use exports::daytrade::platform::data as wit;
 
 struct Remote;
 
 export!(Remote);
 
-fn error(e: ApiError) -> t::Error {
-    t::Error {
-        code: e.code,
-        message: e.message,
-        details: None,
-    }
-}
-
 /// data-service's route `path` (below `/api/v1/data`).
 fn url(path: &str) -> Result<String, t::Error> {
-    let base = remote::base("data_service_url").map_err(error)?;
+    let base = remote::base("data_service_url").map_err(t::Error::from)?;
     Ok(format!("{base}/api/v1/data{path}"))
 }
 
 fn get<T: DeserializeOwned>(path: &str) -> Result<T, t::Error> {
-    remote::get(url(path)?).map_err(error)
+    remote::get(url(path)?).map_err(t::Error::from)
 }
 
 fn post<T: DeserializeOwned>(path: &str, body: serde_json::Value) -> Result<T, t::Error> {
-    remote::post(url(path)?, &body).map_err(error)
+    remote::post(url(path)?, &body).map_err(t::Error::from)
 }
 
 /// A POST of an admin operation, with the `admin_token` this component inherits.
@@ -60,7 +56,7 @@ fn admin<T: DeserializeOwned>(
     content_type: &str,
 ) -> Result<T, t::Error> {
     let token = spin_sdk::variables::get("admin_token").map_err(|e| {
-        error(ApiError::new(
+        t::Error::from(ApiError::new(
             "configuration",
             format!("variable `admin_token`: {e}"),
         ))
@@ -71,36 +67,11 @@ fn admin<T: DeserializeOwned>(
             .header("x-admin-token", token)
             .build()
     })
-    .map_err(error)
+    .map_err(t::Error::from)
 }
 
-fn interval_code(i: t::Interval) -> &'static str {
-    match i {
-        t::Interval::OneMinute => "1m",
-        t::Interval::FiveMinutes => "5m",
-        t::Interval::FifteenMinutes => "15m",
-        t::Interval::OneHour => "1h",
-        t::Interval::OneDay => "1d",
-    }
-}
-
-/// The JSON projection of the WIT enums: `interval` by its code, the
-/// others in kebab-case.
-#[derive(Deserialize)]
-#[serde(remote = "t::Interval")]
-enum IntervalJson {
-    #[serde(rename = "1m")]
-    OneMinute,
-    #[serde(rename = "5m")]
-    FiveMinutes,
-    #[serde(rename = "15m")]
-    FifteenMinutes,
-    #[serde(rename = "1h")]
-    OneHour,
-    #[serde(rename = "1d")]
-    OneDay,
-}
-
+/// The JSON projection of the WIT enums in kebab-case (`interval` is
+/// read as market-data's [`Interval`], by its code).
 #[derive(Deserialize)]
 #[serde(remote = "t::Market", rename_all = "kebab-case")]
 enum MarketJson {
@@ -164,8 +135,7 @@ struct IndicatorsJson {
 #[derive(Deserialize)]
 struct SeriesJson {
     symbol: String,
-    #[serde(with = "IntervalJson")]
-    interval: t::Interval,
+    interval: Interval,
     #[serde(with = "SourceJson")]
     source: wit::SourceKind,
     as_of: String,
@@ -180,7 +150,7 @@ impl From<SeriesJson> for wit::BarSeries {
     fn from(s: SeriesJson) -> Self {
         Self {
             symbol: s.symbol,
-            interval: s.interval,
+            interval: s.interval.into(),
             source: s.source,
             as_of: s.as_of,
             cached: s.cached,
@@ -219,8 +189,7 @@ impl From<SeriesJson> for wit::BarSeries {
 #[derive(Deserialize)]
 struct ClosesJson {
     symbol: String,
-    #[serde(with = "IntervalJson")]
-    interval: t::Interval,
+    interval: Interval,
     #[serde(with = "SourceJson")]
     source: wit::SourceKind,
     closes: Vec<f64>,
@@ -232,7 +201,7 @@ impl From<ClosesJson> for wit::ClosesVolumes {
     fn from(c: ClosesJson) -> Self {
         Self {
             symbol: c.symbol,
-            interval: c.interval,
+            interval: c.interval.into(),
             source: c.source,
             closes: c.closes,
             volumes: c.volumes,
@@ -311,8 +280,7 @@ struct ClockJson {
     local: String,
     #[serde(with = "MarketJson")]
     market: t::Market,
-    #[serde(with = "IntervalJson")]
-    interval: t::Interval,
+    interval: Interval,
     date: String,
     #[serde(default)]
     session: Option<SessionJson>,
@@ -326,7 +294,7 @@ impl From<ClockJson> for wit::MarketClock {
             as_of: c.as_of,
             local: c.local,
             market: c.market,
-            interval: c.interval,
+            interval: c.interval.into(),
             date: c.date,
             session: c.session.map(Into::into),
             next_session: c.next_session.into(),
@@ -338,8 +306,7 @@ impl From<ClockJson> for wit::MarketClock {
 struct FeaturesJson {
     symbol: String,
     date: String,
-    #[serde(with = "IntervalJson")]
-    interval: t::Interval,
+    interval: Interval,
     #[serde(default)]
     at: Option<String>,
     names: Vec<String>,
@@ -351,7 +318,7 @@ impl From<FeaturesJson> for wit::FeatureVector {
         Self {
             symbol: f.symbol,
             date: f.date,
-            interval: f.interval,
+            interval: f.interval.into(),
             at: f.at,
             names: f.names,
             values: f.values,
@@ -376,8 +343,7 @@ struct FeatureBatchJson {
 #[derive(Deserialize)]
 struct ImportedJson {
     symbol: String,
-    #[serde(with = "IntervalJson")]
-    interval: t::Interval,
+    interval: Interval,
     bars: u32,
     from: String,
     to: String,
@@ -414,7 +380,7 @@ impl wit::Guest for Remote {
             .into_iter()
             .map(|s| wit::ImportedSeries {
                 symbol: s.symbol,
-                interval: s.interval,
+                interval: s.interval.into(),
                 bars: s.bars,
                 from: s.from,
                 to: s.to,
@@ -527,37 +493,21 @@ impl wit::Guest for Remote {
     }
 
     fn health() -> t::HealthReport {
-        match get::<Health>("/health") {
-            Ok(h) => t::HealthReport {
-                service: h.service,
-                status: h.status,
-                dependencies: h
-                    .dependencies
-                    .into_iter()
-                    .map(|d| t::Dependency {
-                        service: d.service,
-                        status: d.status,
-                    })
-                    .collect(),
-            },
-            Err(e) => t::HealthReport {
-                service: "data-service".into(),
-                status: format!("{}: {}", e.code, e.message),
-                dependencies: Vec::new(),
-            },
-        }
+        url("/health")
+            .and_then(|url| remote::get::<Health>(url).map_err(t::Error::from))
+            .map_or_else(
+                |e| unreachable_health("data-service", &ApiError::new(&e.code, e.message)),
+                Into::into,
+            )
     }
 
     fn version() -> t::VersionInfo {
-        let v = get::<Version>("/version").unwrap_or_else(|e| Version {
-            service: "data-service".into(),
-            version: format!("unknown ({})", e.code),
-            contract: String::new(),
-        });
-        t::VersionInfo {
-            service: v.service,
-            version: v.version,
-            contract: v.contract,
-        }
+        get::<Version>("/version")
+            .unwrap_or_else(|e| Version {
+                service: "data-service".into(),
+                version: format!("unknown ({})", e.code),
+                contract: String::new(),
+            })
+            .into()
     }
 }

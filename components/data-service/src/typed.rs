@@ -9,12 +9,12 @@
 //! the deployer chose it.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use market_data::Interval;
 use market_data::clock::{ClockView, Step};
 use market_data::exchange::SessionTimes;
 use market_data::features::FeatureVector;
 use market_data::service::{Bars, Closes, ImportedSeries, ServiceError};
 use market_data::source::SourceKind;
-use market_data::{Interval, Market};
 use spin_adapter::Route;
 
 use crate::Context;
@@ -22,9 +22,12 @@ use crate::Context;
 wit_bindgen::generate!({
     world: "data-service",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
-pub(crate) use daytrade::platform::types as t;
+pub(crate) use daytrade_bindings::types as t;
 pub(crate) use exports::daytrade::platform::data as wit;
 
 pub(crate) struct Typed;
@@ -54,35 +57,6 @@ fn of_symbol(symbol: &str, e: &ServiceError) -> t::Error {
     t::Error {
         details: Some(vec![("symbol".into(), symbol.to_string())]),
         ..from_service(e)
-    }
-}
-
-fn interval(i: t::Interval) -> Interval {
-    match i {
-        t::Interval::OneMinute => Interval::OneMinute,
-        t::Interval::FiveMinutes => Interval::FiveMinutes,
-        t::Interval::FifteenMinutes => Interval::FifteenMinutes,
-        t::Interval::OneHour => Interval::OneHour,
-        t::Interval::OneDay => Interval::OneDay,
-    }
-}
-
-fn wit_interval(i: Interval) -> t::Interval {
-    match i {
-        Interval::OneMinute => t::Interval::OneMinute,
-        Interval::FiveMinutes => t::Interval::FiveMinutes,
-        Interval::FifteenMinutes => t::Interval::FifteenMinutes,
-        Interval::OneHour => t::Interval::OneHour,
-        Interval::OneDay => t::Interval::OneDay,
-    }
-}
-
-fn wit_market(m: Market) -> t::Market {
-    match m {
-        Market::Tse => t::Market::Tse,
-        Market::Us => t::Market::Us,
-        Market::Fx => t::Market::Fx,
-        Market::Crypto => t::Market::Crypto,
     }
 }
 
@@ -119,8 +93,8 @@ fn clock(view: ClockView) -> wit::MarketClock {
         mode: view.mode.to_string(),
         as_of: instant(view.as_of),
         local: view.local,
-        market: wit_market(view.market),
-        interval: wit_interval(view.interval),
+        market: view.market.into(),
+        interval: t::Interval::from(view.interval),
         date: view.date.to_string(),
         session: view.session.map(session),
         next_session: session(view.next_session),
@@ -130,7 +104,7 @@ fn clock(view: ClockView) -> wit::MarketClock {
 fn series(bars: Bars) -> wit::BarSeries {
     wit::BarSeries {
         symbol: bars.symbol.as_str().to_string(),
-        interval: wit_interval(bars.interval),
+        interval: t::Interval::from(bars.interval),
         source: wit_source(bars.source),
         as_of: bars.as_of.to_string(),
         cached: bars.cached,
@@ -168,7 +142,7 @@ fn series(bars: Bars) -> wit::BarSeries {
 fn closes(c: Closes) -> wit::ClosesVolumes {
     wit::ClosesVolumes {
         symbol: c.symbol.as_str().to_string(),
-        interval: wit_interval(c.interval),
+        interval: t::Interval::from(c.interval),
         source: wit_source(c.source),
         closes: c.closes,
         volumes: c.volumes,
@@ -182,7 +156,7 @@ fn feature_vector(symbol: String, features: &FeatureVector, at: Interval) -> wit
         at: crate::known_at(&symbol, features, at).map(instant),
         symbol,
         date: features.date.to_string(),
-        interval: wit_interval(at),
+        interval: t::Interval::from(at),
         names: features.names.iter().map(|n| n.to_string()).collect(),
         values: features.values.clone(),
     }
@@ -191,7 +165,7 @@ fn feature_vector(symbol: String, features: &FeatureVector, at: Interval) -> wit
 fn imported(s: ImportedSeries) -> wit::ImportedSeries {
     wit::ImportedSeries {
         symbol: s.symbol,
-        interval: wit_interval(s.interval),
+        interval: t::Interval::from(s.interval),
         bars: u32::try_from(s.bars).unwrap_or(u32::MAX),
         from: s.from.to_string(),
         to: s.to.to_string(),
@@ -244,7 +218,7 @@ impl wit::Guest for Typed {
             .map(|s| crate::symbol(&s).map_err(from_route))
             .transpose()?;
         with_context(async |ctx| {
-            let series = market_data::import::parse_csv(&csv, interval(at), default.as_ref())
+            let series = market_data::import::parse_csv(&csv, Interval::from(at), default.as_ref())
                 .map_err(|e| error("invalid-csv", e.to_string()))?;
             Ok(ctx
                 .service()
@@ -261,7 +235,7 @@ impl wit::Guest for Typed {
         with_context(async |ctx| {
             let mut bars = ctx
                 .service()
-                .bars(&symbol, interval(query.interval), from, to)
+                .bars(&symbol, Interval::from(query.interval), from, to)
                 .await
                 .map_err(|e| from_service(&e))?;
             if query.include_features {
@@ -277,7 +251,7 @@ impl wit::Guest for Typed {
         from: Option<String>,
         to: Option<String>,
     ) -> Result<Each<wit::BarSeries>, t::Error> {
-        let at = at.map_or(Interval::OneDay, interval);
+        let at = at.map_or(Interval::OneDay, Interval::from);
         batch(symbols, at, from, to, series)
     }
 
@@ -287,7 +261,7 @@ impl wit::Guest for Typed {
         from: Option<String>,
         to: Option<String>,
     ) -> Result<Each<wit::ClosesVolumes>, t::Error> {
-        batch(symbols, interval(at), from, to, |bars| {
+        batch(symbols, Interval::from(at), from, to, |bars| {
             closes(bars.closes())
         })
     }
@@ -305,7 +279,7 @@ impl wit::Guest for Typed {
     ) -> Result<wit::FeatureVector, t::Error> {
         let parsed = crate::symbol(&symbol).map_err(from_route)?;
         let on = date("date", on)?;
-        let at = at.map_or(Interval::OneDay, interval);
+        let at = at.map_or(Interval::OneDay, Interval::from);
         with_context(async |ctx| {
             let features = ctx
                 .service()
@@ -322,7 +296,7 @@ impl wit::Guest for Typed {
         at: Option<t::Interval>,
     ) -> Result<Each<wit::FeatureVector>, t::Error> {
         let on = date("date", on)?;
-        let at = at.map_or(Interval::OneDay, interval);
+        let at = at.map_or(Interval::OneDay, Interval::from);
         with_context(async |ctx| {
             let results = ctx
                 .service()
@@ -363,27 +337,10 @@ impl wit::Guest for Typed {
     }
 
     fn health() -> t::HealthReport {
-        let health = spin_sdk::http::run(spin_adapter::health(&crate::SERVICE, false));
-        t::HealthReport {
-            service: health.service,
-            status: health.status,
-            dependencies: health
-                .dependencies
-                .into_iter()
-                .map(|d| t::Dependency {
-                    service: d.service,
-                    status: d.status,
-                })
-                .collect(),
-        }
+        spin_sdk::http::run(spin_adapter::health(&crate::SERVICE, false)).into()
     }
 
     fn version() -> t::VersionInfo {
-        let v = spin_adapter::version(&crate::SERVICE);
-        t::VersionInfo {
-            service: v.service,
-            version: v.version,
-            contract: v.contract,
-        }
+        spin_adapter::version(&crate::SERVICE).into()
     }
 }

@@ -37,10 +37,13 @@ use spin_sdk::http_component;
 wit_bindgen::generate!({
     world: "execution-imports",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
-use daytrade::platform::types as t;
 use daytrade::platform::{data, symbols};
+use daytrade_bindings::types as t;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use trading::book::{Context, MarketView, OrderRecord, OrderRequest, Origin};
 use trading::cycle::{CycleRequest, Signal};
@@ -134,26 +137,6 @@ struct ClockView {
     interval: Interval,
 }
 
-fn from_wit_interval(i: t::Interval) -> Interval {
-    match i {
-        t::Interval::OneMinute => Interval::OneMinute,
-        t::Interval::FiveMinutes => Interval::FiveMinutes,
-        t::Interval::FifteenMinutes => Interval::FifteenMinutes,
-        t::Interval::OneHour => Interval::OneHour,
-        t::Interval::OneDay => Interval::OneDay,
-    }
-}
-
-fn wit_interval(i: Interval) -> t::Interval {
-    match i {
-        Interval::OneMinute => t::Interval::OneMinute,
-        Interval::FiveMinutes => t::Interval::FiveMinutes,
-        Interval::FifteenMinutes => t::Interval::FifteenMinutes,
-        Interval::OneHour => t::Interval::OneHour,
-        Interval::OneDay => t::Interval::OneDay,
-    }
-}
-
 /// data-service's error as this service answers it ([`spin_adapter::typed_status`]).
 fn upstream(e: t::Error) -> Route {
     spin_adapter::typed_error(&e.code, e.message)
@@ -171,7 +154,7 @@ fn clock() -> Result<ClockView, Route> {
         as_of: chrono::DateTime::parse_from_rfc3339(&clock.as_of)
             .map_err(|_| malformed("clock instant"))?
             .to_utc(),
-        interval: from_wit_interval(clock.interval),
+        interval: clock.interval.into(),
         mode: clock.mode,
     })
 }
@@ -239,9 +222,8 @@ fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView
                 from.push(clock.date - chrono::Duration::days(10));
             }
             let from = from.iter().min().map(|d| d.to_string());
-            let answers =
-                data::batch_fetch(chunk, Some(wit_interval(interval)), from.as_deref(), None)
-                    .map_err(upstream)?;
+            let answers = data::batch_fetch(chunk, Some(interval.into()), from.as_deref(), None)
+                .map_err(upstream)?;
             for (symbol, answer) in chunk.iter().zip(answers) {
                 let series = match answer {
                     Ok(series) => series,

@@ -28,10 +28,13 @@ use spin_sdk::{http_component, variables};
 wit_bindgen::generate!({
     world: "ml-imports",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
 use daytrade::platform::data;
-use daytrade::platform::types as t;
+use daytrade_bindings::types as t;
 
 static SERVICE: Service = Service {
     id: forecasting::SERVICE,

@@ -22,10 +22,13 @@ use spin_sdk::{http_component, variables};
 wit_bindgen::generate!({
     world: "symbol-service",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
 use daytrade::platform::data;
-use daytrade::platform::types as t;
+use daytrade_bindings::types as t;
 use exports::daytrade::platform::symbols as wit;
 
 static SERVICE: Service = Service {
@@ -276,16 +279,6 @@ fn clock() -> Result<NaiveDate, Route> {
         .map_err(|_| Route::error(502, "upstream-malformed", "data-service clock has no date"))
 }
 
-fn wit_interval(interval: Interval) -> t::Interval {
-    match interval {
-        Interval::OneMinute => t::Interval::OneMinute,
-        Interval::FiveMinutes => t::Interval::FiveMinutes,
-        Interval::FifteenMinutes => t::Interval::FifteenMinutes,
-        Interval::OneHour => t::Interval::OneHour,
-        Interval::OneDay => t::Interval::OneDay,
-    }
-}
-
 /// Every symbol's closes and volumes, a data-service batch at a time;
 /// returns the series and per-symbol failures.
 fn fetch_series(
@@ -299,7 +292,7 @@ fn fetch_series(
     for chunk in universe.chunks(BATCH) {
         let results = data::closes(
             chunk,
-            wit_interval(interval),
+            interval.into(),
             Some(&from.to_string()),
             to.map(|d| d.to_string()).as_deref(),
         )
@@ -350,13 +343,7 @@ impl wit::Guest for Typed {
         limit: u32,
         interval: Option<t::Interval>,
     ) -> Result<Vec<wit::Recommendation>, t::Error> {
-        let interval = interval.map(|i| match i {
-            t::Interval::OneMinute => "1m",
-            t::Interval::FiveMinutes => "5m",
-            t::Interval::FifteenMinutes => "15m",
-            t::Interval::OneHour => "1h",
-            t::Interval::OneDay => "1d",
-        });
+        let interval = interval.map(daytrade_bindings::interval_code);
         let request = ScreenRequest {
             limit: Some(limit as usize),
             interval: interval.map(str::to_string),
@@ -388,28 +375,11 @@ impl wit::Guest for Typed {
     }
 
     fn health() -> t::HealthReport {
-        let health = spin_sdk::http::run(spin_adapter::health(&SERVICE, false));
-        t::HealthReport {
-            service: health.service,
-            status: health.status,
-            dependencies: health
-                .dependencies
-                .into_iter()
-                .map(|d| t::Dependency {
-                    service: d.service,
-                    status: d.status,
-                })
-                .collect(),
-        }
+        spin_sdk::http::run(spin_adapter::health(&SERVICE, false)).into()
     }
 
     fn version() -> t::VersionInfo {
-        let v = spin_adapter::version(&SERVICE);
-        t::VersionInfo {
-            service: v.service,
-            version: v.version,
-            contract: v.contract,
-        }
+        spin_adapter::version(&SERVICE).into()
     }
 }
 

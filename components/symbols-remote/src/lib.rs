@@ -17,22 +17,17 @@ use spin_adapter::remote;
 wit_bindgen::generate!({
     world: "symbol-service",
     path: "../../wit",
+    with: {
+        "daytrade:platform/types@0.1.0": daytrade_bindings::types,
+    },
 });
 
-use daytrade::platform::types as t;
+use daytrade_bindings::{interval_code, types as t, unreachable_health};
 use exports::daytrade::platform::symbols as wit;
 
 struct Remote;
 
 export!(Remote);
-
-fn error(e: ApiError) -> t::Error {
-    t::Error {
-        code: e.code,
-        message: e.message,
-        details: None,
-    }
-}
 
 /// symbol-service's route `path` (below `/api/v1/symbols`).
 fn url(path: &str) -> Result<String, ApiError> {
@@ -54,16 +49,6 @@ struct RecommendJson {
     recommendations: Vec<RecommendationJson>,
 }
 
-fn interval_code(i: t::Interval) -> &'static str {
-    match i {
-        t::Interval::OneMinute => "1m",
-        t::Interval::FiveMinutes => "5m",
-        t::Interval::FifteenMinutes => "15m",
-        t::Interval::OneHour => "1h",
-        t::Interval::OneDay => "1d",
-    }
-}
-
 impl wit::Guest for Remote {
     fn recommend(
         limit: u32,
@@ -77,7 +62,8 @@ impl wit::Guest for Remote {
                 ("interval", interval.map(interval_code)),
             ])
         );
-        let answer: RecommendJson = remote::get(url(&path).map_err(error)?).map_err(error)?;
+        let answer: RecommendJson =
+            remote::get(url(&path).map_err(t::Error::from)?).map_err(t::Error::from)?;
         Ok(answer
             .recommendations
             .into_iter()
@@ -91,39 +77,19 @@ impl wit::Guest for Remote {
     }
 
     fn health() -> t::HealthReport {
-        match url("/health").and_then(remote::get::<Health>) {
-            Ok(h) => t::HealthReport {
-                service: h.service,
-                status: h.status,
-                dependencies: h
-                    .dependencies
-                    .into_iter()
-                    .map(|d| t::Dependency {
-                        service: d.service,
-                        status: d.status,
-                    })
-                    .collect(),
-            },
-            Err(e) => t::HealthReport {
-                service: "symbol-service".into(),
-                status: format!("{}: {}", e.code, e.message),
-                dependencies: Vec::new(),
-            },
-        }
+        url("/health")
+            .and_then(remote::get::<Health>)
+            .map_or_else(|e| unreachable_health("symbol-service", &e), Into::into)
     }
 
     fn version() -> t::VersionInfo {
-        let v = url("/version")
+        url("/version")
             .and_then(remote::get::<Version>)
             .unwrap_or_else(|e| Version {
                 service: "symbol-service".into(),
                 version: format!("unknown ({})", e.code),
                 contract: String::new(),
-            });
-        t::VersionInfo {
-            service: v.service,
-            version: v.version,
-            contract: v.contract,
-        }
+            })
+            .into()
     }
 }
