@@ -13,6 +13,7 @@
 //! ([`ServiceId::path_below`]).
 
 pub mod remote;
+pub mod testing;
 
 pub use daytrade_contract::auth::{Principal, Role};
 

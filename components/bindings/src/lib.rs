@@ -58,6 +58,25 @@ pub fn interval_code(i: t::Interval) -> &'static str {
     Interval::from(i).as_str()
 }
 
+impl From<market_data::indicators::IndicatorSet> for t::IndicatorSet {
+    fn from(i: market_data::indicators::IndicatorSet) -> Self {
+        Self {
+            sma_20: i.sma_20,
+            ema_12: i.ema_12,
+            ema_26: i.ema_26,
+            macd: i.macd,
+            macd_signal: i.macd_signal,
+            macd_histogram: i.macd_histogram,
+            rsi_14: i.rsi_14,
+            bollinger_upper: i.bollinger_upper,
+            bollinger_middle: i.bollinger_middle,
+            bollinger_lower: i.bollinger_lower,
+            bollinger_percent_b: i.bollinger_percent_b,
+            atr_14: i.atr_14,
+        }
+    }
+}
+
 impl From<ApiError> for t::Error {
     fn from(e: ApiError) -> Self {
         Self {

@@ -117,22 +117,6 @@ struct BarJson {
 }
 
 #[derive(Deserialize)]
-struct IndicatorsJson {
-    sma_20: Option<f64>,
-    ema_12: Option<f64>,
-    ema_26: Option<f64>,
-    macd: Option<f64>,
-    macd_signal: Option<f64>,
-    macd_histogram: Option<f64>,
-    rsi_14: Option<f64>,
-    bollinger_upper: Option<f64>,
-    bollinger_middle: Option<f64>,
-    bollinger_lower: Option<f64>,
-    bollinger_percent_b: Option<f64>,
-    atr_14: Option<f64>,
-}
-
-#[derive(Deserialize)]
 struct SeriesJson {
     symbol: String,
     interval: Interval,
@@ -143,7 +127,7 @@ struct SeriesJson {
     stale: bool,
     bars: Vec<BarJson>,
     #[serde(default)]
-    indicators: Option<IndicatorsJson>,
+    indicators: Option<market_data::indicators::IndicatorSet>,
 }
 
 impl From<SeriesJson> for wit::BarSeries {
@@ -168,20 +152,7 @@ impl From<SeriesJson> for wit::BarSeries {
                     volume: b.volume,
                 })
                 .collect(),
-            indicators: s.indicators.map(|i| t::IndicatorSet {
-                sma_20: i.sma_20,
-                ema_12: i.ema_12,
-                ema_26: i.ema_26,
-                macd: i.macd,
-                macd_signal: i.macd_signal,
-                macd_histogram: i.macd_histogram,
-                rsi_14: i.rsi_14,
-                bollinger_upper: i.bollinger_upper,
-                bollinger_middle: i.bollinger_middle,
-                bollinger_lower: i.bollinger_lower,
-                bollinger_percent_b: i.bollinger_percent_b,
-                atr_14: i.atr_14,
-            }),
+            indicators: s.indicators.map(Into::into),
         }
     }
 }

@@ -109,20 +109,7 @@ fn series(bars: Bars) -> wit::BarSeries {
         as_of: bars.as_of.to_string(),
         cached: bars.cached,
         stale: bars.stale,
-        indicators: bars.indicators.map(|i| t::IndicatorSet {
-            sma_20: i.sma_20,
-            ema_12: i.ema_12,
-            ema_26: i.ema_26,
-            macd: i.macd,
-            macd_signal: i.macd_signal,
-            macd_histogram: i.macd_histogram,
-            rsi_14: i.rsi_14,
-            bollinger_upper: i.bollinger_upper,
-            bollinger_middle: i.bollinger_middle,
-            bollinger_lower: i.bollinger_lower,
-            bollinger_percent_b: i.bollinger_percent_b,
-            atr_14: i.atr_14,
-        }),
+        indicators: bars.indicators.map(Into::into),
         bars: bars
             .bars
             .into_iter()

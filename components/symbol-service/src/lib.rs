@@ -392,21 +392,8 @@ mod tests {
     use wit::Guest as _;
 
     fn answer(method: Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
-        let full = format!("/api/v1/symbols{path}");
-        let req = Request::builder()
-            .method(method)
-            .uri(full.clone())
-            .header("spin-full-url", format!("http://localhost{full}"))
-            .header("spin-component-route", "/api/v1/symbols")
-            .header("spin-path-info", path.split('?').next().unwrap_or(path))
-            .body(body.to_vec())
-            .build();
-        match spin_sdk::http::run(route(req)) {
-            Route::Json(status, body) => (status, body),
-            Route::Error(status, e) => (status, serde_json::json!({ "code": e.code })),
-            Route::NotFound => (404, serde_json::json!({ "code": "not-found" })),
-            Route::Text(..) => (200, serde_json::Value::Null),
-        }
+        let req = spin_adapter::testing::request(&SERVICE, method, path, body);
+        spin_adapter::testing::answer(spin_sdk::http::run(route(req)))
     }
 
     #[test]

@@ -1573,6 +1573,9 @@ async fn an_order_fills_the_same_composed_or_over_http() {
         assert_eq!(status, 200, "{manifest}: {cycle}");
         let screened = cycle["steps"][0]["symbols"].clone();
         assert_eq!(screened.as_array().map(Vec::len), Some(5), "{cycle}");
+        // Predicted on features ml-service fetched the same two ways.
+        let signals = cycle["steps"][1]["signals"].clone();
+        assert_eq!(signals.as_array().map(Vec::len), Some(5), "{cycle}");
         let metrics = metrics(&host).await;
         let (linked, http) = (
             metric_value(
@@ -1604,6 +1607,7 @@ async fn an_order_fills_the_same_composed_or_over_http() {
             positions["positions"].clone(),
             positions["cash"].clone(),
             screened,
+            signals,
         ));
         host.shutdown().await;
     }

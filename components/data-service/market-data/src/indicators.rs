@@ -230,7 +230,7 @@ impl Columns {
 }
 
 /// WIT `indicator-set`: every indicator at the last bar of a series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct IndicatorSet {
     pub sma_20: Option<f64>,
     pub ema_12: Option<f64>,
