@@ -135,6 +135,25 @@ async fn main() {
         "data-service GET /features/IBM: {:.2} ms",
         mean_latency(&client, &features, 30).await.as_secs_f64() * 1e3
     );
+    // Throughput: 16 clients, 100 requests each.
+    let started = Instant::now();
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, features) = (client.clone(), features.clone());
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    timed_get(&client, &features).await;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    println!(
+        "data-service GET /features/IBM, 16 clients: {:.0} requests/s",
+        1600.0 / started.elapsed().as_secs_f64()
+    );
 
     host.shutdown().await;
 

@@ -130,6 +130,7 @@ fn ledger_failed(e: LedgerError) -> Route {
 /// What the book needs of data-service's clock: live or replay, the last
 /// complete trading day of the clock's market (`date`), the instant (the
 /// decision time) and the interval of the bars it works on.
+#[derive(Clone)]
 struct ClockView {
     mode: String,
     date: NaiveDate,
@@ -176,7 +177,12 @@ fn bar(b: t::Bar) -> Option<Bar> {
 /// or works plus `extra`: every bar since the book last saw each symbol.
 /// With `strict`, a failure for an `extra` symbol (an unknown symbol) is the
 /// caller's error; otherwise, as for a held symbol, it leaves it unmarked.
-fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView, Route> {
+fn market_view(
+    book: &Book,
+    extra: &[String],
+    strict: bool,
+    clock: Option<ClockView>,
+) -> Result<MarketView, Route> {
     let mut symbols: BTreeSet<String> = book
         .portfolio
         .positions
@@ -203,9 +209,13 @@ fn market_view(book: &Book, extra: &[String], strict: bool) -> Result<MarketView
     let symbols: Vec<String> = symbols.into_iter().collect();
     let mut bars = BTreeMap::new();
     let mut intervals = BTreeMap::new();
-    // The clock first: its interval is the bars the book works on (a
-    // symbol without bars of that interval falls back to daily ones).
-    let clock = clock()?;
+    // The clock first (unless the caller read it already): its interval is
+    // the bars the book works on (a symbol without bars of that interval
+    // falls back to daily ones).
+    let clock = match clock {
+        Some(clock) => clock,
+        None => self::clock()?,
+    };
     let mut pending: Vec<(Interval, Vec<String>)> = vec![(clock.interval, symbols)];
     while let Some((interval, symbols)) = pending.pop() {
         let mut daily = Vec::new();
@@ -286,12 +296,22 @@ async fn with_book<T>(
     strict: bool,
     op: impl Fn(&mut Book, &Context, Archived<'_>) -> T,
 ) -> Result<Booked<T>, Route> {
+    with_book_at(None, extra, strict, op).await
+}
+
+/// [`with_book`] on a market clock the caller has read (the cycle's).
+async fn with_book_at<T>(
+    clock: Option<ClockView>,
+    extra: &[String],
+    strict: bool,
+    op: impl Fn(&mut Book, &Context, Archived<'_>) -> T,
+) -> Result<Booked<T>, Route> {
     let config = config()?;
     let ledger = ledger(&config)?;
     // The book as loaded now: its symbols say what to fetch, and the
     // transaction's first attempt starts from it.
     let loaded = ledger.load().map_err(ledger_failed)?;
-    let market = market_view(&loaded.book, extra, strict)?;
+    let market = market_view(&loaded.book, extra, strict, clock)?;
     let ctx = Context {
         fx: config.fx.clone(),
         limits: config.limits.clone(),
@@ -1124,17 +1144,24 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
         book,
         config,
         ..
-    } = with_book(&candidates, false, |book, ctx, archived| {
-        let as_of = ctx.market.as_of.unwrap_or(clock.date);
-        let label = trading::cycle::decision_label(ctx.market.at, as_of, clock.interval);
-        trading::cycle::plan(book, &signals, &label, &request)
-            .into_iter()
-            .map(|order| {
-                let outcome = book.submit_checked(ctx, order.clone(), Origin::Cycle, archived);
-                (order, outcome)
-            })
-            .collect::<Vec<_>>()
-    })
+    } = with_book_at(
+        Some(clock.clone()),
+        &candidates,
+        false,
+        |book, ctx, archived| {
+            // Decided at the clock the signals were predicted on: the cycle
+            // reads it once.
+            let as_of = ctx.market.as_of.unwrap_or(clock.date);
+            let label = trading::cycle::decision_label(ctx.market.at, as_of, clock.interval);
+            trading::cycle::plan(book, &signals, &label, &request)
+                .into_iter()
+                .map(|order| {
+                    let outcome = book.submit_checked(ctx, order.clone(), Origin::Cycle, archived);
+                    (order, outcome)
+                })
+                .collect::<Vec<_>>()
+        },
+    )
     .await?;
     let orders: Vec<serde_json::Value> = results
         .iter()

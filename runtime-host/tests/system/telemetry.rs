@@ -170,6 +170,10 @@ async fn a_trading_cycle_is_one_trace_across_every_service() {
             "no `{expected}` span in {names:?}"
         );
     }
+    // The clock is read once by the cycle (its predictions and orders) and
+    // once by the screening it asks for.
+    let clocks = names.iter().filter(|n| **n == "data-service clock").count();
+    assert_eq!(clocks, 2, "{names:?}");
 }
 
 #[tokio::test]
