@@ -4,7 +4,7 @@
 # Everything else here is a step of those two.
 
 CARGO ?= cargo
-COMPONENTS := data-service data-remote symbol-service symbols-remote ml-service execution-service notification-service
+COMPONENTS := data-service data-remote symbol-service ml-service execution-service notification-service
 TEST_COMPONENTS := host-test-guest
 LISTEN ?= 127.0.0.1:3000
 ADMIN_LISTEN ?= 127.0.0.1:9090

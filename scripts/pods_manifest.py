@@ -7,8 +7,8 @@ typed function call. In a cluster each service runs in its own pod (SpinKube
 SpinApps, runtime-host Deployments) and a typed import must cross pods over
 HTTP, through the mesh. This script derives that manifest from spin.toml:
 
-- a dependency on an application component becomes the component's HTTP
-  adapter (`[component.<dep>.tool.pods] adapter = "<wasm>"`), which inherits
+- a dependency on an application component (its id, or its Wasm's path)
+  becomes the component's HTTP adapter (`[component.<dep>.tool.pods] adapter = "<wasm>"`), which inherits
   its importer's outbound hosts and variables (the service URL);
 - the importer keeps only the grants `[component.<id>.tool.pods]` lists
   (`allowed_outbound_hosts`, `files`, `key_value_stores`, and the names of the
@@ -47,7 +47,11 @@ def pods(manifest: dict) -> dict:
         if keep is None:
             raise SystemExit(f"component `{cid}` has dependencies but no [component.{cid}.tool.pods]")
         for name, dependency in dependencies.items():
-            target = dependency.get("component")
+            # A component of the app, by id or by its Wasm.
+            target = dependency.get("component") or next(
+                (tid for tid, c in components.items() if c.get("source") == dependency.get("path")),
+                None,
+            )
             if target is None:
                 continue
             adapter = components[target].get("tool", {}).get("pods", {}).get("adapter")

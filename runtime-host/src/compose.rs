@@ -14,8 +14,8 @@
 //! for all of a component's dependencies (`dependencies_inherit_configuration`),
 //! and nothing by default. While a dependency runs, the store's grants (and
 //! its WASI context: environment, mounts, sockets) are the dependency's own.
-//! A `{ component = "..." }` dependency is composed with that component's own
-//! dependencies, each inheriting from it in turn.
+//! Spin's manifest rules hold too: a `{ component = "..." }` dependency may
+//! have no grants and no dependencies of its own (`Manifest::validate`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -273,16 +273,6 @@ impl<'a> Composer<'a> {
         component: &Component,
         grants: &Arc<ComponentConfig>,
     ) -> anyhow::Result<Linker<HostState>> {
-        self.linker_in(id, component, grants, &mut vec![id.to_string()])
-    }
-
-    fn linker_in(
-        &mut self,
-        id: &str,
-        component: &Component,
-        grants: &Arc<ComponentConfig>,
-        chain: &mut Vec<String>,
-    ) -> anyhow::Result<Linker<HostState>> {
         let manifest = self.manifest;
         let decl = &manifest.component[id];
         let mut linker = self.base.clone();
@@ -306,7 +296,7 @@ impl<'a> Composer<'a> {
                 !matched.is_empty(),
                 "component `{id}`: dependency `{key}` names no interface it imports"
             );
-            let (source, nested, how) = match dependency {
+            let (source, app, how) = match dependency {
                 DependencyDecl::App {
                     component: target,
                     how,
@@ -319,12 +309,22 @@ impl<'a> Composer<'a> {
                 DependencyDecl::Local { path, how } => (path.clone(), None, how),
                 DependencyDecl::Remote(_) => bail!("component `{id}`: `{key}` is not local"),
             };
-            let label = nested.map(str::to_string).unwrap_or_else(|| {
-                source
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_else(|| key.clone())
-            });
+            // Named as the application's component whose Wasm it is, if any.
+            let label = app
+                .map(str::to_string)
+                .or_else(|| {
+                    manifest
+                        .component
+                        .iter()
+                        .find(|(_, c)| matches!(&c.source, SourceDecl::Path(p) if *p == source))
+                        .map(|(cid, _)| cid.clone())
+                })
+                .unwrap_or_else(|| {
+                    source
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_else(|| key.clone())
+                });
             let inherit = how
                 .inherit_configuration
                 .clone()
@@ -338,22 +338,10 @@ impl<'a> Composer<'a> {
             let (dep, _) = self
                 .compile(&source)
                 .with_context(|| format!("component `{id}`: dependency `{key}`"))?;
-            let dep_linker = match nested {
-                Some(target) => {
-                    ensure!(
-                        !chain.iter().any(|c| c == target),
-                        "component `{id}`: dependency cycle {} -> {target}",
-                        chain.join(" -> ")
-                    );
-                    chain.push(target.to_string());
-                    let effective = own.clone().unwrap_or_else(|| grants.clone());
-                    let linker = self.linker_in(target, &dep, &effective, chain)?;
-                    chain.pop();
-                    linker
-                }
-                None => self.base.clone(),
-            };
-            let pre = dep_linker
+            // As in Spin, a dependency's own imports are the host's: it has
+            // no dependencies of its own.
+            let pre = self
+                .base
                 .instantiate_pre(&dep)
                 .map_err(anyhow::Error::from)
                 .with_context(|| {

@@ -96,6 +96,28 @@ pub struct ComponentDecl {
     pub dependencies: BTreeMap<String, DependencyDecl>,
 }
 
+impl ComponentDecl {
+    /// What it is granted or declares that a component used as another's
+    /// dependency may not have, in Spin's names.
+    pub fn own_grants(&self) -> Vec<&'static str> {
+        [
+            (
+                "allowed_outbound_hosts",
+                !self.allowed_outbound_hosts.is_empty(),
+            ),
+            ("dependencies", !self.dependencies.is_empty()),
+            ("environment", !self.environment.is_empty()),
+            ("files", !self.files.is_empty()),
+            ("key_value_stores", !self.key_value_stores.is_empty()),
+            ("sqlite_databases", !self.sqlite_databases.is_empty()),
+            ("variables", !self.variables.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect()
+    }
+}
+
 /// One `[component.x.dependencies]` entry, as Spin 3.5 writes it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -245,9 +267,20 @@ impl Manifest {
                         component: target,
                         how,
                     } => {
+                        let Some(depended) = self.component.get(target) else {
+                            bail!(
+                                "component `{id}`: dependency `{name}` names unknown component `{target}`"
+                            );
+                        };
+                        // Spin's rule: grants of its own would not apply when
+                        // it is composed, which would surprise.
+                        let own = depended.own_grants();
                         ensure!(
-                            self.component.contains_key(target),
-                            "component `{id}`: dependency `{name}` names unknown component `{target}`"
+                            own.is_empty(),
+                            "Dependencies may not have their own resources or permissions. \
+                             Component {target} cannot be used as a dependency of {id} because \
+                             it specifies: {}",
+                            own.join(", ")
                         );
                         how
                     }

@@ -1,5 +1,5 @@
-//! For the HTTP adapters of the typed interfaces (`data-remote`,
-//! `symbols-remote`): one request to another service's route, and its JSON
+//! For the HTTP adapters of the typed interfaces (`data-remote`): one
+//! request to another service's route, and its JSON
 //! answer decoded, or that service's error as it gave it.
 
 use daytrade_contract::ApiError;

@@ -28,7 +28,7 @@ use daytrade_contract::ServiceId;
 use market_data::{Bar, Interval};
 use serde::{Deserialize, Serialize};
 use spin_adapter::{
-    Query, Role, Route, Service, authorize, json_body, json_value, path_info, post_json,
+    Query, Role, Route, Service, authorize, get_json, json_body, json_value, path_info, post_json,
     upstream_url,
 };
 use spin_sdk::http::{Method, Request, Response};
@@ -42,7 +42,7 @@ wit_bindgen::generate!({
     },
 });
 
-use daytrade::platform::{data, symbols};
+use daytrade::platform::data;
 use daytrade_bindings::types as t;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use trading::book::{Context, MarketView, OrderRecord, OrderRequest, Origin};
@@ -1098,11 +1098,17 @@ async fn run_cycle(request: CycleRequest, trace_id: Option<String>) -> Result<Ro
     let symbols: Vec<String> = match &request.symbols {
         Some(symbols) => symbols.clone(),
         None => {
-            let limit = u32::try_from(request.universe).unwrap_or(u32::MAX);
-            symbols::recommend(limit, None)
-                .map_err(|e| spin_adapter::typed_error(&e.code, e.message))?
+            let symbol_base = service_url(&ServiceId::SYMBOL)?;
+            let recommended = get_json(&format!(
+                "{symbol_base}/api/v1/symbols/recommend?limit={}",
+                request.universe
+            ))
+            .await?;
+            recommended["recommendations"]
+                .as_array()
                 .into_iter()
-                .map(|r| r.symbol)
+                .flatten()
+                .filter_map(|r| r["symbol"].as_str().map(str::to_string))
                 .collect()
         }
     };

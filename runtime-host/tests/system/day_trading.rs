@@ -431,6 +431,10 @@ fn manifest_importing(dir: &std::path::Path, imports: &std::path::Path) -> std::
             &format!("source = \"{}/target/", root.display()),
         )
         .replace(
+            "path = \"target/",
+            &format!("path = \"{}/target/", root.display()),
+        )
+        .replace(
             "source = \"config\"",
             &format!("source = \"{}/config\"", root.display()),
         )

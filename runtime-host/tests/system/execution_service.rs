@@ -1560,8 +1560,8 @@ async fn an_order_fills_the_same_composed_or_over_http() {
         let order = view(&base, &format!("/api/v1/execution/orders/{id}")).await;
         assert_eq!(order["status"], "filled", "{manifest}: {order}");
         let positions = view(&base, "/api/v1/execution/positions").await;
-        // The cycle's screening: a typed call of the composed symbol-service,
-        // or a request through `symbols-remote`.
+        // The cycle: its screening (symbol-service with its composed
+        // data-service, or data-remote) and its signals.
         let (status, cycle) = call(
             &base,
             reqwest::Method::POST,

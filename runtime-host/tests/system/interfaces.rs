@@ -49,10 +49,9 @@ fn each_component_exports_its_interface_and_imports_what_it_calls() {
         ("data-remote", &["data"], &[]),
         // Built from `ml-imports` so far: its `ml` export is to come.
         ("ml-service", &[], &["data"]),
-        ("symbols-remote", &["symbols"], &[]),
-        // Built from `execution-imports` so far: ml and notifications are
-        // still called over HTTP.
-        ("execution-service", &[], &["data", "symbols"]),
+        // Built from `execution-imports` so far: symbols, ml and
+        // notifications are still called over HTTP.
+        ("execution-service", &[], &["data"]),
     ] {
         assert_eq!(
             platform_interfaces(component),

@@ -85,8 +85,8 @@ async fn a_dependency_uses_only_the_grants_it_inherits() {
     let dir = tempfile::tempdir().unwrap();
     let root = workspace_root();
     let text = std::fs::read_to_string(root.join("spin.toml")).unwrap().replace(
-        r#""daytrade:platform/data" = { component = "data-service", inherit_configuration = true }"#,
-        r#""daytrade:platform/data" = { component = "data-service", inherit_configuration = ["variables", "files"] }"#,
+        r#"{ path = "target/wasm32-wasip2/component/data_service.wasm", inherit_configuration = true }"#,
+        r#"{ path = "target/wasm32-wasip2/component/data_service.wasm", inherit_configuration = ["variables", "files"] }"#,
     );
     assert!(text.contains(r#"inherit_configuration = ["variables", "files"]"#));
     // The manifest's relative paths are the project's.

@@ -155,12 +155,12 @@ async fn a_trading_cycle_is_one_trace_across_every_service() {
     }
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     for expected in [
+        "GET symbol-service",
         "POST ml-service",
-        // Typed calls, spans of the same trace: the symbol-service composed
-        // into execution-service (the screening), the data-service composed
-        // into it (the closes), into ml-service (the features) and into
-        // execution-service (the market view of the orders).
-        "symbol-service recommend",
+        // Typed calls, spans of the same trace: the data-service composed
+        // into symbol-service (the screening's closes), into ml-service (the
+        // features) and into execution-service (the market view of the
+        // orders).
         "data-service closes",
         "data-service batch-features",
         "data-service batch-fetch",
