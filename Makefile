@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 COMPONENTS := data-service data-remote symbol-service ml-service execution-service notification-service
-TEST_COMPONENTS := host-test-guest
+TEST_COMPONENTS := host-test-guest data-client
 LISTEN ?= 127.0.0.1:3000
 ADMIN_LISTEN ?= 127.0.0.1:9090
 

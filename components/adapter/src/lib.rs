@@ -460,7 +460,8 @@ pub async fn post_json(url: &str, body: &serde_json::Value) -> Result<serde_json
     call_json(req, url).await
 }
 
-/// Send a request to another service. A 200 answer's JSON is returned; an
+/// Send a request to another service. A 2xx answer's JSON is returned (a
+/// 201 of an import too); an
 /// upstream 4xx with a stable error is the caller's mistake passed through
 /// as is (an unknown symbol stays a 404), and so is an upstream 503
 /// `store-unavailable`; anything else is a 502.
@@ -469,7 +470,7 @@ pub async fn call_json(req: Request, url: &str) -> Result<serde_json::Value, Rou
         .await
         .map_err(|e| Route::error(502, "upstream-unavailable", format!("{url}: {e}")))?;
     let status = *resp.status();
-    if status == 200 {
+    if (200..300).contains(&status) {
         return serde_json::from_slice(resp.body())
             .map_err(|e| Route::error(502, "upstream-malformed", format!("{url}: {e}")));
     }

@@ -75,8 +75,9 @@ fn date(field: &str, raw: Option<String>) -> Result<Option<NaiveDate>, t::Error>
         .transpose()
 }
 
+/// An instant as the JSON projection writes it (`2010-08-20T20:00:00Z`).
 fn instant(at: DateTime<Utc>) -> String {
-    at.to_rfc3339()
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn session(s: SessionTimes) -> wit::Session {

@@ -659,3 +659,129 @@ async fn intraday_bars_from_yahoo_carry_their_times() {
     assert_eq!(bars[0]["ts"], 1_275_399_000);
     host.shutdown().await;
 }
+
+/// An app of data-service and `data-client`, a component that calls every
+/// function of the typed `data` import, satisfied by `dependency`.
+fn client_app(dir: &std::path::Path, composed: bool) -> std::path::PathBuf {
+    let wasm = |name: &str| component_wasm(name).display().to_string();
+    let data_variables = r#"bar_source = "bundled"
+replay_date = "2010-08-20"
+yahoo_base_url = "https://query1.finance.yahoo.com"
+stooq_base_url = "https://stooq.com"
+cache_ttl_daily_secs = "900"
+import_dir = "/import"
+admin_token = "{{ admin_token }}""#;
+    let client = if composed {
+        format!(
+            r#"key_value_stores = ["default"]
+[component.client.variables]
+{data_variables}
+[component.client.dependencies]
+"daytrade:platform/data" = {{ path = "{}", inherit_configuration = true }}"#,
+            wasm("data-service")
+        )
+    } else {
+        format!(
+            r#"allowed_outbound_hosts = ["http://data-service.spin.internal"]
+[component.client.variables]
+data_service_url = "http://data-service.spin.internal"
+admin_token = "{{{{ admin_token }}}}"
+[component.client.dependencies]
+"daytrade:platform/data" = {{ path = "{}", inherit_configuration = ["allowed_outbound_hosts", "variables"] }}"#,
+            wasm("data-remote")
+        )
+    };
+    let text = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "data-client"
+[variables]
+admin_token = {{ default = "s3cret" }}
+[[trigger.http]]
+route = "/api/v1/data/..."
+component = "data-service"
+[[trigger.http]]
+route = "/client/..."
+component = "client"
+[component.data-service]
+source = "{data}"
+key_value_stores = ["default"]
+[component.data-service.variables]
+{data_variables}
+[component.client]
+source = "{client_wasm}"
+{client}
+"#,
+        data = wasm("data-service"),
+        client_wasm = wasm("data-client"),
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every function of `daytrade:platform/data` answers the same through the
+/// HTTP adapter `data-remote` as composed with data-service: the values,
+/// the errors (a symbol's own, a refused CSV) and the clock it moves.
+#[tokio::test]
+async fn the_http_adapter_answers_every_data_function_as_the_export_does() {
+    let mut answers = Vec::new();
+    for composed in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = client_app(dir.path(), composed);
+        let host = start(&settings(&manifest, &dir.path().join("state"))).await;
+        let mut got = Vec::new();
+        for function in [
+            "bars",
+            "bars-unknown",
+            "batch-fetch",
+            "closes",
+            "features",
+            "batch-features",
+            "clock",
+            "import-bars",
+            "import-bad",
+            "advance-clock",
+            "symbols",
+            "health",
+            "version",
+        ] {
+            let (status, body) = get(&host, &format!("/client/{function}")).await;
+            assert_eq!(status, 200, "{function}: {body}");
+            got.push((function, body));
+        }
+        host.shutdown().await;
+        answers.push(got);
+    }
+    let answer = |function: &str| &answers[0].iter().find(|(f, _)| *f == function).unwrap().1;
+    assert!(
+        answer("bars").starts_with("Ok(BarSeries { symbol: \"IBM\""),
+        "{}",
+        answer("bars")
+    );
+    assert!(
+        answer("bars").contains("rsi-14: Some("),
+        "{}",
+        answer("bars")
+    );
+    assert!(answer("bars-unknown").contains("code: \"unknown-symbol\""));
+    assert!(answer("batch-fetch").contains("(\"symbol\", \"ZZZZ\")"));
+    assert!(
+        answer("import-bars").contains("symbol: \"7203.T\""),
+        "{}",
+        answer("import-bars")
+    );
+    assert!(
+        answer("import-bad").contains("code: \"invalid-csv\""),
+        "{}",
+        answer("import-bad")
+    );
+    assert!(
+        answer("advance-clock").contains("date: \"2010-08-23\""),
+        "{}",
+        answer("advance-clock")
+    );
+    for ((function, composed), (_, remote)) in answers[0].iter().zip(&answers[1]) {
+        assert_eq!(composed, remote, "{function}");
+    }
+}
