@@ -30,7 +30,6 @@ use wasmtime::{Engine, StoreContextMut};
 use wasmtime_wasi::WasiCtx;
 
 use crate::manifest::{DependencyDecl, InheritDecl, Manifest, SourceDecl};
-use crate::outbound::AllowedHosts;
 use crate::state::{ComponentConfig, HostState};
 
 /// A dependency as loaded: how to instantiate it, and what it may use.
@@ -176,36 +175,21 @@ fn inherited(parent: &ComponentConfig, inherit: &InheritDecl, id: String) -> Com
     };
     ComponentConfig {
         id,
-        variables: if has("variables") {
-            parent.variables.clone()
-        } else {
-            HashMap::new()
-        },
-        allowed_hosts: if has("allowed_outbound_hosts") {
-            parent.allowed_hosts.clone()
-        } else {
-            AllowedHosts::default()
-        },
-        key_value_stores: if has("key_value_stores") {
-            parent.key_value_stores.clone()
-        } else {
-            Vec::new()
-        },
-        sqlite_databases: if has("sqlite_databases") {
-            parent.sqlite_databases.clone()
-        } else {
-            Vec::new()
-        },
-        environment: if has("environment") {
-            parent.environment.clone()
-        } else {
-            Vec::new()
-        },
-        mounts: if has("files") {
-            parent.mounts.clone()
-        } else {
-            Vec::new()
-        },
+        variables: kept(has("variables"), &parent.variables),
+        allowed_hosts: kept(has("allowed_outbound_hosts"), &parent.allowed_hosts),
+        key_value_stores: kept(has("key_value_stores"), &parent.key_value_stores),
+        sqlite_databases: kept(has("sqlite_databases"), &parent.sqlite_databases),
+        environment: kept(has("environment"), &parent.environment),
+        mounts: kept(has("files"), &parent.mounts),
+    }
+}
+
+/// The importer's grant if the dependency inherits it, none otherwise.
+fn kept<T: Clone + Default>(inherits: bool, grant: &T) -> T {
+    if inherits {
+        grant.clone()
+    } else {
+        T::default()
     }
 }
 
